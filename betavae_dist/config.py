@@ -1,0 +1,204 @@
+"""Experiment configuration: plain dataclasses, a YAML file, and typed `key=value` overrides.
+
+`load(argv)` reads `--config FILE` plus dotted overrides such as `loss.beta=8 train.steps=2000`.
+Any unknown key or value of the wrong type raises ConfigError naming the key and where it came
+from (the YAML file or the command line); `main()` of each entry point turns it into exit code 2
+before any process group is started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and its source."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "dsprites"  # "dsprites" (built in)
+    dsprites_npz: str = ""  # optional path to the original dsprites_ndarray_*.npz
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "conv64"  # "fc" (Higgins et al.), "conv64" (Burgess et al.), "conv64_deep" (CelebA)
+    latents: int = 10
+    channels: int = 1
+    likelihood: str = "bernoulli"  # "bernoulli" (binary images) or "gaussian" (natural images)
+    gaussian_std: float = 0.7071067811865476  # sigma of the Gaussian likelihood; 1/sqrt(2) = summed MSE
+
+
+@dataclass
+class LossConfig:
+    objective: str = "H"  # "H": recon + beta*KL (Higgins); "B": recon + gamma*|KL - C| (Burgess)
+    beta: float = 4.0
+    gamma: float = 1000.0
+    capacity_max: float = 25.0  # nats
+    capacity_steps: int = 100_000  # C rises linearly from 0 to capacity_max over this many steps
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam, adamw, adagrad, sgd
+    lr: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # max global grad norm; 0 disables clipping
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10_000
+    batch_size: int = 64  # global batch per optimiser step, whatever the number of ranks
+    grad_accum: int = 1
+    log_every: int = 50
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 3
+    resume: str = "auto"  # "auto" (newest complete checkpoint, if any), "none", or a checkpoint path
+    tensorboard: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    run_dir: str = "runs/dsprites_beta4"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "data.source": ("dsprites",),
+    "model.arch": ("fc", "conv64", "conv64_deep"),
+    "model.likelihood": ("bernoulli", "gaussian"),
+    "loss.objective": ("H", "B"),
+    "optim.name": ("adam", "adamw", "adagrad", "sgd"),
+}
+
+
+def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
+    """Check `value` against the field type; ints are accepted where floats are expected."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. resume=123 would be odd, but a path like 2024 is a string
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{key}: expected {expected.__name__}, got {type(value).__name__} {value!r} ({source})"
+        )
+    return value
+
+
+def _apply(obj: Any, key: str, value: Any, source: str) -> None:
+    *parents, leaf = key.split(".")
+    target = obj
+    for i, name in enumerate(parents):
+        if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+            raise ConfigError(f"unknown config key '{'.'.join(parents[: i + 1])}' ({source})")
+        target = getattr(target, name)
+    if not dataclasses.is_dataclass(target):
+        raise ConfigError(f"unknown config key '{key}' ({source})")
+    hints = get_type_hints(type(target))
+    if leaf not in hints:
+        raise ConfigError(f"unknown config key '{key}' ({source})")
+    expected = hints[leaf]
+    if dataclasses.is_dataclass(expected):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of settings, got {value!r} ({source})")
+        for sub, sub_value in value.items():
+            _apply(obj, f"{key}.{sub}", sub_value, source)
+        return
+    value = _coerce(key, value, expected, source)
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(CHOICES[key])} ({source})")
+    setattr(target, leaf, value)
+
+
+def _check(cfg: Config) -> None:
+    positive = {
+        "train.steps": cfg.train.steps,
+        "train.batch_size": cfg.train.batch_size,
+        "train.grad_accum": cfg.train.grad_accum,
+        "train.log_every": cfg.train.log_every,
+        "train.ckpt_every": cfg.train.ckpt_every,
+        "train.keep_checkpoints": cfg.train.keep_checkpoints,
+        "model.latents": cfg.model.latents,
+        "optim.lr": cfg.optim.lr,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+
+
+def from_sources(config_file: str | None, overrides: list[str]) -> Config:
+    """Defaults, then the YAML file, then `key=value` overrides (values parsed as YAML scalars)."""
+    cfg = Config()
+    if config_file:
+        path = Path(config_file)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}".splitlines()[0]) from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at top level")
+        for key, value in (data or {}).items():
+            _apply(cfg, str(key), value, f"in {path}")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (command line)")
+        _apply(cfg, key.strip(), yaml.safe_load(raw) if raw else "", "on the command line")
+    _check(cfg)
+    return cfg
+
+
+def parse_cli(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Split `--config FILE key=value ...` into the file and the overrides."""
+    config_file, overrides, it = None, [], iter(argv)
+    for arg in it:
+        if arg == "--config":
+            config_file = next(it, None)
+            if config_file is None:
+                raise ConfigError("--config needs a file path (command line)")
+        elif arg.startswith("--config="):
+            config_file = arg.split("=", 1)[1]
+        elif arg.startswith("-"):
+            raise ConfigError(f"unknown option {arg!r} (command line); use --config FILE key=value ...")
+        else:
+            overrides.append(arg)
+    return config_file, overrides
+
+
+def load_or_exit(argv: list[str], prog: str) -> Config:
+    """Parse the command line; on a config problem print one line and exit with code 2."""
+    try:
+        return from_sources(*parse_cli(argv))
+    except ConfigError as e:
+        print(f"{prog}: config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def save_yaml(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,156 @@
+"""β-VAE networks for 64x64 images and the safetensors export format.
+
+Architectures (`model.arch`):
+- "fc": Higgins et al. 2017, dSprites: encoder FC 1200-1200 (ReLU), decoder FC 1200-1200-1200
+  (tanh) to 4096 pixels.
+- "conv64": Burgess et al. 2018: 4 conv layers of 32 channels (4x4, stride 2), FC 256-256, and a
+  transposed mirror for the decoder.
+- "conv64_deep": a deeper conv net for 3-channel images such as CelebA (32-32-64-64 conv, then a
+  4x4 conv to 256; the widely used layout of the 1Konny/Beta-VAE CelebA model).
+
+Every encoder returns (mean, log-variance); the decoder returns logits (Bernoulli) or means
+(Gaussian) with the image's shape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+IMAGE_SIZE = 64
+
+
+def _fc(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    pixels = channels * IMAGE_SIZE * IMAGE_SIZE
+    encoder = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(pixels, 1200), nn.ReLU(),
+        nn.Linear(1200, 1200), nn.ReLU(),
+        nn.Linear(1200, 2 * latents),
+    )
+    decoder = nn.Sequential(
+        nn.Linear(latents, 1200), nn.Tanh(),
+        nn.Linear(1200, 1200), nn.Tanh(),
+        nn.Linear(1200, 1200), nn.Tanh(),
+        nn.Linear(1200, pixels),
+        nn.Unflatten(1, (channels, IMAGE_SIZE, IMAGE_SIZE)),
+    )
+    return encoder, decoder
+
+
+def _conv_stack(widths: list[int], transpose: bool) -> list[nn.Module]:
+    """4x4 stride-2 convolutions (or their transposes) with ReLU between them."""
+    conv = nn.ConvTranspose2d if transpose else nn.Conv2d
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(conv(a, b, 4, stride=2, padding=1))
+        if not (transpose and i == len(widths) - 2):  # no activation on the decoder's output
+            layers.append(nn.ReLU())
+    return layers
+
+
+def _conv64(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    encoder = nn.Sequential(
+        *_conv_stack([channels, 32, 32, 32, 32], transpose=False),  # 64 -> 4
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 256), nn.ReLU(),
+        nn.Linear(256, 256), nn.ReLU(),
+        nn.Linear(256, 2 * latents),
+    )
+    decoder = nn.Sequential(
+        nn.Linear(latents, 256), nn.ReLU(),
+        nn.Linear(256, 256), nn.ReLU(),
+        nn.Linear(256, 32 * 4 * 4), nn.ReLU(),
+        nn.Unflatten(1, (32, 4, 4)),
+        *_conv_stack([32, 32, 32, 32, channels], transpose=True),
+    )
+    return encoder, decoder
+
+
+def _conv64_deep(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    encoder = nn.Sequential(
+        *_conv_stack([channels, 32, 32, 64, 64], transpose=False),  # 64 -> 4
+        nn.Conv2d(64, 256, 4), nn.ReLU(),  # 4 -> 1
+        nn.Flatten(),
+        nn.Linear(256, 2 * latents),
+    )
+    decoder = nn.Sequential(
+        nn.Linear(latents, 256), nn.ReLU(),
+        nn.Unflatten(1, (256, 1, 1)),
+        nn.ConvTranspose2d(256, 64, 4), nn.ReLU(),  # 1 -> 4
+        *_conv_stack([64, 64, 32, 32, channels], transpose=True),
+    )
+    return encoder, decoder
+
+
+ARCHITECTURES = {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep}
+
+
+class ExportError(ValueError):
+    """An exported model directory that cannot be loaded; the message names the file."""
+
+
+class BetaVAE(nn.Module):
+    def __init__(self, arch: str = "conv64", latents: int = 10, channels: int = 1):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        self.arch, self.latents, self.channels = arch, latents, channels
+        self.encoder, self.decoder = ARCHITECTURES[arch](latents, channels)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """oneDNN and cuDNN run these convolutions faster on NHWC tensors."""
+        return torch.contiguous_format if self.arch == "fc" else torch.channels_last
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Reparameterised pass: z = mean + exp(logvar / 2) * noise, noise ~ N(0, I) given by the caller."""
+        mean, logvar = self.encode(x)
+        z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
+        return self.decode(z), mean, logvar
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "BetaVAE":
+        """Rebuild a model from `config.json` + `model.safetensors`; no pickle is involved."""
+        directory = Path(directory)
+        config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise ExportError(f"missing {path}")
+        try:
+            arch = json.loads(config_path.read_text())["model"]
+            model = cls(arch["arch"], int(arch["latents"]), int(arch["channels"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ExportError(f"{config_path}: not a betavae-dist export config ({e})") from None
+        try:
+            state = load_file(weights_path)
+        except (SafetensorError, OSError) as e:
+            raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
+        check_state_dict(model, state, weights_path)
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Raise ExportError naming `source` unless `state` has exactly the model's keys and shapes."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    if missing or unexpected:
+        raise ExportError(f"{source}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    wrong = [k for k in expected if expected[k] != got[k]]
+    if wrong:
+        k = wrong[0]
+        raise ExportError(f"{source}: tensor {k} has shape {got[k]}, the model needs {expected[k]}")

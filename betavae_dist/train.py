@@ -1,0 +1,203 @@
+"""Train a β-VAE with Accelerate.
+
+    accelerate launch --config_file launch/cpu_ddp.yaml -m betavae_dist.train \
+        --config configs/dsprites_beta4.yaml loss.beta=8 train.steps=2000
+    python -m betavae_dist.train --config configs/dsprites_beta4.yaml      # one process
+
+The run directory gets: config.yaml (the resolved config), metrics.jsonl, checkpoints/step_N,
+export/ (model.safetensors + config.json), reconstruction.png and traversal.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import is_tensorboard_available, set_seed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import checkpoint, visualize
+from .config import Config, ConfigError, load_or_exit, save_yaml
+from .data import DataError, StepBatches, build_dataset
+from .distributed import LaunchError, make_accelerator, shutdown
+from .export import write_export
+from .models import BetaVAE, ExportError
+from .objectives import beta_vae_loss, capacity
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
+
+
+def build_optimizer(params, cfg: Config) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    if o.name == "adamw":
+        return torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+    if o.name == "adagrad":
+        return torch.optim.Adagrad(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.beta1, weight_decay=o.weight_decay)
+
+
+def prepare_run_dir(run_dir: Path, rank: int) -> None:
+    """Every rank checks it can write the run directory, so none waits for a rank that failed."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{rank}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"cannot write the run directory {run_dir} (run_dir): {e.strerror}") from None
+
+
+def train_step(model, optimizer, batches: StepBatches, step: int, cfg: Config, accelerator: Accelerator) -> dict:
+    """One optimiser step over `grad_accum` micro-batches; returns rank-averaged metrics."""
+    totals = torch.zeros(3, device=accelerator.device)
+    memory_format = accelerator.unwrap_model(model).memory_format
+    grad_norm = float("nan")
+    for micro in range(cfg.train.grad_accum):
+        images, noise = batches.batch(step, micro)
+        x = images.to(accelerator.device, memory_format=memory_format).float()
+        with accelerator.accumulate(model):
+            output, mean, logvar = model(x, noise.to(accelerator.device))
+            parts = beta_vae_loss(output, x, mean, logvar, step, cfg.loss, cfg.model)
+            stats = accelerator.reduce(torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach(), "mean")
+            if not torch.isfinite(stats).all():  # same verdict on every rank: stats are all-reduced
+                loss, recon, kl = stats.tolist()
+                raise TrainingError(f"non-finite loss at step {step} (loss={loss}, recon={recon}, kl={kl})")
+            accelerator.backward(parts["loss"])
+            if accelerator.sync_gradients:
+                max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+                # fp16 loss scaling expects the odd overflow and skips that step by itself.
+                if not math.isfinite(grad_norm) and accelerator.scaler is None:
+                    raise TrainingError(f"non-finite gradient norm at step {step}")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        totals += stats
+    loss, recon, kl = (totals / cfg.train.grad_accum).tolist()
+    return {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm}
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def save_figures(model: BetaVAE, batches: StepBatches, cfg: Config, accelerator: Accelerator) -> None:
+    """Every rank runs the forward passes (a sharded model needs them all); rank 0 writes."""
+    factors = batches.dataset.sample_factors(8, np.random.default_rng(cfg.seed))
+    x = torch.from_numpy(batches.dataset.images(factors)).to(accelerator.device).float()
+    recon = visualize.reconstructions(model, x, cfg.model.likelihood)
+    walk = visualize.traversal(model, x, cfg.model.likelihood)
+    if accelerator.is_main_process:
+        visualize.save_grid(recon, Path(cfg.run_dir) / "reconstruction.png")
+        visualize.save_grid(walk, Path(cfg.run_dir) / "traversal.png")
+
+
+def train(cfg: Config) -> None:
+    if cfg.train.tensorboard and not is_tensorboard_available():
+        raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install 'betavae-dist[tensorboard]'")
+    accelerator = make_accelerator(
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        log_with="tensorboard" if cfg.train.tensorboard else None,
+        project_dir=cfg.run_dir,
+    )
+    run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
+    prepare_run_dir(run_dir, accelerator.process_index)
+    accelerator.wait_for_everyone()
+    is_main = accelerator.is_main_process
+    if is_main:
+        save_yaml(cfg, run_dir / "config.yaml")
+
+    set_seed(cfg.seed)  # identical initial weights on every rank
+    model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+    model = model.to(memory_format=model.memory_format)
+    optimizer = build_optimizer(model.parameters(), cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
+
+    batches = StepBatches(build_dataset(cfg), cfg, accelerator.num_processes, accelerator.process_index)
+    resume_from = checkpoint.resolve_resume(cfg.train.resume, ckpt_dir)
+    start = checkpoint.load(accelerator, resume_from) if resume_from else 0
+    if cfg.train.tensorboard:
+        accelerator.init_trackers("tensorboard", config=_flat(cfg.to_dict()))
+    accelerator.print(
+        f"{accelerator.num_processes} process(es) on {accelerator.device} ({accelerator.distributed_type.value}, "
+        f"{accelerator.mixed_precision}), global batch {cfg.train.batch_size}, "
+        + (f"resuming from {resume_from} at step {start}" if resume_from else "starting at step 0")
+    )
+
+    with progress_bar(is_main and cfg.train.progress) as progress, (open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()) as metrics_log:
+        task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
+        window_start, window_steps = time.perf_counter(), 0
+        for step in range(start, cfg.train.steps):
+            try:
+                metrics = train_step(model, optimizer, batches, step, cfg, accelerator)
+            except TrainingError as e:
+                last = checkpoint.latest(ckpt_dir)
+                raise TrainingError(f"{e}; stopped, last good checkpoint: {last or 'none yet'}") from None
+            done, window_steps = step + 1, window_steps + 1
+            if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+                elapsed = time.perf_counter() - window_start
+                metrics.update(
+                    step=done, img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"]
+                )
+                if cfg.loss.objective == "B":
+                    metrics["capacity"] = capacity(step, cfg.loss)
+                if metrics_log:
+                    metrics_log.write(json.dumps(metrics) + "\n")
+                    metrics_log.flush()
+                accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=done)
+                progress.update(task, completed=done, stats=_summary(metrics))
+                window_start, window_steps = time.perf_counter(), 0
+            if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps:
+                checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
+
+    state_dict = accelerator.get_state_dict(model)  # all ranks: consolidates sharded weights
+    if is_main:
+        write_export(state_dict, cfg, run_dir / "export")
+    save_figures(accelerator.unwrap_model(model), batches, cfg, accelerator)
+    accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
+    shutdown(accelerator, model, optimizer)
+
+
+def _summary(m: dict) -> str:
+    return f"loss {m['loss']:.2f}  recon {m['recon']:.2f}  KL {m['kl']:.2f}  {m['img_per_s']:.0f} img/s"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = load_or_exit(sys.argv[1:] if argv is None else argv, "betavae_dist.train")
+    try:
+        train(cfg)
+    except ConfigError as e:
+        print(f"betavae_dist.train: config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (TrainingError, LaunchError, DataError, ExportError) as e:
+        print(f"betavae_dist.train: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Helpers that launch the real entry points as separate processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_DDP = ROOT / "launch" / "cpu_ddp.yaml"
+# A small, fast schedule; tests add their own overrides after these.
+TINY = ["train.batch_size=16", "train.log_every=2", "train.progress=false"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def accelerate_cmd(nproc: int, *args: str) -> list[str]:
+    """`accelerate launch` with our CPU DDP config for nproc > 1, else one plain process."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    if nproc == 1:
+        return [sys.executable, *args]
+    return [*launch, "--config_file", str(CPU_DDP), "--num_processes", str(nproc),
+            "--main_process_port", str(free_port()), *args]
+
+
+def run(cmd: list[str], timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DS_ACCELERATOR": "cpu"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def train(run_dir: Path, *overrides: str, nproc: int = 1, check: bool = True, config: str = "configs/dsprites_beta4.yaml"):
+    cmd = accelerate_cmd(nproc, "-m", "betavae_dist.train", "--config", config,
+                         f"run_dir={run_dir}", *TINY, *overrides)
+    return run(cmd, check=check)
+
+
+def weights(export_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(export_dir / "model.safetensors")
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.fixture
+def tmp_run(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,56 @@
+import pytest
+
+from betavae_dist.config import ConfigError, from_sources, parse_cli
+from conftest import ROOT, run
+import sys
+
+
+def test_yaml_then_typed_overrides():
+    cfg = from_sources(str(ROOT / "configs/dsprites_beta4.yaml"), ["loss.beta=8", "train.steps=12", "optim.lr=1e-3"])
+    assert cfg.loss.beta == 8.0 and isinstance(cfg.loss.beta, float)
+    assert cfg.train.steps == 12 and cfg.optim.lr == 1e-3
+    assert cfg.model.arch == "conv64"
+
+
+def test_vae_config_is_beta_one():
+    assert from_sources(str(ROOT / "configs/dsprites_vae.yaml"), []).loss.beta == 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("loss.betta=2", "unknown config key 'loss.betta' (on the command line)"),
+    ("nope.beta=2", "unknown config key 'nope'"),
+    ("train.steps=abc", "train.steps: expected int, got str"),
+    ("train.steps=1.5", "train.steps: expected int, got float"),
+    ("train.tensorboard=3", "train.tensorboard: expected bool"),
+    ("model.arch=resnet", "model.arch: 'resnet' is not one of"),
+    ("train.batch_size=0", "train.batch_size: must be positive"),
+    ("beta", "not of the form key=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        from_sources(None, [override])
+
+
+def test_bad_yaml_key_names_the_file(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("loss:\n  bta: 2\n")
+    with pytest.raises(ConfigError, match=f"unknown config key 'loss.bta' \\(in {path}\\)"):
+        from_sources(str(path), [])
+    path.write_text("train:\n  steps: many\n")
+    with pytest.raises(ConfigError, match=f"train.steps: expected int.*{path}"):
+        from_sources(str(path), [])
+
+
+def test_cli_parsing():
+    assert parse_cli(["--config", "a.yaml", "x=1"]) == ("a.yaml", ["x=1"])
+    assert parse_cli(["--config=a.yaml"]) == ("a.yaml", [])
+    with pytest.raises(ConfigError, match="unknown option"):
+        parse_cli(["--steps", "3"])
+
+
+def test_train_exits_2_on_bad_config_before_starting(tmp_path):
+    proc = run([sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+                f"run_dir={tmp_path / 'r'}", "loss.betta=3"], check=False)
+    assert proc.returncode == 2
+    assert "unknown config key 'loss.betta' (on the command line)" in proc.stderr
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,81 @@
+import pickle
+
+import pytest
+import torch
+
+from betavae_dist.config import Config
+from betavae_dist.export import write_export
+from betavae_dist.models import BetaVAE, ExportError
+
+
+@pytest.mark.parametrize("arch, channels, latents", [("fc", 1, 10), ("conv64", 1, 10), ("conv64_deep", 3, 32)])
+def test_shapes(arch, channels, latents):
+    model = BetaVAE(arch, latents, channels)
+    x = torch.rand(5, channels, 64, 64)
+    mean, logvar = model.encode(x)
+    assert mean.shape == logvar.shape == (5, latents)
+    out, m2, _ = model(x, torch.zeros(5, latents))
+    assert out.shape == x.shape
+    torch.testing.assert_close(m2, mean)
+    # With zero noise the sample is the mean; with noise it moves by exp(logvar/2) * noise.
+    torch.testing.assert_close(out, model.decode(mean))
+
+
+def test_paper_architectures():
+    fc = BetaVAE("fc")
+    assert [m.out_features for m in fc.encoder if isinstance(m, torch.nn.Linear)] == [1200, 1200, 20]
+    assert [m.out_features for m in fc.decoder if isinstance(m, torch.nn.Linear)] == [1200, 1200, 1200, 4096]
+    conv = BetaVAE("conv64")
+    convs = [m for m in conv.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (4, 4), (2, 2))] * 4
+    assert [m.out_features for m in conv.encoder if isinstance(m, torch.nn.Linear)] == [256, 256, 20]
+
+
+def _exported(tmp_path, arch="conv64", latents=10):
+    cfg = Config()
+    cfg.model.arch, cfg.model.latents = arch, latents
+    torch.manual_seed(0)
+    model = BetaVAE(arch, latents).eval()
+    write_export(model.state_dict(), cfg, tmp_path / "export")
+    return model, tmp_path / "export"
+
+
+def test_export_round_trip_without_pickle(tmp_path, monkeypatch):
+    model, export = _exported(tmp_path)
+    def no_pickle(*a, **k):
+        raise AssertionError("pickle used")
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(torch, "load", no_pickle)
+    loaded = BetaVAE.from_pretrained(export)
+    x = torch.rand(3, 1, 64, 64)
+    torch.testing.assert_close(loaded.encode(x), model.encode(x), rtol=0, atol=0)
+    assert not loaded.training
+
+
+def test_export_replaces_an_old_one(tmp_path):
+    _exported(tmp_path, latents=10)
+    _exported(tmp_path, latents=6)
+    assert BetaVAE.from_pretrained(tmp_path / "export").latents == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_truncated_weights_are_named(tmp_path):
+    _, export = _exported(tmp_path)
+    weights = export / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ExportError, match=f"{weights}: unreadable safetensors"):
+        BetaVAE.from_pretrained(export)
+
+
+def test_mismatched_weights_are_named(tmp_path):
+    _, export = _exported(tmp_path, latents=10)
+    config = export / "config.json"
+    config.write_text(config.read_text().replace('"latents": 10', '"latents": 6', 1))
+    with pytest.raises(ExportError, match="has shape .* the model needs"):
+        BetaVAE.from_pretrained(export)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(ExportError, match=f"missing {tmp_path / 'config.json'}"):
+        BetaVAE.from_pretrained(tmp_path)

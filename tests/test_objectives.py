@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+
+from betavae_dist.config import LossConfig, ModelConfig
+from betavae_dist.objectives import beta_vae_loss, capacity, kl_to_standard_normal, reconstruction_nll
+
+
+def test_bernoulli_nll_by_hand():
+    x = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    logits = torch.tensor([[0.0, 0.0, 2.0, -1.0]])
+    # -log sigmoid(0) - log(1 - sigmoid(0)) - log sigmoid(2) - log(1 - sigmoid(-1))
+    expected = 2 * math.log(2) + math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))
+    assert reconstruction_nll(logits, x, "bernoulli", 1.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_gaussian_nll_by_hand():
+    x = torch.tensor([[0.5, 0.25]])
+    mean = torch.tensor([[0.0, 0.75]])
+    # (0.25 + 0.25) / (2 * 0.5^2)
+    assert reconstruction_nll(mean, x, "gaussian", 0.5).item() == pytest.approx(1.0)
+
+
+def test_kl_by_hand():
+    mean = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
+    logvar = torch.tensor([[0.0, 0.0], [0.0, math.log(2.0)]])
+    # 0.5*(mu^2 + var - 1 - logvar) per latent, summed
+    expected = [0.5, 0.5 * 4 + 0.5 * (2 - 1 - math.log(2))]
+    torch.testing.assert_close(kl_to_standard_normal(mean, logvar), torch.tensor(expected))
+
+
+def test_objective_h_sums_over_pixels_and_latents_and_averages_over_batch():
+    x = torch.zeros(4, 1, 2, 2)
+    logits = torch.zeros(4, 1, 2, 2)
+    mean, logvar = torch.ones(4, 3), torch.zeros(4, 3)
+    parts = beta_vae_loss(logits, x, mean, logvar, 0, LossConfig(objective="H", beta=4.0), ModelConfig())
+    assert parts["recon"].item() == pytest.approx(4 * math.log(2))
+    assert parts["kl"].item() == pytest.approx(1.5)
+    assert parts["loss"].item() == pytest.approx(4 * math.log(2) + 4 * 1.5)
+    vae = beta_vae_loss(logits, x, mean, logvar, 0, LossConfig(objective="H", beta=1.0), ModelConfig())
+    assert vae["loss"].item() == pytest.approx(4 * math.log(2) + 1.5)
+
+
+def test_capacity_rises_linearly_then_holds():
+    cfg = LossConfig(capacity_max=20.0, capacity_steps=100)
+    assert [capacity(s, cfg) for s in (0, 50, 100, 1000)] == [0.0, 10.0, 20.0, 20.0]
+
+
+def test_objective_b_penalises_distance_to_capacity():
+    x, logits = torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1)
+    mean, logvar = torch.full((2, 1), 2.0), torch.zeros(2, 1)  # KL = 2 nats
+    cfg = LossConfig(objective="B", gamma=10.0, capacity_max=4.0, capacity_steps=10)
+    at = lambda step: beta_vae_loss(logits, x, mean, logvar, step, cfg, ModelConfig())["loss"].item()
+    assert at(0) == pytest.approx(math.log(2) + 10 * 2)  # C = 0
+    assert at(5) == pytest.approx(math.log(2))  # C = 2 = KL
+    assert at(10) == pytest.approx(math.log(2) + 10 * 2)  # C = 4
+
+
+def test_loss_is_fp32_under_bf16_autocast():
+    x = torch.randint(0, 2, (3, 1, 8, 8)).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.nn.Linear(8, 8)(torch.randn(3, 1, 8, 8))
+        assert logits.dtype == torch.bfloat16
+        mean, logvar = torch.randn(3, 4).bfloat16(), torch.randn(3, 4).bfloat16()
+        parts = beta_vae_loss(logits, x, mean, logvar, 0, LossConfig(), ModelConfig())
+    assert all(v.dtype == torch.float32 for v in parts.values())

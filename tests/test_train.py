@@ -1,0 +1,111 @@
+"""End-to-end training through real processes: `python -m` and `accelerate launch` on gloo."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from betavae_dist.models import BetaVAE
+from conftest import ROOT, max_abs_diff, run, train, weights
+
+
+def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
+    one = train(tmp_path / "one", "train.steps=6")
+    two = train(tmp_path / "two", "train.steps=6", nproc=2)
+    accum = train(tmp_path / "accum", "train.steps=6", "train.grad_accum=2")
+    assert "1 process(es)" in one.stdout
+    assert "2 process(es) on cpu" in two.stdout and "MULTI_CPU" in two.stdout
+    w1, w2, wa = (weights(tmp_path / r / "export") for r in ("one", "two", "accum"))
+    assert max_abs_diff(w1, w2) < 1e-5
+    assert max_abs_diff(w1, wa) < 1e-5
+    # ...and training moved the weights at all, so the comparison means something.
+    init = BetaVAE().state_dict()
+    assert max_abs_diff({k: init[k] for k in w1}, w1) > 1e-3
+
+
+def test_run_directory_has_everything(tmp_run):
+    train(tmp_run, "train.steps=4", "train.ckpt_every=2", "train.keep_checkpoints=1", "train.tensorboard=true")
+    for name in ("config.yaml", "metrics.jsonl", "traversal.png", "reconstruction.png",
+                 "export/model.safetensors", "export/config.json"):
+        assert (tmp_run / name).is_file(), name
+    assert sorted(p.name for p in (tmp_run / "checkpoints").iterdir()) == ["step_4"]
+    lines = [json.loads(line) for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [2, 4]
+    assert {"loss", "recon", "kl", "img_per_s", "grad_norm"} <= lines[0].keys()
+    assert list((tmp_run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert "steps: 4" in (tmp_run / "config.yaml").read_text()
+    BetaVAE.from_pretrained(tmp_run / "export")
+
+
+def test_export_cli_matches_end_of_training_export(tmp_run, tmp_path):
+    train(tmp_run, "train.steps=3")
+    out = tmp_path / "exported"
+    run([sys.executable, "-m", "betavae_dist.export", str(tmp_run), str(out)])
+    assert max_abs_diff(weights(out), weights(tmp_run / "export")) == 0
+    bad = run([sys.executable, "-m", "betavae_dist.export", str(tmp_path / "nowhere"), str(out)], check=False)
+    assert bad.returncode == 1 and f"not a run directory (no config.yaml): {tmp_path / 'nowhere'}" in bad.stderr
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+    steps = ["train.steps=40", "train.ckpt_every=4", "train.batch_size=32"]
+    train(tmp_path / "straight", *steps)
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+           f"run_dir={killed}", "train.progress=false", *steps]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoints" / "step_8").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "export").exists()
+
+    resumed = train(killed, *steps, "train.resume=auto")
+    assert "resuming from" in resumed.stdout
+    assert max_abs_diff(weights(tmp_path / "straight" / "export"), weights(killed / "export")) < 1e-6
+
+
+def test_half_written_checkpoint_is_ignored(tmp_run):
+    train(tmp_run, "train.steps=2", "train.ckpt_every=2")
+    # What a kill during save leaves behind: a temp directory, never a step_N directory.
+    (tmp_run / "checkpoints" / ".tmp-step_4").mkdir()
+    (tmp_run / "checkpoints" / ".tmp-step_4" / "model.safetensors").write_bytes(b"garbage")
+    resumed = train(tmp_run, "train.steps=4", "train.ckpt_every=2")
+    assert "checkpoints/step_2 at step 2" in resumed.stdout
+    assert sorted(p.name for p in (tmp_run / "checkpoints").iterdir()) == ["step_2", "step_4"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_run):
+    proc = train(tmp_run, "train.steps=50", "train.ckpt_every=1", "optim.lr=1e30", "train.keep_checkpoints=50",
+                 check=False)
+    assert proc.returncode == 1
+    assert "non-finite" in proc.stderr and "last good checkpoint:" in proc.stderr
+    last = sorted((tmp_run / "checkpoints").iterdir(), key=lambda p: int(p.name.split("_")[1]))[-1]
+    assert str(last) in proc.stderr
+    state = load_file(last / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_missing_data_file_and_unwritable_run_dir_are_named(tmp_path):
+    missing = tmp_path / "dsprites_ndarray.npz"
+    proc = train(tmp_path / "r", "train.steps=1", f"data.dsprites_npz={missing}", check=False)
+    assert proc.returncode == 1 and f"dSprites file not found: {missing}" in proc.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = train(blocker / "run", "train.steps=1", check=False)
+    assert proc.returncode == 1 and f"cannot write the run directory {blocker / 'run'}" in proc.stderr
+
+
+def test_launcher_that_drops_ranks_is_refused(tmp_run):
+    # `--cpu --num_processes 2` silently starts one process (shared/stack-facts.md).
+    proc = run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                "-m", "betavae_dist.train", f"run_dir={tmp_run}", "train.steps=1"], check=False)
+    assert proc.returncode != 0
+    assert "asked for several processes but started only this one" in proc.stderr
+    assert not (tmp_run / "checkpoints").exists()

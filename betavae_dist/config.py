@@ -69,6 +69,19 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 0  # evaluate every N training steps and at the end; 0 = not during training
+    metrics: str = "beta_vae"  # comma-separated: beta_vae, factor_vae, mig, dci, sap
+    factors: str = "all"  # "all" (every varying factor; dSprites: all but colour) or "no_shape"
+    seed: int = 0
+    pairs: int = 64  # L: image pairs per β-VAE point, images per FactorVAE vote
+    n_train: int = 10_000  # classifier training points
+    n_eval: int = 5_000  # held-out points
+    n_samples: int = 10_000  # samples for MIG and the FactorVAE variance estimate
+    batch_size: int = 64  # images per forward pass (64 was fastest on CPU, see docs/benchmarks.md)
+
+
+@dataclass
 class Config:
     run_dir: str = "runs/dsprites_beta4"
     seed: int = 0
@@ -77,6 +90,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,7 +102,9 @@ CHOICES = {
     "model.likelihood": ("bernoulli", "gaussian"),
     "loss.objective": ("H", "B"),
     "optim.name": ("adam", "adamw", "adagrad", "sgd"),
+    "eval.factors": ("all", "no_shape"),
 }
+METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap")
 
 
 def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
@@ -144,14 +160,41 @@ def _check(cfg: Config) -> None:
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
         "model.latents": cfg.model.latents,
         "optim.lr": cfg.optim.lr,
+        "eval.pairs": cfg.eval.pairs,
+        "eval.n_train": cfg.eval.n_train,
+        "eval.n_eval": cfg.eval.n_eval,
+        "eval.n_samples": cfg.eval.n_samples,
+        "eval.batch_size": cfg.eval.batch_size,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    unknown = [m for m in metric_names(cfg) if m not in METRIC_NAMES]
+    if unknown:
+        raise ConfigError(f"eval.metrics: unknown metric {unknown[0]!r}; choose from {', '.join(METRIC_NAMES)}")
+
+
+def metric_names(cfg: Config) -> list[str]:
+    return [m.strip() for m in cfg.eval.metrics.split(",") if m.strip()]
+
+
+def apply_mapping(cfg: Config, data: dict, source: str) -> None:
+    for key, value in data.items():
+        _apply(cfg, str(key), value, source)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> None:
+    """Dotted `key=value` items from the command line, values parsed as YAML scalars."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (command line)")
+        _apply(cfg, key.strip(), yaml.safe_load(raw) if raw else "", "on the command line")
+    _check(cfg)
 
 
 def from_sources(config_file: str | None, overrides: list[str]) -> Config:
-    """Defaults, then the YAML file, then `key=value` overrides (values parsed as YAML scalars)."""
+    """Defaults, then the YAML file, then `key=value` overrides."""
     cfg = Config()
     if config_file:
         path = Path(config_file)
@@ -163,14 +206,8 @@ def from_sources(config_file: str | None, overrides: list[str]) -> Config:
             raise ConfigError(f"{path}: invalid YAML: {e}".splitlines()[0]) from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at top level")
-        for key, value in (data or {}).items():
-            _apply(cfg, str(key), value, f"in {path}")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key=value (command line)")
-        _apply(cfg, key.strip(), yaml.safe_load(raw) if raw else "", "on the command line")
-    _check(cfg)
+        apply_mapping(cfg, data or {}, f"in {path}")
+    apply_overrides(cfg, overrides)
     return cfg
 
 

@@ -27,6 +27,7 @@ from . import checkpoint, visualize
 from .config import Config, ConfigError, load_or_exit, save_yaml
 from .data import DataError, StepBatches, build_dataset
 from .distributed import LaunchError, make_accelerator, shutdown
+from .evaluate import evaluate_model
 from .export import write_export
 from .models import BetaVAE, ExportError
 from .objectives import beta_vae_loss, capacity
@@ -151,19 +152,22 @@ def train(cfg: Config) -> None:
             done, window_steps = step + 1, window_steps + 1
             if done % cfg.train.log_every == 0 or done == cfg.train.steps:
                 elapsed = time.perf_counter() - window_start
-                metrics.update(
-                    step=done, img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"]
-                )
+                metrics.update(img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"])
                 if cfg.loss.objective == "B":
                     metrics["capacity"] = capacity(step, cfg.loss)
-                if metrics_log:
-                    metrics_log.write(json.dumps(metrics) + "\n")
-                    metrics_log.flush()
-                accelerator.log({k: v for k, v in metrics.items() if k != "step"}, step=done)
+                record(metrics, done, metrics_log, accelerator)
                 progress.update(task, completed=done, stats=_summary(metrics))
                 window_start, window_steps = time.perf_counter(), 0
             if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps:
                 checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
+            if cfg.eval.every and (done % cfg.eval.every == 0 or done == cfg.train.steps):
+                eval_start = time.perf_counter()
+                with torch.no_grad():
+                    scores = evaluate_model(accelerator.unwrap_model(model), cfg, accelerator)
+                window_start += time.perf_counter() - eval_start  # keep img/s about training
+                scores = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
+                record(scores, done, metrics_log, accelerator)
+                progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
     state_dict = accelerator.get_state_dict(model)  # all ranks: consolidates sharded weights
     if is_main:
@@ -171,6 +175,14 @@ def train(cfg: Config) -> None:
     save_figures(accelerator.unwrap_model(model), batches, cfg, accelerator)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)
+
+
+def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> None:
+    """One line of the JSON-lines log (rank 0) and the trackers."""
+    if metrics_log:
+        metrics_log.write(json.dumps({"step": step, **values}) + "\n")
+        metrics_log.flush()
+    accelerator.log(values, step=step)
 
 
 def _summary(m: dict) -> str:

@@ -59,3 +59,37 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 @pytest.fixture
 def tmp_run(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+# Reference representations for the metric tests: the true factors (normalised), a random
+# rotation that mixes them, and a constant.
+SMALL_EVAL = dict(seed=0, pairs=32, n_train=2000, n_eval=1000, n_samples=2000)
+
+
+@pytest.fixture(scope="session")
+def dsprites():
+    from betavae_dist.dsprites import DSprites
+    return DSprites()
+
+
+def oracle(factors):
+    import numpy as np
+    from betavae_dist.dsprites import FACTOR_SIZES
+    return (factors / np.maximum(np.array(FACTOR_SIZES) - 1, 1)).astype(np.float32)
+
+
+def rotated(factors):
+    import numpy as np
+    q = np.linalg.qr(np.random.default_rng(1).standard_normal((6, 6)))[0]
+    return (oracle(factors) @ q).astype(np.float32)
+
+
+def constant(factors):
+    import numpy as np
+    return np.zeros((len(factors), 6), np.float32)
+
+
+def score(metric, dsprites, represent, key, factor_set_name="all", **kw):
+    from betavae_dist.metrics.codes import CodeTable, factor_set
+    table = CodeTable(represent, dsprites.factor_sizes)
+    return metric(dsprites, table, factor_set(dsprites, factor_set_name), **{**SMALL_EVAL, **kw})[key]

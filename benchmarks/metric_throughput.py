@@ -1,0 +1,109 @@
+"""Time of the β-VAE metric with the conv64 model: ours against a serial reference, and 1 vs 2 ranks.
+
+The reference computes the metric the way disentanglement_lib does: one random stream, one point
+after another, rendering and encoding both batches of L images of every point (1.92 million
+encodes at default sizes). Ours deduplicates the images of the finite dSprites grid and encodes
+them in fixed chunks, sharded across ranks. Both use the same renderer, model and classifier.
+Ranks are real `accelerate launch` processes of `betavae_dist.evaluate`.
+
+    python benchmarks/metric_throughput.py [--scale 1.0]     # scale < 1 shrinks N_train and N_eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from betavae_dist.config import Config
+from betavae_dist.dsprites import DSprites
+from betavae_dist.export import write_export
+from betavae_dist.metrics.beta_vae import beta_vae_score
+from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
+from betavae_dist.metrics.linear import accuracy, fit_softmax
+from betavae_dist.models import BetaVAE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@torch.no_grad()
+def reference_seconds(model, dataset, factors, n_train, n_eval, pairs, seed=0) -> tuple[float, float]:
+    start = time.perf_counter()
+    rng = np.random.RandomState(seed)
+    points, labels = [], []
+    for _ in range(n_train + n_eval):
+        k = rng.randint(len(factors))
+        first = rng.randint(0, dataset.factor_sizes, size=(pairs, len(dataset.factor_sizes)))
+        second = rng.randint(0, dataset.factor_sizes, size=(pairs, len(dataset.factor_sizes)))
+        second[:, factors[k]] = first[:, factors[k]]
+        z1 = model.encode(torch.from_numpy(dataset.images(first)).float().contiguous(memory_format=model.memory_format))[0]
+        z2 = model.encode(torch.from_numpy(dataset.images(second)).float().contiguous(memory_format=model.memory_format))[0]
+        points.append((z1 - z2).abs().mean(0).numpy())
+        labels.append(k)
+    points, labels = np.stack(points), np.array(labels)
+    predict, _ = fit_softmax(points[:n_train], labels[:n_train], len(factors))
+    return time.perf_counter() - start, accuracy(predict, points[n_train:], labels[n_train:])
+
+
+def ours_seconds(model, dataset, factors, n_train, n_eval, pairs) -> tuple[float, float]:
+    start = time.perf_counter()
+    with torch.no_grad():
+        table = CodeTable(model_representation(model, dataset, "cpu"), dataset.factor_sizes)
+        result = beta_vae_score(dataset, table, factors, pairs=pairs, n_train=n_train, n_eval=n_eval)
+    return time.perf_counter() - start, result["beta_vae.eval_accuracy"]
+
+
+def ranks_seconds(export: Path, nproc: int, n_train: int, n_eval: int, pairs: int) -> tuple[float, float]:
+    out = export.parent / f"ranks{nproc}.json"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "launch/cpu_ddp.yaml"),
+              "--num_processes", str(nproc), "--main_process_port", str(29400 + nproc)]
+    cmd = [*(launch if nproc > 1 else [sys.executable]), "-m", "betavae_dist.evaluate", "--model", str(export),
+           "--out", str(out), "eval.metrics=beta_vae", f"eval.n_train={n_train}", f"eval.n_eval={n_eval}",
+           f"eval.pairs={pairs}"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    return result["beta_vae.seconds"], result["beta_vae.eval_accuracy"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--pairs", type=int, default=64)
+    args = parser.parse_args()
+    n_train, n_eval = int(10_000 * args.scale), int(5_000 * args.scale)
+    torch.manual_seed(0)
+    model = BetaVAE("conv64").eval()
+    model = model.to(memory_format=model.memory_format)  # both loops get the faster layout
+    dataset = DSprites()
+    factors = factor_set(dataset, "all")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "export"
+        write_export(model.state_dict(), Config(), export)
+        rows["reference: serial, one stream, 1 process"] = reference_seconds(model, dataset, factors, n_train, n_eval, args.pairs)
+        rows["ours: deduplicated chunks, 1 process (in-process)"] = ours_seconds(model, dataset, factors, n_train, n_eval, args.pairs)
+        rows["ours: evaluate, 1 rank"] = ranks_seconds(export, 1, n_train, n_eval, args.pairs)
+        rows["ours: evaluate, 2 ranks"] = ranks_seconds(export, 2, n_train, n_eval, args.pairs)
+    reference = rows["reference: serial, one stream, 1 process"][0]
+    one_rank = rows["ours: evaluate, 1 rank"][0]
+    table = Table(title=f"β-VAE metric, conv64, N_train={n_train}, N_eval={n_eval}, L={args.pairs}, "
+                        f"{torch.get_num_threads()} cores")
+    for column in ("computation", "seconds", "× reference", "× 1 rank", "eval accuracy"):
+        table.add_column(column, justify="left" if column == "computation" else "right")
+    for name, (seconds, acc) in rows.items():
+        table.add_row(name, f"{seconds:.1f}", f"{reference / seconds:.2f}",
+                      f"{one_rank / seconds:.2f}" if "rank" in name else "", f"{acc:.4f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Disentanglement metrics of a trained model, sharded across ranks.
+
+    accelerate launch [--config_file launch/cpu_ddp.yaml] -m betavae_dist.evaluate \
+        --model PATH [--out results.json] [eval.metrics=beta_vae,mig,dci ...]
+
+PATH is an export directory (config.json + model.safetensors), a run directory (its newest
+complete checkpoint) or one checkpoint directory. Settings come from the model's training config,
+then `key=value` overrides (see EvalConfig in config.py). Every rank encodes its share of the
+images; the scores are the same whatever the number of ranks. Rank 0 prints a table and writes
+the JSON (default: PATH/evaluation.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator
+from rich.console import Console
+from rich.table import Table
+
+from . import checkpoint
+from .config import Config, ConfigError, apply_mapping, apply_overrides, metric_names
+from .data import DataError, build_dataset
+from .distributed import LaunchError, make_accelerator, shutdown
+from .export import checkpoint_weights
+from .metrics import METRICS
+from .metrics.codes import CodeTable, factor_set, model_representation
+from .models import BetaVAE, ExportError, check_state_dict
+
+
+def evaluate_model(model: BetaVAE, cfg: Config, accelerator: Accelerator | None) -> dict:
+    """All configured metrics; every rank must call this (each runs its share of forward passes)."""
+    dataset = build_dataset(cfg)
+    device = accelerator.device if accelerator else next(model.parameters()).device
+    codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
+                      cfg.eval.batch_size)
+    e = cfg.eval
+    factors = factor_set(dataset, e.factors)
+    results: dict = {}
+    for name in metric_names(cfg):
+        start = time.perf_counter()
+        results.update(METRICS[name](dataset, codes, factors, seed=e.seed, pairs=e.pairs, n_train=e.n_train,
+                                     n_eval=e.n_eval, n_samples=e.n_samples))
+        results[f"{name}.seconds"] = round(time.perf_counter() - start, 2)
+    return results
+
+
+def load_model(path: Path) -> tuple[BetaVAE, Config]:
+    """A model and its training config from an export, a run or a checkpoint directory."""
+    cfg = Config()
+    if (path / "config.json").is_file():
+        model = BetaVAE.from_pretrained(path)
+        apply_mapping(cfg, json.loads((path / "config.json").read_text()).get("training_config", {}),
+                      f"in {path / 'config.json'}")
+        return model, cfg
+    run_dir = path.parent.parent if (path / checkpoint.STATE_FILE).is_file() else path
+    if not (run_dir / "config.yaml").is_file():
+        raise ExportError(f"not an export, run or checkpoint directory: {path}")
+    apply_mapping(cfg, yaml.safe_load((run_dir / "config.yaml").read_text()), f"in {run_dir / 'config.yaml'}")
+    ckpt = path if run_dir != path else checkpoint.latest(run_dir / "checkpoints")
+    if ckpt is None:
+        raise ExportError(f"no complete checkpoint under {run_dir / 'checkpoints'}")
+    model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+    state = checkpoint_weights(ckpt)
+    check_state_dict(model, state, ckpt)
+    model.load_state_dict(state)
+    return model.eval(), cfg
+
+
+def print_table(results: dict, source: Path) -> None:
+    table = Table(title=f"disentanglement metrics: {source}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        if not key.endswith(("seconds", "sha256")):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="betavae_dist.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="export, run or checkpoint directory")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default: MODEL/evaluation.json)")
+    parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. eval.metrics=beta_vae,mig")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        model, cfg = load_model(args.model)
+        apply_overrides(cfg, args.overrides)
+    except ConfigError as e:
+        print(f"betavae_dist.evaluate: config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ExportError as e:
+        print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    try:
+        accelerator = make_accelerator()
+        model = model.to(accelerator.device, memory_format=model.memory_format)
+        results = evaluate_model(model, cfg, accelerator)
+    except (LaunchError, DataError) as e:
+        print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if accelerator.is_main_process:
+        print_table(results, args.model)
+        out = args.out or args.model / "evaluation.json"
+        record = {"model": str(args.model), "ranks": accelerator.num_processes, "eval": dataclasses.asdict(cfg.eval)}
+        out.write_text(json.dumps({**record, **results}, indent=2))
+        print(f"wrote {out}")
+    shutdown(accelerator, model)
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()

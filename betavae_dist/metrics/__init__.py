@@ -1,0 +1,11 @@
+"""Disentanglement metrics. Each takes a dataset with ground-truth factors (`factor_sizes`,
+`sample_factors`) and a representation function (factor vectors -> codes), and returns a dict
+of named scores. `METRICS` maps the names used in configs to the functions."""
+
+from .beta_vae import beta_vae_score
+from .dci import dci
+from .factor_vae import factor_vae_score
+from .mig import mig
+from .sap import sap
+
+METRICS = {"beta_vae": beta_vae_score, "factor_vae": factor_vae_score, "mig": mig, "dci": dci, "sap": sap}

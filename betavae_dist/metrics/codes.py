@@ -1,0 +1,80 @@
+"""Representation functions and the distributed, deduplicated computation of codes.
+
+A representation function maps (n, num_factors) factor vectors to (n, d) codes. `CodeTable`
+wraps one for the metrics: it encodes each distinct factor vector once (dSprites is a finite
+grid, so the ~1.9 million images of the β-VAE metric hold far fewer distinct ones), in fixed
+chunks of `batch_size` that are dealt round-robin to the ranks and gathered back in order.
+A chunk's contents and shape never depend on the number of ranks, so neither do the codes, and
+every rank runs the same number of forward passes (which a ZeRO-3 sharded model needs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+Represent = Callable[[np.ndarray], np.ndarray]
+
+
+def model_representation(model: torch.nn.Module, dataset, device: torch.device | str) -> Represent:
+    """Factor vectors -> the encoder's mean codes for their images (the metrics' protocol)."""
+
+    @torch.no_grad()
+    def represent(factors: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(dataset.images(factors)).to(device).float()
+        mean, _ = model.encode(x.contiguous(memory_format=model.memory_format))
+        return mean.float().cpu().numpy()
+
+    return represent
+
+
+def point_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The random stream of one metric point: a function of (seed, stream, index) only."""
+    return np.random.default_rng([seed, stream, index])
+
+
+class CodeTable:
+    def __init__(self, represent: Represent, factor_sizes, accelerator=None, batch_size: int = 64):
+        self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
+        self.sizes = np.array(factor_sizes, np.int64)
+        self.strides = np.array([math.prod(factor_sizes[i + 1 :]) for i in range(len(factor_sizes))], np.int64)
+
+    def __call__(self, factors: np.ndarray) -> np.ndarray:
+        flat = np.asarray(factors, np.int64) @ self.strides
+        unique, inverse = np.unique(flat, return_inverse=True)
+        return self._encode(unique)[inverse]
+
+    def _encode(self, flat: np.ndarray) -> np.ndarray:
+        world = self.accelerator.num_processes if self.accelerator else 1
+        rank = self.accelerator.process_index if self.accelerator else 0
+        chunks = math.ceil(len(flat) / self.batch_size)
+        rounds = math.ceil(chunks / world)
+        mine = []
+        for k in range(rounds):
+            j = k * world + rank
+            chunk = flat[j * self.batch_size : (j + 1) * self.batch_size] if j < chunks else flat[:1]
+            chunk = np.pad(chunk, (0, self.batch_size - len(chunk)), mode="edge")  # fixed shape
+            factors = (chunk[:, None] // self.strides) % self.sizes
+            mine.append(torch.from_numpy(np.ascontiguousarray(self.represent(factors), np.float32)))
+        codes = torch.stack(mine)  # (rounds, batch, d)
+        if world > 1:
+            gathered = self.accelerator.gather(codes.to(self.accelerator.device)).cpu()
+            codes = gathered.view(world, rounds, *codes.shape[1:]).transpose(0, 1)  # chunk j = k*world + r
+        return codes.reshape(-1, codes.shape[-1])[: len(flat)].numpy()
+
+
+FACTOR_SETS = ("all", "no_shape")
+
+
+def factor_set(dataset, name: str) -> list[int]:
+    """Indices of the factors a metric uses: `all` = every factor that varies (dSprites: all but
+    colour), `no_shape` = those without shape."""
+    varying = [i for i, size in enumerate(dataset.factor_sizes) if size > 1]
+    if name == "all":
+        return varying
+    if name == "no_shape":
+        return [i for i in varying if dataset.factor_names[i] != "shape"]
+    raise ValueError(f"unknown factor set {name!r}; choose from {', '.join(FACTOR_SETS)}")

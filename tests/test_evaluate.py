@@ -1,0 +1,62 @@
+"""The distributed evaluator through real processes: 1, 2 and 3 gloo ranks agree exactly."""
+
+import json
+
+import pytest
+
+from conftest import accelerate_cmd, run, train
+
+TINY_EVAL = ["eval.metrics=beta_vae,factor_vae,mig,dci,sap", "eval.n_train=300", "eval.n_eval=200",
+             "eval.pairs=16", "eval.n_samples=400", "eval.batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("eval") / "run"
+    train(run_dir, "train.steps=20", "train.ckpt_every=10")
+    return run_dir
+
+
+def evaluate(model, out, nproc=1, extra=(), check=True):
+    return run(accelerate_cmd(nproc, "-m", "betavae_dist.evaluate", "--model", str(model), "--out", str(out),
+                              *TINY_EVAL, *extra), check=check)
+
+
+def scores(path):
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("ranks", "model") and "seconds" not in k}
+
+
+def test_one_two_three_ranks_give_identical_points_and_scores(trained, tmp_path):
+    results = []
+    for n in (1, 2, 3):
+        evaluate(trained / "export", tmp_path / f"{n}.json", nproc=n)
+        assert json.loads((tmp_path / f"{n}.json").read_text())["ranks"] == n
+        results.append(scores(tmp_path / f"{n}.json"))
+    assert results[0] == results[1] == results[2]
+    assert {"beta_vae.eval_accuracy", "factor_vae.eval_accuracy", "mig", "dci.disentanglement", "sap"} <= results[0].keys()
+
+
+def test_export_run_dir_and_checkpoint_evaluate_the_same_weights(trained, tmp_path):
+    proc = evaluate(trained / "export", tmp_path / "export.json")
+    assert "beta_vae.eval_accuracy" in proc.stdout  # the rich table
+    evaluate(trained, tmp_path / "run.json")
+    evaluate(trained / "checkpoints" / "step_20", tmp_path / "ckpt.json")
+    assert scores(tmp_path / "export.json") == scores(tmp_path / "run.json") == scores(tmp_path / "ckpt.json")
+
+
+def test_bad_inputs_are_named(tmp_path):
+    proc = evaluate(tmp_path / "nothing", tmp_path / "x.json", check=False)
+    assert proc.returncode == 1 and f"not an export, run or checkpoint directory: {tmp_path / 'nothing'}" in proc.stderr
+
+
+def test_bad_metric_name_exits_2(trained, tmp_path):
+    proc = evaluate(trained / "export", tmp_path / "x.json", extra=["eval.metrics=beta_vae,betta"], check=False)
+    assert proc.returncode == 2 and "eval.metrics: unknown metric 'betta'" in proc.stderr
+
+
+def test_periodic_evaluation_is_logged_with_training_metrics(tmp_run):
+    train(tmp_run, "train.steps=4", "eval.every=2", *TINY_EVAL, nproc=2)
+    lines = [json.loads(line) for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if "eval/beta_vae.eval_accuracy" in line]
+    assert [line["step"] for line in evals] == [2, 4]
+    assert 0 <= evals[-1]["eval/mig"] <= 1

@@ -5,6 +5,9 @@ On a CPU-only host, `accelerate launch --cpu --num_processes 2` starts ONE proce
 ../shared/stack-facts.md). We ask for `Accelerator(cpu=True)` whenever there is no GPU, which turns
 the second case into real gloo ranks, and we refuse to train when the world size Accelerate
 reports differs from the one the launcher started.
+
+DeepSpeed on a CPU-only host needs the opposite: `cpu=True` would silently run plain DDP, and
+Accelerate leaves the process-group backend unset, so we ask for gloo explicitly.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import os
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, InitProcessGroupKwargs
+
+from .config import Config, ConfigError
 
 
 class LaunchError(RuntimeError):
@@ -35,10 +40,20 @@ def launched_world_size() -> int:
     return 1
 
 
+def deepspeed_requested() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def make_accelerator(**kwargs) -> Accelerator:
     """An Accelerator on the GPU when there is one, else on the CPU with gloo; world size checked."""
     expected = launched_world_size()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
+    cpu_only, deepspeed = not torch.cuda.is_available(), deepspeed_requested()
+    handlers = list(kwargs.pop("kwargs_handlers", []))
+    if cpu_only and deepspeed and "LOCAL_RANK" in os.environ:
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    accelerator = Accelerator(cpu=cpu_only and not deepspeed, kwargs_handlers=handlers, **kwargs)
+    if deepspeed and accelerator.distributed_type != DistributedType.DEEPSPEED:
+        raise LaunchError(f"DeepSpeed was requested but Accelerate runs {accelerator.distributed_type.value}")
     if accelerator.num_processes != expected:
         raise LaunchError(
             f"the launcher started {expected} processes but Accelerate sees a world of "
@@ -61,3 +76,35 @@ def shutdown(accelerator: Accelerator, *objects) -> None:
     accelerator.end_training()
     if accelerator.distributed_type != DistributedType.NO and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def configure_deepspeed(accelerator: Accelerator, cfg: Config, micro_batch: int) -> None:
+    """Make the DeepSpeed config agree with ours before `prepare`; refuse explicit disagreements.
+
+    Left alone, Accelerate would take DeepSpeed's gradient accumulation over ours (with a warning)
+    and clip gradients at 1.0 when the launch config says nothing.
+    """
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    ours = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": cfg.train.grad_accum,
+        "train_batch_size": cfg.train.batch_size,
+        "gradient_clipping": cfg.optim.grad_clip,
+    }
+    for key, value in ours.items():
+        theirs = ds.get(key, "auto")
+        if theirs != "auto" and theirs != value:
+            raise ConfigError(
+                f"the DeepSpeed config sets {key}={theirs} but this run needs {value} (from train.batch_size, "
+                "train.grad_accum and optim.grad_clip); leave it out of the launch config or set it to auto"
+            )
+        ds[key] = value
+
+
+def offloads_optimizer(accelerator: Accelerator) -> bool:
+    plugin = accelerator.state.deepspeed_plugin
+    device = plugin.deepspeed_config.get("zero_optimization", {}).get("offload_optimizer", {}).get("device") if plugin else None
+    return device not in (None, "none")

@@ -49,11 +49,23 @@ def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path
     shutil.rmtree(old, ignore_errors=True)
 
 
+DEEPSPEED_TAG = "pytorch_model"  # where Accelerate's save_state puts a DeepSpeed engine's shards
+
+
 def checkpoint_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    """The model weights inside an Accelerate checkpoint directory."""
+    """The fp32 model weights inside an Accelerate checkpoint directory (plain or DeepSpeed ZeRO)."""
     path = ckpt / "model.safetensors"
+    if (ckpt / DEEPSPEED_TAG).is_dir():
+        # ZeRO shards (torch pickles, our own files) consolidated into fp32 master weights.
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        try:
+            state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=DEEPSPEED_TAG)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ExportError(f"{ckpt / DEEPSPEED_TAG}: unreadable DeepSpeed checkpoint ({e})") from None
+        return {k: v.float() for k, v in state.items()}
     if not path.is_file():
-        raise ExportError(f"no model weights in checkpoint {ckpt} (expected {path.name})")
+        raise ExportError(f"no model weights in checkpoint {ckpt} (expected {path.name} or {DEEPSPEED_TAG}/)")
     try:
         return load_file(path)
     except (SafetensorError, OSError) as e:

@@ -108,12 +108,17 @@ class BetaVAE(nn.Module):
         """oneDNN and cuDNN run these convolutions faster on NHWC tensors."""
         return torch.contiguous_format if self.arch == "fc" else torch.channels_last
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype: bf16/fp16 when DeepSpeed casts the model, fp32 otherwise."""
+        return next(self.parameters()).dtype
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        mean, logvar = self.encoder(x.to(self.dtype)).chunk(2, dim=1)
         return mean, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return self.decoder(z.to(self.dtype))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Reparameterised pass: z = mean + exp(logvar / 2) * noise, noise ~ N(0, I) given by the caller."""

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import is_tensorboard_available, set_seed
+from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
 from .config import Config, ConfigError, load_or_exit, save_yaml
 from .data import DataError, StepBatches, build_dataset
-from .distributed import LaunchError, make_accelerator, shutdown
+from .distributed import LaunchError, configure_deepspeed, make_accelerator, offloads_optimizer, shutdown
 from .evaluate import evaluate_model
-from .export import write_export
+from .export import checkpoint_weights, write_export
 from .models import BetaVAE, ExportError
 from .objectives import beta_vae_loss, capacity
 
@@ -37,8 +37,15 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
 
 
-def build_optimizer(params, cfg: Config) -> torch.optim.Optimizer:
+def build_optimizer(params, cfg: Config, offload: bool = False) -> torch.optim.Optimizer:
     o = cfg.optim
+    if offload:  # ZeRO-Offload steps the optimiser on the CPU with DeepSpeed's own Adam
+        if o.name not in ("adam", "adamw"):
+            raise ConfigError(f"optim.name={o.name}: DeepSpeed optimizer offload supports adam and adamw only")
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay,
+                                adamw_mode=o.name == "adamw")
     if o.name == "adam":
         return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
     if o.name == "adamw":
@@ -77,9 +84,10 @@ def train_step(model, optimizer, batches: StepBatches, step: int, cfg: Config, a
             accelerator.backward(parts["loss"])
             if accelerator.sync_gradients:
                 max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+                norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)  # DeepSpeed: its last norm
+                grad_norm = float("nan") if norm is None else float(norm)
                 # fp16 loss scaling expects the odd overflow and skips that step by itself.
-                if not math.isfinite(grad_norm) and accelerator.scaler is None:
+                if norm is not None and not math.isfinite(grad_norm) and accelerator.scaler is None:
                     raise TrainingError(f"non-finite gradient norm at step {step}")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -122,14 +130,16 @@ def train(cfg: Config) -> None:
     if is_main:
         save_yaml(cfg, run_dir / "config.yaml")
 
+    batches = StepBatches(build_dataset(cfg), cfg, accelerator.num_processes, accelerator.process_index)
+    configure_deepspeed(accelerator, cfg, batches.micro_batch)
     set_seed(cfg.seed)  # identical initial weights on every rank
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    model = model.to(memory_format=model.memory_format)
-    optimizer = build_optimizer(model.parameters(), cfg)
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
+        model = model.to(memory_format=model.memory_format)
+    optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
     model, optimizer = accelerator.prepare(model, optimizer)
     set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
-    batches = StepBatches(build_dataset(cfg), cfg, accelerator.num_processes, accelerator.process_index)
     resume_from = checkpoint.resolve_resume(cfg.train.resume, ckpt_dir)
     start = checkpoint.load(accelerator, resume_from) if resume_from else 0
     if cfg.train.tensorboard:
@@ -169,9 +179,8 @@ def train(cfg: Config) -> None:
                 record(scores, done, metrics_log, accelerator)
                 progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
-    state_dict = accelerator.get_state_dict(model)  # all ranks: consolidates sharded weights
-    if is_main:
-        write_export(state_dict, cfg, run_dir / "export")
+    if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
+        write_export(checkpoint_weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
     save_figures(accelerator.unwrap_model(model), batches, cfg, accelerator)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)

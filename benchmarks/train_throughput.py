@@ -12,6 +12,7 @@ mixed_precision="bf16"). Prints a table of median images/s and ratios against th
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -66,29 +67,20 @@ def reference_images_per_s(images: np.ndarray, cfg: Config, steps: int, fixed_ba
     return steps * cfg.train.batch_size / (time.perf_counter() - start)
 
 
-class FixedBatches:
-    """Stands in for StepBatches with one pre-built batch: times the model step alone."""
-
-    def __init__(self, batches: StepBatches):
-        self.fixed = batches.batch(0, 0)
-
-    def batch(self, step: int, micro: int):
-        return self.fixed
-
-
 def ours_images_per_s(cfg: Config, steps: int, precision: str, fixed_batch: bool) -> float:
     torch.manual_seed(0)
     accelerator = make_accelerator(mixed_precision=precision)
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     model = model.to(memory_format=model.memory_format)
     model, optimizer = accelerator.prepare(model, build_optimizer(model.parameters(), cfg))
-    batches = StepBatches(build_dataset(cfg), cfg, 1, 0)
-    source = FixedBatches(batches) if fixed_batch else batches
+    batches = StepBatches(build_dataset(cfg), cfg, 1, 0).micro_batches(0)
+    if fixed_batch:  # the model step alone: one pre-built batch over and over
+        batches = itertools.repeat(next(batches))
     start = None
     for step in range(steps + 3):
         if step == 3:
             start = time.perf_counter()
-        train_step(model, optimizer, source, step, cfg, accelerator)
+        train_step(model, optimizer, batches, step, cfg, accelerator)
     accelerator.free_memory(model, optimizer)
     AcceleratorState._reset_state(reset_partial_state=True)  # the next case may use another precision
     return steps * cfg.train.batch_size / (time.perf_counter() - start)

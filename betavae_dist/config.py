@@ -23,8 +23,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "dsprites"  # "dsprites" (built in)
+    source: str = "dsprites"  # "dsprites" (built in, rendered) or "webdataset" (tar shards)
     dsprites_npz: str = ""  # optional path to the original dsprites_ndarray_*.npz
+    shards: str = ""  # webdataset: shard URLs with brace expansion (paths, pipe:..., http://...)
+    manifest: str = ""  # webdataset: manifest.json of the shards; default: beside the first shard
+    workers: int = 2  # webdataset: DataLoader worker processes per rank
+    shuffle_buffer: int = 1000  # webdataset: samples in each worker's shuffle buffer
+    on_error: str = "raise"  # webdataset: "raise" or "skip" bad samples and shards
+    max_skip_fraction: float = 0.01  # webdataset: stop once a worker skipped more than this
 
 
 @dataclass
@@ -97,7 +103,8 @@ class Config:
 
 
 CHOICES = {
-    "data.source": ("dsprites",),
+    "data.source": ("dsprites", "webdataset"),
+    "data.on_error": ("raise", "skip"),
     "model.arch": ("fc", "conv64", "conv64_deep"),
     "model.likelihood": ("bernoulli", "gaussian"),
     "loss.objective": ("H", "B"),
@@ -169,6 +176,11 @@ def _check(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    if cfg.data.source == "webdataset" and not cfg.data.shards:
+        raise ConfigError("data.source=webdataset needs data.shards (shard URLs)")
+    if cfg.eval.every and cfg.model.channels != 1:
+        raise ConfigError("eval.every: the metrics run on dSprites (1 channel) but model.channels="
+                          f"{cfg.model.channels}; set eval.every=0")
     unknown = [m for m in metric_names(cfg) if m not in METRIC_NAMES]
     if unknown:
         raise ConfigError(f"eval.metrics: unknown metric {unknown[0]!r}; choose from {', '.join(METRIC_NAMES)}")

@@ -17,7 +17,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
@@ -25,12 +24,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import checkpoint, visualize
 from .config import Config, ConfigError, load_or_exit, save_yaml
-from .data import DataError, StepBatches, build_dataset
+from .data import DataError, build_batches, step_noise
 from .distributed import LaunchError, configure_deepspeed, make_accelerator, offloads_optimizer, shutdown
 from .evaluate import evaluate_model
 from .export import checkpoint_weights, write_export
 from .models import BetaVAE, ExportError
 from .objectives import beta_vae_loss, capacity
+from .stream import StreamError
 
 
 class TrainingError(RuntimeError):
@@ -66,14 +66,15 @@ def prepare_run_dir(run_dir: Path, rank: int) -> None:
         raise TrainingError(f"cannot write the run directory {run_dir} (run_dir): {e.strerror}") from None
 
 
-def train_step(model, optimizer, batches: StepBatches, step: int, cfg: Config, accelerator: Accelerator) -> dict:
+def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelerator: Accelerator) -> dict:
     """One optimiser step over `grad_accum` micro-batches; returns rank-averaged metrics."""
     totals = torch.zeros(3, device=accelerator.device)
     memory_format = accelerator.unwrap_model(model).memory_format
-    grad_norm = float("nan")
+    grad_norm, skipped = float("nan"), 0
     for micro in range(cfg.train.grad_accum):
-        images, noise = batches.batch(step, micro)
-        x = images.to(accelerator.device, memory_format=memory_format).float()
+        images, skipped = next(micro_batches)
+        x = images.to(accelerator.device, memory_format=memory_format)
+        noise = step_noise(cfg, step, micro, accelerator.num_processes, accelerator.process_index)
         with accelerator.accumulate(model):
             output, mean, logvar = model(x, noise.to(accelerator.device))
             parts = beta_vae_loss(output, x, mean, logvar, step, cfg.loss, cfg.model)
@@ -93,7 +94,10 @@ def train_step(model, optimizer, batches: StepBatches, step: int, cfg: Config, a
             optimizer.zero_grad(set_to_none=True)
         totals += stats
     loss, recon, kl = (totals / cfg.train.grad_accum).tolist()
-    return {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm}
+    metrics = {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm}
+    if cfg.data.source == "webdataset":
+        metrics["data_skipped"] = skipped  # bad samples this rank skipped so far this epoch
+    return metrics
 
 
 def progress_bar(enabled: bool) -> Progress:
@@ -104,10 +108,8 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
-def save_figures(model: BetaVAE, batches: StepBatches, cfg: Config, accelerator: Accelerator) -> None:
+def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, accelerator: Accelerator) -> None:
     """Every rank runs the forward passes (a sharded model needs them all); rank 0 writes."""
-    factors = batches.dataset.sample_factors(8, np.random.default_rng(cfg.seed))
-    x = torch.from_numpy(batches.dataset.images(factors)).to(accelerator.device).float()
     recon = visualize.reconstructions(model, x, cfg.model.likelihood)
     walk = visualize.traversal(model, x, cfg.model.likelihood)
     if accelerator.is_main_process:
@@ -130,7 +132,7 @@ def train(cfg: Config) -> None:
     if is_main:
         save_yaml(cfg, run_dir / "config.yaml")
 
-    batches = StepBatches(build_dataset(cfg), cfg, accelerator.num_processes, accelerator.process_index)
+    batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index)
     configure_deepspeed(accelerator, cfg, batches.micro_batch)
     set_seed(cfg.seed)  # identical initial weights on every rank
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
@@ -153,9 +155,10 @@ def train(cfg: Config) -> None:
     with progress_bar(is_main and cfg.train.progress) as progress, (open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()) as metrics_log:
         task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
         window_start, window_steps = time.perf_counter(), 0
+        micro_batches = batches.micro_batches(start)
         for step in range(start, cfg.train.steps):
             try:
-                metrics = train_step(model, optimizer, batches, step, cfg, accelerator)
+                metrics = train_step(model, optimizer, micro_batches, step, cfg, accelerator)
             except TrainingError as e:
                 last = checkpoint.latest(ckpt_dir)
                 raise TrainingError(f"{e}; stopped, last good checkpoint: {last or 'none yet'}") from None
@@ -181,7 +184,8 @@ def train(cfg: Config) -> None:
 
     if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
         write_export(checkpoint_weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
-    save_figures(accelerator.unwrap_model(model), batches, cfg, accelerator)
+    first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
+    save_figures(accelerator.unwrap_model(model), first_images, cfg, accelerator)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)
 
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"betavae_dist.train: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (TrainingError, LaunchError, DataError, ExportError) as e:
+    except (TrainingError, LaunchError, DataError, ExportError, StreamError) as e:
         print(f"betavae_dist.train: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
 

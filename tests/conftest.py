@@ -93,3 +93,23 @@ def score(metric, dsprites, represent, key, factor_set_name="all", **kw):
     from betavae_dist.metrics.codes import CodeTable, factor_set
     table = CodeTable(represent, dsprites.factor_sizes)
     return metric(dsprites, table, factor_set(dsprites, factor_set_name), **{**SMALL_EVAL, **kw})[key]
+
+
+def make_celeba(root, n_train=28, n_valid=4, n_test=4):
+    """A CelebA-layout fixture: small random JPEGs (178x218 like the aligned set) and the real
+    header formats of list_attr_celeba.txt and list_eval_partition.txt."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = ["5_o_Clock_Shadow", "Arched_Eyebrows"] + [f"Attr_{i}" for i in range(38)]
+    n = n_train + n_valid + n_test
+    rows, parts = [], []
+    for i in range(1, n + 1):
+        file = f"{i:06d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(root / "img_align_celeba" / file)
+        rows.append(file + " " + " ".join(f"{v:2d}" for v in rng.choice([-1, 1], 40)))
+        parts.append(f"{file} {0 if i <= n_train else 1 if i <= n_train + n_valid else 2}")
+    (root / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(names) + " \n" + "\n".join(rows) + "\n")
+    (root / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
+    return root

@@ -1,0 +1,132 @@
+"""Streaming-loader throughput: our WebDataset stream against a per-file reader, in one run.
+
+Both read the same 64x64 RGB PNG images (smooth random images, CelebA-sized after our crop and
+resize): ours from tar shards written by `betavae_dist.shards`, the reference as a folder of PNG
+files through a per-file `Dataset` + `DataLoader`, each with 1 and 2 workers and batches of 64.
+Also times the conv64_deep training step (the CelebA model) on the same machine, to show whether
+the loader keeps up with what training consumes. Prints medians and ratios.
+
+    python benchmarks/stream_throughput.py [--images 8000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader, Dataset
+
+from betavae_dist.config import from_sources
+from betavae_dist.models import BetaVAE
+from betavae_dist.objectives import beta_vae_loss
+from betavae_dist.shards import Preprocessing, _file_sample, write_shards
+from betavae_dist.stream import ShardStream
+
+BATCH = 64
+
+
+class PngFiles(Dataset):
+    def __init__(self, files):
+        self.files = files
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        with Image.open(self.files[i]) as img:
+            return torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).float() / 255
+
+
+def make_images(folder: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    grid = np.linspace(0, 1, 64)
+    files = []
+    for i in range(n):
+        a, b, c = rng.uniform(0, 255, 3)
+        base = (a * grid[:, None] + b * grid[None, :] + c) % 256
+        rgb = np.stack([base, 0.7 * base + 30, 255 - base], axis=-1) + rng.normal(0, 8, (64, 64, 3))
+        files.append(folder / f"{i:06d}.png")
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(files[-1])
+    return files
+
+
+def per_file_images_per_s(files, workers: int) -> float:
+    loader = DataLoader(PngFiles(files), batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True)
+    start, n = time.perf_counter(), 0
+    for batch in loader:
+        n += len(batch)
+    return n / (time.perf_counter() - start)
+
+
+def stream_images_per_s(shard_dir: Path, shards: int, workers: int) -> float:
+    cfg = from_sources(None, ["data.source=webdataset", f"data.shards={shard_dir}/shard-{{000000..{shards - 1:06d}}}.tar",
+                              f"data.workers={workers}", f"train.batch_size={BATCH}", "model.channels=3"])
+    stream = ShardStream(cfg, 1, 0)
+    start, n = time.perf_counter(), 0
+    for _, (images, _) in zip(range(stream.batches_per_epoch), stream.micro_batches(0)):
+        n += len(images)
+    return n / (time.perf_counter() - start)
+
+
+def training_images_per_s(steps: int = 15) -> float:
+    cfg = from_sources("configs/celeba_beta.yaml", ["data.shards=unused"])
+    torch.manual_seed(0)
+    model = BetaVAE("conv64_deep", 32, 3).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    x = torch.rand(BATCH, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        out, mean, logvar = model(x, torch.randn(BATCH, 32))
+        beta_vae_loss(out, x, mean, logvar, 0, cfg.loss, cfg.model)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    return BATCH / statistics.median(times[3:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=8000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_images(Path(tmp) / "pngs", args.images)
+        prep = Preprocessing(size=64, crop=0, mode="RGB", format="png")
+        jobs = [(f.stem, f, {"file": f.name}, prep) for f in files]
+        manifest = write_shards(jobs, _file_sample, Path(tmp) / "shards", prep, maxcount=1000, maxsize=1 << 30,
+                                workers=2, source="benchmark", channels=3)
+        shards = len(manifest["shards"])
+        cases = {f"{name}, {w} worker{'s' if w > 1 else ''}": fn
+                 for w in (1, 2)
+                 for name, fn in (("per-file PNG reader (reference)", lambda w=w: per_file_images_per_s(files, w)),
+                                  ("ours: WebDataset stream", lambda w=w: stream_images_per_s(Path(tmp) / "shards", shards, w)))}
+        results = {name: [] for name in cases}
+        for _ in range(args.repeats):
+            for name, fn in cases.items():
+                results[name].append(fn())
+        training = training_images_per_s()
+    table = Table(title=f"{args.images} 64x64 RGB PNGs, batch {BATCH}, median of {args.repeats}")
+    for column in ("reader", "images/s", "× per-file (same workers)"):
+        table.add_column(column, justify="left" if column == "reader" else "right")
+    for name, values in results.items():
+        workers = name.split(", ")[1]
+        reference = statistics.median(results[f"per-file PNG reader (reference), {workers}"])
+        table.add_row(name, f"{statistics.median(values):,.0f}", f"{statistics.median(values) / reference:.2f}")
+    table.add_row("conv64_deep training step consumes", f"{training:,.0f}", "")
+    Console().print(table)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Training batches streamed from WebDataset tar shards (`data.source: webdataset`).
+
+Each epoch, the shard list is shuffled with the same (seed, epoch) on every rank. The manifest's
+sample counts make that order one sequence of N samples; rank r takes the contiguous range
+[r·R, (r+1)·R) with R = K·b (K batches of b samples, K = N // (ranks·b), rounded down to whole
+optimiser steps), and each DataLoader worker takes a contiguous part of its rank's range. Ranges
+cross shard boundaries, so every rank gets exactly K batches, the ranks' samples are disjoint,
+and uneven shards, or fewer shards than ranks x workers, need no special case. Only the shards
+overlapping a worker's range are read. The N - ranks·R left-over samples change each epoch.
+
+Within its range a worker shuffles samples through a buffer seeded by (seed, epoch, rank,
+worker). A resumed run starts the right epoch again and skips the batches it had already used.
+
+Bad input (`data.on_error`): `raise` stops with the shard and sample key; `skip` warns with them,
+counts them, tops the worker's range up by repeating already-seen samples so every rank still
+yields K batches, and stops once a worker skipped more than `data.max_skip_fraction` of its range.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .config import Config, ConfigError
+from .data import micro_batch_size
+from .shards import MANIFEST
+
+IMAGE_KEYS = ("png", "jpg", "jpeg", "npy", "webp")
+PIL_FORMATS = {"png": ["PNG"], "jpg": ["JPEG"], "jpeg": ["JPEG"], "webp": ["WEBP"]}
+
+
+class StreamError(RuntimeError):
+    """Unreadable shard data; the message names the shard and, where known, the sample key."""
+
+
+def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
+    """Shard URLs (brace-expanded) with their sample counts from the manifest."""
+    urls = wds.shardlists.expand_urls(cfg.data.shards)
+    if not urls:
+        raise ConfigError("data.shards is empty; give shard URLs, e.g. data/train/shard-{000000..000009}.tar")
+    path = Path(cfg.data.manifest) if cfg.data.manifest else Path(urls[0]).parent / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise StreamError(f"cannot read the shard manifest {path} (data.manifest): {e}") from None
+    counts = {shard["name"]: shard["samples"] for shard in manifest["shards"]}
+    missing = [u for u in urls if Path(u).name not in counts]
+    if missing:
+        raise StreamError(f"shard {missing[0]} is not listed in the manifest {path}")
+    return urls, [counts[Path(u).name] for u in urls], manifest
+
+
+def decode(sample: dict) -> np.ndarray:
+    """A sample's image as (C, H, W) uint8."""
+    key = next((k for k in IMAGE_KEYS if k in sample), None)
+    if key is None:
+        raise ValueError(f"no image in the sample (it has {sorted(k for k in sample if not k.startswith('__'))})")
+    data = sample[key]
+    if key == "npy":
+        image = np.load(io.BytesIO(data), allow_pickle=False)
+    else:
+        with Image.open(io.BytesIO(data), formats=PIL_FORMATS[key]) as img:
+            img.load()
+            image = np.asarray(img)
+    return image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+
+
+class _Counter:
+    """Skipped samples of one worker, with the policy that decides what a bad sample does."""
+
+    def __init__(self, on_error: str, max_fraction: float, planned: int):
+        self.on_error, self.max_fraction, self.planned, self.skipped = on_error, max_fraction, planned, 0
+
+    def bad(self, message: str, n: int = 1) -> None:
+        if self.on_error == "raise":
+            raise StreamError(message)
+        self.skipped += n
+        print(f"warning: skipped {n} sample(s): {message}", file=sys.stderr)
+        if self.skipped > self.max_fraction * self.planned:
+            raise StreamError(f"skipped {self.skipped} of {self.planned} samples, more than "
+                              f"data.max_skip_fraction={self.max_fraction}; last: {message}")
+
+
+def read_range(pieces: list[tuple[str, int, int]], counter: _Counter) -> Iterator[tuple[str, np.ndarray]]:
+    """Decoded (key, image) for samples [start, stop) of each shard in `pieces`."""
+    for url, start, stop in pieces:
+        position, key = 0, None
+        try:
+            stream = wds.gopen(url)
+        except Exception as e:  # gopen raises OSError, ValueError or the pipe's error
+            counter.bad(f"shard {url}: cannot open ({e})", stop - start)
+            continue
+        try:
+            files = wds.tariterators.tar_file_expander([{"url": url, "stream": stream}])
+            for sample in wds.tariterators.group_by_keys(files):
+                if position >= stop:
+                    break
+                key = sample["__key__"]
+                if position >= start:
+                    try:
+                        yield key, decode(sample)
+                    except (OSError, ValueError) as e:
+                        counter.bad(f"shard {url}, sample {key}: {e}")
+                position += 1
+        except StreamError:
+            raise
+        except Exception as e:  # tarfile.ReadError and friends from a truncated or corrupt tar
+            counter.bad(f"shard {url}: unreadable tar after sample {key} ({e})", max(stop - max(position, start), 0))
+            continue
+        finally:
+            stream.close()
+        if position < stop:
+            counter.bad(f"shard {url}: {position} samples, the manifest promised at least {stop}", stop - position)
+
+
+class _EpochRanges(IterableDataset):
+    """One epoch of one rank: each DataLoader worker yields its (images, keys, skipped) batches."""
+
+    def __init__(self, stream: "ShardStream", epoch: int):
+        self.stream, self.epoch = stream, epoch
+
+    def __iter__(self):
+        s = self.stream
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        batches = s.batches_per_epoch // workers + (worker < s.batches_per_epoch % workers)
+        first_batch = worker * (s.batches_per_epoch // workers) + min(worker, s.batches_per_epoch % workers)
+        start = s.rank * s.batches_per_epoch * s.micro_batch + first_batch * s.micro_batch
+        planned = batches * s.micro_batch
+        pieces = s.pieces(self.epoch, start, start + planned)
+        counter = _Counter(s.cfg.data.on_error, s.cfg.data.max_skip_fraction, planned)
+        rng = random.Random(hash((s.cfg.seed, self.epoch, s.rank, worker)))
+        samples = wds.shuffle(s.cfg.data.shuffle_buffer, initial=s.cfg.data.shuffle_buffer, rng=rng)(
+            read_range(pieces, counter))
+        seen: list[tuple[str, np.ndarray]] = []
+        repeated = 0
+        for _ in range(batches):
+            batch = list(itertools.islice(samples, s.micro_batch))
+            seen.extend(batch[: s.micro_batch - len(seen)])
+            while len(batch) < s.micro_batch:  # skipped samples: repeat seen ones to keep K batches
+                if not seen:
+                    raise StreamError(f"rank {s.rank} worker {worker}: no readable sample in its range")
+                batch.append(seen[repeated % len(seen)])
+                repeated += 1
+            images = torch.from_numpy(np.stack([image for _, image in batch])).float().div_(255)
+            yield images, [key for key, _ in batch], counter.skipped
+
+
+class ShardStream:
+    """Micro-batches for one rank, in step order, from WebDataset shards."""
+
+    def __init__(self, cfg: Config, world_size: int, rank: int):
+        self.cfg, self.world_size, self.rank = cfg, world_size, rank
+        self.micro_batch = micro_batch_size(cfg, world_size)
+        self.urls, self.counts, self.manifest = load_manifest(cfg)
+        total = sum(self.counts)
+        self.steps_per_epoch = total // (world_size * self.micro_batch) // cfg.train.grad_accum
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"the shards hold {total} samples, fewer than one global batch of {cfg.train.batch_size}")
+        self.batches_per_epoch = self.steps_per_epoch * cfg.train.grad_accum
+        image = self.manifest["image"]
+        if image["channels"] != cfg.model.channels or image["size"] != 64:
+            raise ConfigError(f"the shards hold {image['channels']}x{image['size']}x{image['size']} images but "
+                              f"model.channels={cfg.model.channels} and the networks take 64x64")
+
+    def pieces(self, epoch: int, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """(url, first, last) sample ranges covering epoch positions [start, stop)."""
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.urls))  # same on every rank
+        pieces, offset = [], 0
+        for i in order:
+            lo, hi = max(start, offset), min(stop, offset + self.counts[i])
+            if lo < hi:
+                pieces.append((self.urls[i], lo - offset, hi - offset))
+            offset += self.counts[i]
+        return pieces
+
+    def keyed_micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, list[str], int]]:
+        """(images in [0, 1], sample keys, samples skipped so far this epoch by this rank's workers)."""
+        epoch, skip = divmod(start_step, self.steps_per_epoch)
+        skip *= self.cfg.train.grad_accum
+        workers = self.cfg.data.workers
+        for epoch in itertools.count(epoch):
+            loader = DataLoader(_EpochRanges(self, epoch), batch_size=None, num_workers=workers)
+            skipped = {}
+            for i, (images, keys, worker_skipped) in enumerate(loader):
+                skipped[i % max(workers, 1)] = worker_skipped  # the loader takes workers in turn
+                if i >= skip:
+                    yield images, keys, sum(skipped.values())
+            skip = 0
+
+    def micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, int]]:
+        for images, _, skipped in self.keyed_micro_batches(start_step):
+            yield images, skipped
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Show what each rank reads: `accelerate launch -m betavae_dist.stream --config X [--epochs N]
+    [--out DIR] key=value ...` writes DIR/rank_R.json with the sample keys of each batch, by epoch."""
+    import argparse
+
+    from .config import apply_overrides, from_sources
+    from .distributed import make_accelerator, shutdown
+
+    parser = argparse.ArgumentParser(prog="betavae_dist.stream", description=main.__doc__.split("\n")[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("stream_keys"))
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    try:
+        cfg = from_sources(args.config, [])
+        apply_overrides(cfg, ["data.source=webdataset", *args.overrides])
+    except ConfigError as e:
+        print(f"betavae_dist.stream: config error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    accelerator = make_accelerator()
+    try:
+        stream = ShardStream(cfg, accelerator.num_processes, accelerator.process_index)
+        batches = stream.keyed_micro_batches(0)
+        epochs = [[next(batches)[1] for _ in range(stream.batches_per_epoch)] for _ in range(args.epochs)]
+    except (StreamError, ConfigError) as e:
+        print(f"betavae_dist.stream: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"rank_{accelerator.process_index}.json").write_text(json.dumps({"epochs": epochs}))
+    accelerator.print(f"{accelerator.num_processes} rank(s), {stream.batches_per_epoch} batches of "
+                      f"{stream.micro_batch} per rank per epoch; keys in {args.out}")
+    shutdown(accelerator)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+import webdataset as wds
+from PIL import Image
+
+from betavae_dist import dsprites
+from betavae_dist.shards import ShardError, read_celeba_attributes
+from conftest import make_celeba, run
+
+
+def write(kind, *paths, extra=()):
+    return run([sys.executable, "-m", "betavae_dist.shards", kind, *map(str, paths), "--workers", "2", *extra])
+
+
+def samples(shard_dir):
+    urls = sorted(str(p) for p in shard_dir.glob("shard-*.tar"))
+    return list(wds.WebDataset(urls, shardshuffle=False))
+
+
+def test_celeba_layout_to_split_shards_with_attributes(tmp_path):
+    root = make_celeba(tmp_path / "celeba")
+    write("celeba", root, tmp_path / "out", extra=["--maxcount", "5"])
+    for split, n in (("train", 28), ("valid", 4), ("test", 4)):
+        manifest = json.loads((tmp_path / "out" / split / "manifest.json").read_text())
+        assert manifest["total"] == n == sum(s["samples"] for s in manifest["shards"])
+        assert manifest["image"] == {"size": 64, "channels": 3, "extension": "png"}
+        assert manifest["preprocessing"]["crop"] == 148
+    train = samples(tmp_path / "out" / "train")
+    assert [s["__key__"] for s in train] == [f"{i:06d}" for i in range(1, 29)]
+    meta = json.loads(train[0]["json"])
+    assert meta["split"] == "train" and len(meta["attributes"]) == 40
+    assert set(meta["attributes"].values()) <= {-1, 1}
+    assert np.asarray(Image.open(io.BytesIO(train[0]["png"]))).shape == (64, 64, 3)
+
+
+def test_rewriting_gives_byte_identical_shards(tmp_path):
+    root = make_celeba(tmp_path / "celeba", 12, 1, 1)
+    write("celeba", root, tmp_path / "a", extra=["--maxcount", "5"])
+    write("celeba", root, tmp_path / "b", extra=["--maxcount", "5", "--workers", "1"])
+    for name in ("shard-000000.tar", "shard-000001.tar", "shard-000002.tar", "manifest.json"):
+        a, b = (tmp_path / d / "train" / name for d in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_folder_of_mixed_images_jpeg_and_byte_limit(tmp_path):
+    src = tmp_path / "imgs"
+    (src / "nested" / "deeper").mkdir(parents=True)
+    Image.new("RGBA", (100, 80), (255, 0, 0, 128)).save(src / "a.png")
+    Image.new("L", (30, 50), 200).save(src / "nested" / "b.v2.jpg")
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(src / "nested" / "deeper" / "c.webp")
+    (src / "notes.txt").write_text("not an image")
+    write("folder", src, tmp_path / "out", extra=["--format", "jpeg", "--quality", "80", "--maxsize", "600"])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["total"] == 3 and len(manifest["shards"]) >= 2  # the byte limit split them
+    got = samples(tmp_path / "out")
+    assert sorted(s["__key__"] for s in got) == ["a", "nested/b_v2", "nested/deeper/c"]
+    assert all(np.asarray(Image.open(io.BytesIO(s["jpg"]))).shape == (64, 64, 3) for s in got)
+
+
+def test_dsprites_shards_round_trip_raw(tmp_path):
+    write("dsprites", tmp_path / "ds", extra=["--limit", "50", "--format", "raw", "--maxcount", "20"])
+    got = samples(tmp_path / "ds")
+    assert len(got) == 50
+    image = np.load(io.BytesIO(got[7]["npy"]))
+    np.testing.assert_array_equal(image, dsprites.render(dsprites.index_to_factors(np.array([7])))[0] * 255)
+    assert json.loads(got[7]["json"])["factors"]["posY"] == 7
+
+
+def test_bad_input_is_named(tmp_path):
+    root = make_celeba(tmp_path / "celeba", 3, 1, 1)
+    attr = root / "list_attr_celeba.txt"
+    lines = attr.read_text().splitlines()
+    attr.write_text("\n".join(lines[:3] + [lines[3].replace(" 1", " 2", 1)] + lines[4:]) + "\n")
+    with pytest.raises(ShardError, match=f"{attr}:4: expected a file name and 40 values"):
+        read_celeba_attributes(attr)
+    attr.write_text("\n".join(lines) + "\n")
+    (root / "img_align_celeba" / "000002.jpg").write_bytes(b"not a jpeg")
+    proc = run([sys.executable, "-m", "betavae_dist.shards", "celeba", str(root), str(tmp_path / "o")], check=False)
+    assert proc.returncode == 1 and f"cannot read image {root / 'img_align_celeba' / '000002.jpg'}" in proc.stderr

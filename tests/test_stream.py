@@ -1,0 +1,143 @@
+"""Streaming from WebDataset shards: rank/worker splits, epochs, resume and bad input."""
+
+import json
+import sys
+
+import pytest
+import webdataset as wds
+
+from betavae_dist.config import from_sources
+from betavae_dist.stream import ShardStream, StreamError
+from conftest import accelerate_cmd, make_celeba, run, train
+
+
+@pytest.fixture(scope="module")
+def celeba_shards(tmp_path_factory):
+    root = make_celeba(tmp_path_factory.mktemp("celeba") / "celeba")
+    out = root.parent / "shards"
+    # 28 training samples in shards of 5, 5, 5, 5, 5 and 3: deliberately uneven.
+    run([sys.executable, "-m", "betavae_dist.shards", "celeba", str(root), str(out), "--maxcount", "5", "--workers", "2"])
+    return out / "train"
+
+
+def urls(shard_dir):
+    n = len(list(shard_dir.glob("shard-*.tar")))
+    return f"{shard_dir}/shard-{{000000..{n - 1:06d}}}.tar"
+
+
+def stream_cfg(shard_dir, *extra):
+    return from_sources("configs/celeba_beta.yaml", [f"data.shards={urls(shard_dir)}", "train.batch_size=4",
+                                                     "data.workers=2", "data.shuffle_buffer=4", *extra])
+
+
+def keys_of(stream, start, n):
+    it = stream.keyed_micro_batches(start)
+    return [next(it)[1] for _ in range(n)]
+
+
+def test_two_ranks_read_disjoint_equal_shares_covering_the_split_each_epoch(celeba_shards, tmp_path):
+    out = tmp_path / "keys"
+    run(accelerate_cmd(2, "-m", "betavae_dist.stream", "--config", "configs/celeba_beta.yaml", "--epochs", "2",
+                       "--out", str(out), f"data.shards={urls(celeba_shards)}", "train.batch_size=4",
+                       "data.workers=2", "data.shuffle_buffer=4"))
+    ranks = [json.loads((out / f"rank_{r}.json").read_text())["epochs"] for r in (0, 1)]
+    everything = {f"{i:06d}" for i in range(1, 29)}
+    for epoch in range(2):
+        batches = [ranks[r][epoch] for r in (0, 1)]
+        assert len(batches[0]) == len(batches[1]) == 7  # 28 samples / (2 ranks x 2 per batch)
+        seen = [[k for b in batches[r] for k in b] for r in (0, 1)]
+        assert not set(seen[0]) & set(seen[1])
+        assert sorted(seen[0] + seen[1]) == sorted(everything)  # each sample exactly once
+    assert ranks[0][0] != ranks[0][1]  # a new order each epoch
+
+
+def test_epochs_are_deterministic_and_resume_continues_in_place(celeba_shards):
+    cfg = stream_cfg(celeba_shards)
+    a, b = ShardStream(cfg, 1, 0), ShardStream(cfg, 1, 0)
+    assert a.steps_per_epoch == 7
+    straight = keys_of(a, 0, 17)  # into the third epoch
+    assert straight == keys_of(b, 0, 17)
+    assert keys_of(ShardStream(cfg, 1, 0), 10, 7) == straight[10:17]
+
+
+def test_fewer_shards_than_ranks_times_workers_still_splits_evenly(celeba_shards):
+    one_shard = f"{celeba_shards}/shard-000000.tar"
+    cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={one_shard}", "train.batch_size=2", "data.workers=2"])
+    streams = [ShardStream(cfg, 2, r) for r in (0, 1)]
+    got = [keys_of(s, 0, s.batches_per_epoch) for s in streams]
+    assert len(got[0]) == len(got[1]) == 2
+    assert not {k for b in got[0] for k in b} & {k for b in got[1] for k in b}
+
+
+def write_bad_shards(directory, bad):
+    """Two shards of 4 samples; `bad` replaces sample (shard, index) with a broken one."""
+    from PIL import Image
+    import io
+    import numpy as np
+    directory.mkdir()
+    shards = []
+    for s in range(2):
+        name = f"shard-{s:06d}.tar"
+        with wds.TarWriter(str(directory / name)) as sink:
+            for i in range(4):
+                buffer = io.BytesIO()
+                Image.fromarray(np.full((64, 64, 3), 10 * i, np.uint8)).save(buffer, format="PNG")
+                sample = {"__key__": f"s{s}_{i}", "png": buffer.getvalue(), "json": b"{}"}
+                sample = bad.get((s, i), lambda x: x)(sample)
+                sink.write(sample)
+        shards.append({"name": name, "samples": 4})
+    (directory / "manifest.json").write_text(json.dumps({"total": 8, "image": {"size": 64, "channels": 3},
+                                                         "shards": shards}))
+    return f"{directory}/shard-{{000000..000001}}.tar"
+
+
+def corrupt_image(sample):
+    return {**sample, "png": b"\x89PNG garbage"}
+
+
+def no_image(sample):
+    return {"__key__": sample["__key__"], "json": b"{}"}
+
+
+def read_all(url, *extra):
+    cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={url}", "train.batch_size=2", "data.workers=0",
+                                                    "data.shuffle_buffer=1", *extra])
+    stream = ShardStream(cfg, 1, 0)
+    batches = list(zip(range(stream.batches_per_epoch), stream.keyed_micro_batches(0)))
+    return [b for _, b in batches]
+
+
+@pytest.mark.parametrize("broken, message", [
+    (corrupt_image, "shard .*shard-000001.tar, sample s1_2: cannot identify image"),
+    (no_image, "shard .*shard-000001.tar, sample s1_2: no image in the sample"),
+])
+def test_bad_sample_raise_names_shard_and_key_skip_counts_it(tmp_path, capfd, broken, message):
+    url = write_bad_shards(tmp_path / "shards", {(1, 2): broken})
+    with pytest.raises(StreamError, match=message):
+        read_all(url)
+    batches = read_all(url, "data.on_error=skip", "data.max_skip_fraction=0.5")
+    assert len(batches) == 4 and batches[-1][2] == 1  # still 4 batches; one sample skipped
+    assert "s1_2" in capfd.readouterr().err
+
+
+def test_truncated_and_missing_shards(tmp_path):
+    url = write_bad_shards(tmp_path / "shards", {})
+    shard = tmp_path / "shards" / "shard-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])  # cut inside the second sample
+    with pytest.raises(StreamError, match=f"shard {shard}: unreadable tar"):
+        read_all(url)
+    with pytest.raises(StreamError, match="more than data.max_skip_fraction=0.1"):
+        read_all(url, "data.on_error=skip", "data.max_skip_fraction=0.1")
+    assert len(read_all(url, "data.on_error=skip", "data.max_skip_fraction=0.5")) == 4
+    shard.unlink()
+    with pytest.raises(StreamError, match=f"shard {shard}: cannot open"):
+        read_all(url)
+
+
+def test_celeba_config_trains_from_shards_on_two_ranks(celeba_shards, tmp_path):
+    proc = train(tmp_path / "run", f"data.shards={urls(celeba_shards)}", "train.batch_size=4", "train.steps=9",
+                 "data.workers=2", "data.shuffle_buffer=4", nproc=2, config="configs/celeba_beta.yaml")
+    assert "2 process(es)" in proc.stdout
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 9 and lines[-1]["data_skipped"] == 0  # 9 steps cross an epoch boundary (7)
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()

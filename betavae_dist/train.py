@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -35,6 +36,22 @@ from .stream import StreamError
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
+
+
+PREEMPTED_EXIT_CODE = 3  # stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue and resume
+
+
+class StopSignal:
+    """Remembers SIGTERM/SIGUSR1 (what SLURM sends before a time limit or preemption) so the loop
+    can checkpoint at the next step instead of dying mid-step."""
+
+    def __init__(self):
+        self.received = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
 
 
 def build_optimizer(params, cfg: Config, offload: bool = False) -> torch.optim.Optimizer:
@@ -66,9 +83,11 @@ def prepare_run_dir(run_dir: Path, rank: int) -> None:
         raise TrainingError(f"cannot write the run directory {run_dir} (run_dir): {e.strerror}") from None
 
 
-def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelerator: Accelerator) -> dict:
-    """One optimiser step over `grad_accum` micro-batches; returns rank-averaged metrics."""
-    totals = torch.zeros(3, device=accelerator.device)
+def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelerator: Accelerator,
+               stop: StopSignal | None = None) -> dict:
+    """One optimiser step over `grad_accum` micro-batches; returns rank-averaged metrics, and
+    `stop` > 0 when any rank received a stop signal (so all ranks stop at the same step)."""
+    totals = torch.zeros(4, device=accelerator.device)
     memory_format = accelerator.unwrap_model(model).memory_format
     grad_norm, skipped = float("nan"), 0
     for micro in range(cfg.train.grad_accum):
@@ -78,9 +97,11 @@ def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelera
         with accelerator.accumulate(model):
             output, mean, logvar = model(x, noise.to(accelerator.device))
             parts = beta_vae_loss(output, x, mean, logvar, step, cfg.loss, cfg.model)
-            stats = accelerator.reduce(torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach(), "mean")
+            stopping = torch.tensor(float(stop is not None and stop.received is not None), device=accelerator.device)
+            stats = accelerator.reduce(torch.stack([parts["loss"].detach(), parts["recon"].detach(),
+                                                    parts["kl"].detach(), stopping]), "mean")
             if not torch.isfinite(stats).all():  # same verdict on every rank: stats are all-reduced
-                loss, recon, kl = stats.tolist()
+                loss, recon, kl, _ = stats.tolist()
                 raise TrainingError(f"non-finite loss at step {step} (loss={loss}, recon={recon}, kl={kl})")
             accelerator.backward(parts["loss"])
             if accelerator.sync_gradients:
@@ -93,8 +114,8 @@ def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelera
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         totals += stats
-    loss, recon, kl = (totals / cfg.train.grad_accum).tolist()
-    metrics = {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm}
+    loss, recon, kl, stopping = (totals / cfg.train.grad_accum).tolist()
+    metrics = {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm, "stop": stopping}
     if cfg.data.source == "webdataset":
         metrics["data_skipped"] = skipped  # bad samples this rank skipped so far this epoch
     return metrics
@@ -125,6 +146,7 @@ def train(cfg: Config) -> None:
         log_with="tensorboard" if cfg.train.tensorboard else None,
         project_dir=cfg.run_dir,
     )
+    stop = StopSignal()
     run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
     prepare_run_dir(run_dir, accelerator.process_index)
     accelerator.wait_for_everyone()
@@ -158,7 +180,8 @@ def train(cfg: Config) -> None:
         micro_batches = batches.micro_batches(start)
         for step in range(start, cfg.train.steps):
             try:
-                metrics = train_step(model, optimizer, micro_batches, step, cfg, accelerator)
+                metrics = train_step(model, optimizer, micro_batches, step, cfg, accelerator, stop)
+                stopping = metrics.pop("stop") > 0
             except TrainingError as e:
                 last = checkpoint.latest(ckpt_dir)
                 raise TrainingError(f"{e}; stopped, last good checkpoint: {last or 'none yet'}") from None
@@ -171,8 +194,12 @@ def train(cfg: Config) -> None:
                 record(metrics, done, metrics_log, accelerator)
                 progress.update(task, completed=done, stats=_summary(metrics))
                 window_start, window_steps = time.perf_counter(), 0
-            if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps:
+            if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps or stopping:
                 checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
+            if stopping:
+                accelerator.print(f"stop signal: checkpoint at step {done} written; exiting to be resumed")
+                shutdown(accelerator, model, optimizer)
+                raise SystemExit(PREEMPTED_EXIT_CODE)
             if cfg.eval.every and (done % cfg.eval.every == 0 or done == cfg.train.steps):
                 eval_start = time.perf_counter()
                 with torch.no_grad():

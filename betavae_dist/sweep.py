@@ -1,0 +1,226 @@
+"""Sweeps over β (× seeds, × any key): grid expansion for SLURM job arrays, and the report.
+
+    python -m betavae_dist.sweep count SWEEP.yaml            # number of points
+    python -m betavae_dist.sweep point SWEEP.yaml INDEX      # what point INDEX is
+    python -m betavae_dist.sweep point SWEEP.yaml INDEX --shell   # the same, as bash variables
+    python -m betavae_dist.sweep report SWEEP_DIR            # table (terminal, Markdown, CSV) + plot
+
+A sweep file:
+
+    base: configs/dsprites_beta4.yaml     # experiment config every point starts from
+    out_dir: runs/sweep_dsprites_beta     # one run directory per point inside it
+    grid:                                 # every combination, first key slowest
+      loss.beta: [1, 2, 4, 6, 8, 16]
+      seed: [0, 1, 2]
+    train: [train.steps=30000]            # overrides for every point
+    eval: [eval.metrics=beta_vae,mig]     # settings for the evaluation of every point
+
+Point names come from the grid values (`beta4_seed1`), so they are stable across re-expansions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import checkpoint
+from .config import ConfigError, from_sources
+
+HEADLINE = ("beta_vae.eval_accuracy", "factor_vae.eval_accuracy", "mig", "dci.disentanglement", "sap")
+
+
+@dataclass
+class Sweep:
+    path: Path
+    base: str
+    out_dir: Path
+    grid: dict[str, list]
+    train: list[str]
+    eval: list[str]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Sweep":
+        path = Path(path)
+        directory = path if path.is_dir() else None
+        if directory:
+            path = directory / "sweep.yaml"
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read sweep file {path}: {e}") from None
+        unknown = set(data) - {"base", "out_dir", "grid", "train", "eval"}
+        if unknown:
+            raise ConfigError(f"unknown sweep key '{sorted(unknown)[0]}' (in {path})")
+        grid = data.get("grid") or {}
+        if not grid or not all(isinstance(v, list) and v for v in grid.values()):
+            raise ConfigError(f"grid: expected a mapping of keys to non-empty lists (in {path})")
+        out_dir = directory or Path(data.get("out_dir", "runs/sweep"))
+        return cls(path, data.get("base", ""), out_dir, grid,
+                   list(data.get("train") or []), list(data.get("eval") or []))
+
+    @property
+    def points(self) -> list[dict]:
+        return [dict(zip(self.grid, values)) for values in itertools.product(*self.grid.values())]
+
+    def name(self, point: dict) -> str:
+        return "_".join(f"{key.split('.')[-1]}{value}" for key, value in point.items())
+
+    def run_dir(self, point: dict) -> Path:
+        return self.out_dir / self.name(point)
+
+    def train_overrides(self, point: dict) -> list[str]:
+        return [*self.train, *(f"{k}={v}" for k, v in point.items()), f"run_dir={self.run_dir(point)}"]
+
+    def point(self, index: int) -> dict:
+        points = self.points
+        if not 0 <= index < len(points):
+            raise ConfigError(f"point {index} does not exist: {self.path} has {len(points)} (0..{len(points) - 1})")
+        point = points[index]
+        from_sources(self.base or None, self.train_overrides(point) + self.eval)  # fail early on a bad key
+        return point
+
+
+def point_status(run_dir: Path) -> tuple[str, dict]:
+    """('evaluated' | 'trained' | 'unfinished', results) for one run directory."""
+    results: dict = {}
+    evaluation = run_dir / "evaluation.json"
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        train_lines = [json.loads(line) for line in metrics.read_text().splitlines() if '"recon"' in line]
+        if train_lines:
+            results["recon"] = train_lines[-1]["recon"]
+            results["kl"] = train_lines[-1]["kl"]
+    if evaluation.is_file():
+        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in HEADLINE})
+        return "evaluated", results
+    if (run_dir / "export" / "model.safetensors").is_file():
+        return "trained", results
+    last = checkpoint.latest(run_dir / "checkpoints")
+    return f"unfinished (last checkpoint: {last.name if last else 'none'})", results
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4g} ± {std:.2g}"
+
+
+def report(sweep: Sweep) -> dict:
+    """Write report.md, report.csv and report.png into the sweep directory; return the rows."""
+    group_key = "loss.beta" if "loss.beta" in sweep.grid else next(iter(sweep.grid))
+    rows, problems = {}, []
+    for point in sweep.points:
+        status, results = point_status(sweep.run_dir(point))
+        if status != "evaluated":
+            problems.append((sweep.name(point), status))
+            continue
+        rows.setdefault(point[group_key], []).append(results)
+    columns = [c for c in (*HEADLINE, "recon") if any(c in r for group in rows.values() for r in group)]
+    table = [{group_key: key, "n": len(group),
+              **{c: mean_std([r[c] for r in group if c in r]) for c in columns}} for key, group in sorted(rows.items())]
+    out = sweep.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    header = [group_key, "n", *columns]
+    with open(out / "report.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*header[:2], *(f"{c} mean" for c in columns), *(f"{c} std" for c in columns)])
+        for key, group in sorted(rows.items()):
+            values = [[r[c] for r in group if c in r] for c in columns]
+            writer.writerow([key, len(group), *(statistics.mean(v) if v else "" for v in values),
+                             *(statistics.stdev(v) if len(v) > 1 else 0.0 for v in values)])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in table]
+    if problems:
+        lines += ["", "Not in the table:", *(f"- {name}: {status}" for name, status in problems)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    _plot(rows, group_key, columns, out / "report.png")
+    return {"group": group_key, "columns": columns, "rows": table, "problems": problems}
+
+
+def _plot(rows: dict, group_key: str, columns: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = next((c for c in columns if c != "recon"), None)
+    panels = [c for c in (metric, "recon") if c]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5), squeeze=False)
+    keys = sorted(rows)
+    for ax, column in zip(axes[0], panels):
+        values = [[r[column] for r in rows[k] if column in r] for k in keys]
+        means = [statistics.mean(v) if v else math.nan for v in values]
+        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+        ax.errorbar(keys, means, yerr=stds, marker="o", capsize=3)
+        ax.set_xlabel(group_key)
+        ax.set_ylabel(column)
+        if group_key == "loss.beta" and keys and min(keys) > 0:
+            ax.set_xscale("log", base=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def print_report(result: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep report: {out_dir}")
+    for column in (result["group"], "n", *result["columns"]):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        table.add_row(*(str(row[c]) for c in (result["group"], "n", *result["columns"])))
+    console = Console()
+    console.print(table)
+    for name, status in result["problems"]:
+        console.print(f"[yellow]not in the table[/]: {name}: {status}")
+    console.print(f"wrote {out_dir / 'report.md'}, report.csv, report.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m betavae_dist.sweep", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("count").add_argument("sweep")
+    p = sub.add_parser("point")
+    p.add_argument("sweep")
+    p.add_argument("index", type=int)
+    p.add_argument("--shell", action="store_true", help="print bash assignments for slurm/sweep.sh")
+    sub.add_parser("report").add_argument("sweep", help="the sweep directory (or its sweep file)")
+    args = parser.parse_args(argv)
+    try:
+        sweep = Sweep.load(args.sweep)
+        if args.command == "count":
+            print(len(sweep.points))
+        elif args.command == "point":
+            point = sweep.point(args.index)
+            run_dir = sweep.run_dir(point)
+            if args.shell:
+                sweep.out_dir.mkdir(parents=True, exist_ok=True)
+                (sweep.out_dir / "sweep.yaml").write_text(sweep.path.read_text())  # for the report
+                train_args = (["--config", sweep.base] if sweep.base else []) + sweep.train_overrides(point)
+                print(f"RUN_DIR={shlex.quote(str(run_dir))}")
+                print(f"TRAIN_ARGS=({' '.join(map(shlex.quote, train_args))})")
+                print(f"EVAL_ARGS=({' '.join(map(shlex.quote, sweep.eval))})")
+            else:
+                print(f"point {args.index} of {len(sweep.points)}: {sweep.name(point)} -> {run_dir}")
+                print("  " + " ".join(sweep.train_overrides(point)))
+        else:
+            print_report(report(sweep), sweep.out_dir)
+    except ConfigError as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""slurm/ scripts on a real SLURM (2 emulated nodes on this machine): sweeps, multi-node, requeue."""
+
+import json
+import subprocess
+import time
+
+from conftest import ROOT
+
+TINY = "train.batch_size=16 train.progress=false train.log_every=2"
+
+
+def sbatch(env, *args, wait=True, **extra_env):
+    cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), *args]
+    return subprocess.run(cmd, cwd=ROOT, env={**env, **extra_env}, capture_output=True, text=True, timeout=600)
+
+
+def test_sweep_array_trains_evaluates_exports_and_reports(slurm, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"""
+base: configs/dsprites_beta4.yaml
+out_dir: {tmp_path / 'sweep'}
+grid:
+  loss.beta: [1, 4]
+train: [train.steps=4, train.batch_size=16, train.progress=false]
+eval: ["eval.metrics=beta_vae,mig", eval.n_train=100, eval.n_eval=50, eval.pairs=8, eval.n_samples=200]
+""")
+    proc = sbatch(slurm, "--array=0-1", f"--output={tmp_path}/slurm-%A_%a.out", "slurm/sweep.sh", SWEEP=str(sweep))
+    logs = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
+    assert proc.returncode == 0, proc.stderr + logs[-4000:]
+    for point in ("beta1", "beta4"):
+        run_dir = tmp_path / "sweep" / point
+        assert (run_dir / "export" / "model.safetensors").is_file()
+        assert 0 <= json.loads((run_dir / "evaluation.json").read_text())["beta_vae.eval_accuracy"] <= 1
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "| 1 | 1 |" in report and "| 4 | 1 |" in report and "Not in the table" not in report
+    assert (tmp_path / "sweep" / "report.csv").is_file() and (tmp_path / "sweep" / "report.png").is_file()
+
+    # A finished point is not redone.
+    again = sbatch(slurm, "--array=1", f"--output={tmp_path}/again-%A_%a.out", "slurm/sweep.sh", SWEEP=str(sweep))
+    assert again.returncode == 0
+    assert "already trained and evaluated" in "".join(p.read_text() for p in tmp_path.glob("again-*.out"))
+
+
+def test_default_sweep_script_is_accepted_as_is(slurm):
+    proc = subprocess.run(["sbatch", "--test-only", "slurm/sweep.sh"], cwd=ROOT, env=slurm, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    count = subprocess.run(["python", "-m", "betavae_dist.sweep", "count", "configs/sweeps/dsprites_beta.yaml"],
+                           cwd=ROOT, env=slurm, capture_output=True, text=True).stdout.strip()
+    assert "--array=0-%d" % (int(count) - 1) in (ROOT / "slurm" / "sweep.sh").read_text()
+
+
+def test_two_node_training_has_two_ranks(slurm, tmp_path):
+    log = tmp_path / "train.out"
+    proc = sbatch(slurm, "--nodes=2", f"--output={log}", "slurm/train.sh",
+                  OVERRIDES=f"run_dir={tmp_path / 'run'} train.steps=4 {TINY}")
+    text = log.read_text()
+    assert proc.returncode == 0, proc.stderr + text[-4000:]
+    assert "2 node(s) x 1 process(es)" in text
+    assert "2 process(es) on cpu" in text and "MULTI_CPU" in text
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+
+
+def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
+    log, run_dir = tmp_path / "train.out", tmp_path / "run"
+    job = sbatch(slurm, f"--output={log}", "slurm/train.sh", wait=False,
+                 OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoints" / "step_100").exists():
+        assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
+        time.sleep(0.2)
+    # What SLURM does before a time limit or preemption with --signal=B:USR1@120:
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm, check=True)
+    while "requeueing job" not in log.read_text():
+        assert time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    # SLURM delays a requeued job's start by minutes; that wait is the scheduler's, not ours.
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, capture_output=True)
+    while not (run_dir / "export" / "model.safetensors").exists():
+        assert time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    text = log.read_text()
+    assert "stop signal: checkpoint at step" in text
+    assert "requeueing job" in text and "resuming from" in text
+    last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["step"] == 1500

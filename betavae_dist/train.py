@@ -86,8 +86,9 @@ def prepare_run_dir(run_dir: Path, rank: int) -> None:
 def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelerator: Accelerator,
                stop: StopSignal | None = None) -> dict:
     """One optimiser step over `grad_accum` micro-batches; returns rank-averaged metrics, and
-    `stop` > 0 when any rank received a stop signal (so all ranks stop at the same step)."""
-    totals = torch.zeros(4, device=accelerator.device)
+    `stop` > 0 when any rank received a stop signal (so all ranks stop at the same step).
+    One all-reduce per micro-batch carries the loss terms, that flag and the skipped-sample count."""
+    totals = torch.zeros(5, device=accelerator.device)
     memory_format = accelerator.unwrap_model(model).memory_format
     grad_norm, skipped = float("nan"), 0
     for micro in range(cfg.train.grad_accum):
@@ -97,11 +98,12 @@ def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelera
         with accelerator.accumulate(model):
             output, mean, logvar = model(x, noise.to(accelerator.device))
             parts = beta_vae_loss(output, x, mean, logvar, step, cfg.loss, cfg.model)
-            stopping = torch.tensor(float(stop is not None and stop.received is not None), device=accelerator.device)
-            stats = accelerator.reduce(torch.stack([parts["loss"].detach(), parts["recon"].detach(),
-                                                    parts["kl"].detach(), stopping]), "mean")
+            flags = torch.tensor([float(stop is not None and stop.received is not None), float(skipped)],
+                                 device=accelerator.device)
+            stats = accelerator.reduce(torch.cat([torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach(),
+                                                  flags]), "mean")
             if not torch.isfinite(stats).all():  # same verdict on every rank: stats are all-reduced
-                loss, recon, kl, _ = stats.tolist()
+                loss, recon, kl = stats[:3].tolist()
                 raise TrainingError(f"non-finite loss at step {step} (loss={loss}, recon={recon}, kl={kl})")
             accelerator.backward(parts["loss"])
             if accelerator.sync_gradients:
@@ -114,10 +116,10 @@ def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelera
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         totals += stats
-    loss, recon, kl, stopping = (totals / cfg.train.grad_accum).tolist()
+    loss, recon, kl, stopping, _ = (totals / cfg.train.grad_accum).tolist()
     metrics = {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm, "stop": stopping}
-    if cfg.data.source == "webdataset":
-        metrics["data_skipped"] = skipped  # bad samples this rank skipped so far this epoch
+    if cfg.data.source == "webdataset":  # bad samples skipped so far this epoch, all ranks together
+        metrics["data_skipped"] = round(stats[4].item() * accelerator.num_processes)
     return metrics
 
 

@@ -70,3 +70,10 @@ def test_conflicting_deepspeed_setting_is_refused(tmp_path):
     proc = ds_train(tmp_path / "r", launch, "train.steps=2", check=False)
     assert proc.returncode != 0
     assert "the DeepSpeed config sets gradient_accumulation_steps=4 but this run needs 1" in proc.stderr
+
+
+def test_zero2_with_optimizer_offload_matches_ddp(ddp_reference, tmp_path):
+    # DeepSpeedCPUAdam: its C++ op compiles on first use (~30 s, then cached).
+    proc = ds_train(tmp_path / "offload", ROOT / "launch" / "zero2_offload.yaml", "train.steps=6")
+    assert "(DEEPSPEED" in proc.stdout
+    assert max_abs_diff(weights(tmp_path / "offload" / "export"), ddp_reference) < 1e-4

@@ -141,3 +141,18 @@ def test_celeba_config_trains_from_shards_on_two_ranks(celeba_shards, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 9 and lines[-1]["data_skipped"] == 0  # 9 steps cross an epoch boundary (7)
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+
+
+def test_pipe_urls_stream_like_files(celeba_shards):
+    piped = "pipe:cat " + urls(celeba_shards)
+    cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={piped}", f"data.manifest={celeba_shards}/manifest.json",
+                                                    "train.batch_size=4", "data.workers=0", "data.shuffle_buffer=4"])
+    assert keys_of(ShardStream(cfg, 1, 0), 0, 7) == keys_of(ShardStream(stream_cfg(celeba_shards, "data.workers=0"), 1, 0), 0, 7)
+
+
+def test_skipped_samples_are_counted_in_the_training_log(tmp_path):
+    url = write_bad_shards(tmp_path / "shards", {(0, 1): corrupt_image})
+    train(tmp_path / "run", f"data.shards={url}", "train.batch_size=4", "train.steps=2", "data.on_error=skip",
+          "data.max_skip_fraction=0.5", "data.workers=1", nproc=2, config="configs/celeba_beta.yaml")
+    last = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["data_skipped"] == 1

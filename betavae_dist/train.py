@@ -43,7 +43,8 @@ PREEMPTED_EXIT_CODE = 3  # stopped by SIGTERM/SIGUSR1 after writing a checkpoint
 
 class StopSignal:
     """Remembers SIGTERM/SIGUSR1 (what SLURM sends before a time limit or preemption) so the loop
-    can checkpoint at the next step instead of dying mid-step."""
+    can checkpoint at the next step instead of dying mid-step. A second signal exits at once
+    (e.g. a launcher tearing down a job whose other rank already died)."""
 
     def __init__(self):
         self.received = None
@@ -51,6 +52,8 @@ class StopSignal:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
+        if self.received is not None:
+            raise SystemExit(128 + signum)
         self.received = signal.Signals(signum).name
 
 

@@ -44,10 +44,11 @@ def test_zero_stage_trains_resumes_and_exports_like_ddp(stage, ddp_reference, tm
     BetaVAE.from_pretrained(tmp_path / "straight" / "export")
 
 
-def test_bf16_trains_and_exports_fp32(tmp_path):
-    proc = ds_train(tmp_path / "bf16", ROOT / "launch" / "zero2.yaml", "train.steps=12", "train.ckpt_every=12",
+@pytest.mark.parametrize("launch, mode", [("zero2.yaml", "DEEPSPEED"), ("cpu_ddp.yaml", "MULTI_CPU")])
+def test_bf16_trains_and_exports_fp32(launch, mode, tmp_path):
+    proc = ds_train(tmp_path / "bf16", ROOT / "launch" / launch, "train.steps=12", "train.ckpt_every=12",
                     launcher_flags=["--mixed_precision", "bf16"])
-    assert "(DEEPSPEED, bf16)" in proc.stdout
+    assert f"({mode}, bf16)" in proc.stdout
     losses = [json.loads(line)["loss"] for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-3:]) < sum(losses[:3])
     exported = weights(tmp_path / "bf16" / "export")

@@ -24,9 +24,12 @@ grid:
 train: [train.steps=4, train.batch_size=16, train.progress=false]
 eval: ["eval.metrics=beta_vae,mig", eval.n_train=100, eval.n_eval=50, eval.pairs=8, eval.n_samples=200]
 """)
-    proc = sbatch(slurm, "--array=0-1", f"--output={tmp_path}/slurm-%A_%a.out", "slurm/sweep.sh", SWEEP=str(sweep))
+    # Each array task spans both nodes: 2 ranks per point.
+    proc = sbatch(slurm, "--array=0-1", "--nodes=2", f"--output={tmp_path}/slurm-%A_%a.out", "slurm/sweep.sh",
+                  SWEEP=str(sweep))
     logs = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
     assert proc.returncode == 0, proc.stderr + logs[-4000:]
+    assert logs.count("2 node(s) x 1 process(es)") == 2 and "2 process(es) on cpu" in logs
     for point in ("beta1", "beta4"):
         run_dir = tmp_path / "sweep" / point
         assert (run_dir / "export" / "model.safetensors").is_file()

@@ -61,8 +61,8 @@ def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
     return urls, [counts[Path(u).name] for u in urls], manifest
 
 
-def decode(sample: dict) -> np.ndarray:
-    """A sample's image as (C, H, W) uint8."""
+def decode(sample: dict, shape: tuple[int, int, int]) -> np.ndarray:
+    """A sample's image as (C, H, W) uint8, checked against the manifest's shape."""
     key = next((k for k in IMAGE_KEYS if k in sample), None)
     if key is None:
         raise ValueError(f"no image in the sample (it has {sorted(k for k in sample if not k.startswith('__'))})")
@@ -73,7 +73,10 @@ def decode(sample: dict) -> np.ndarray:
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS[key]) as img:
             img.load()
             image = np.asarray(img)
-    return image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    if image.shape != shape:
+        raise ValueError(f"image of shape {image.shape}, the manifest says {shape}")
+    return image
 
 
 class _Counter:
@@ -92,7 +95,8 @@ class _Counter:
                               f"data.max_skip_fraction={self.max_fraction}; last: {message}")
 
 
-def read_range(pieces: list[tuple[str, int, int]], counter: _Counter) -> Iterator[tuple[str, np.ndarray]]:
+def read_range(pieces: list[tuple[str, int, int]], shape: tuple[int, int, int],
+               counter: _Counter) -> Iterator[tuple[str, np.ndarray]]:
     """Decoded (key, image) for samples [start, stop) of each shard in `pieces`."""
     for url, start, stop in pieces:
         position, key = 0, None
@@ -109,7 +113,7 @@ def read_range(pieces: list[tuple[str, int, int]], counter: _Counter) -> Iterato
                 key = sample["__key__"]
                 if position >= start:
                     try:
-                        yield key, decode(sample)
+                        yield key, decode(sample, shape)
                     except (OSError, ValueError) as e:
                         counter.bad(f"shard {url}, sample {key}: {e}")
                 position += 1
@@ -142,7 +146,7 @@ class _EpochRanges(IterableDataset):
         counter = _Counter(s.cfg.data.on_error, s.cfg.data.max_skip_fraction, planned)
         rng = random.Random(hash((s.cfg.seed, self.epoch, s.rank, worker)))
         samples = wds.shuffle(s.cfg.data.shuffle_buffer, initial=s.cfg.data.shuffle_buffer, rng=rng)(
-            read_range(pieces, counter))
+            read_range(pieces, s.image_shape, counter))
         seen: list[tuple[str, np.ndarray]] = []
         repeated = 0
         for _ in range(batches):
@@ -170,6 +174,7 @@ class ShardStream:
             raise ConfigError(f"the shards hold {total} samples, fewer than one global batch of {cfg.train.batch_size}")
         self.batches_per_epoch = self.steps_per_epoch * cfg.train.grad_accum
         image = self.manifest["image"]
+        self.image_shape = (image["channels"], image["size"], image["size"])
         if image["channels"] != cfg.model.channels or image["size"] != 64:
             raise ConfigError(f"the shards hold {image['channels']}x{image['size']}x{image['size']} images but "
                               f"model.channels={cfg.model.channels} and the networks take 64x64")

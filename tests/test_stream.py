@@ -156,3 +156,18 @@ def test_skipped_samples_are_counted_in_the_training_log(tmp_path):
           "data.max_skip_fraction=0.5", "data.workers=1", nproc=2, config="configs/celeba_beta.yaml")
     last = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["data_skipped"] == 1
+
+
+def small_image(sample):
+    import io
+    import numpy as np
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buffer, format="PNG")
+    return {**sample, "png": buffer.getvalue()}
+
+
+def test_image_of_the_wrong_shape_is_named(tmp_path):
+    url = write_bad_shards(tmp_path / "shards", {(0, 3): small_image})
+    with pytest.raises(StreamError, match=r"sample s0_3: image of shape \(3, 32, 32\), the manifest says \(3, 64, 64\)"):
+        read_all(url)

@@ -29,6 +29,7 @@ from betavae_dist.data import StepBatches, build_dataset
 from betavae_dist.distributed import make_accelerator
 from betavae_dist.dsprites import NUM_IMAGES, index_to_factors, render
 from betavae_dist.models import BetaVAE
+from betavae_dist.runtime import keep_heap
 from betavae_dist.train import build_optimizer, train_step
 
 
@@ -44,6 +45,7 @@ class ArrayDataset(Dataset):
 
 
 def reference_images_per_s(images: np.ndarray, cfg: Config, steps: int, fixed_batch: bool) -> float:
+    keep_heap(False)  # the reference runs with glibc's default malloc settings
     torch.manual_seed(0)
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
@@ -68,6 +70,7 @@ def reference_images_per_s(images: np.ndarray, cfg: Config, steps: int, fixed_ba
 
 
 def ours_images_per_s(cfg: Config, steps: int, precision: str, fixed_batch: bool) -> float:
+    keep_heap()  # what the trainer does at start-up
     torch.manual_seed(0)
     accelerator = make_accelerator(mixed_precision=precision)
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)

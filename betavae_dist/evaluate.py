@@ -33,6 +33,7 @@ from .export import checkpoint_weights
 from .metrics import METRICS
 from .metrics.codes import CodeTable, factor_set, model_representation
 from .models import BetaVAE, ExportError, check_state_dict
+from .runtime import keep_heap
 
 
 def evaluate_model(model: BetaVAE, cfg: Config, accelerator: Accelerator | None) -> dict:
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     except ExportError as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    keep_heap()
     try:
         accelerator = make_accelerator()
         model = model.to(accelerator.device, memory_format=model.memory_format)

@@ -24,6 +24,7 @@ from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
+from .runtime import keep_heap
 from .config import Config, ConfigError, load_or_exit, save_yaml
 from .data import DataError, build_batches, step_noise
 from .distributed import LaunchError, configure_deepspeed, make_accelerator, offloads_optimizer, shutdown
@@ -144,6 +145,7 @@ def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, accelerator: Acce
 
 
 def train(cfg: Config) -> None:
+    keep_heap()
     if cfg.train.tensorboard and not is_tensorboard_available():
         raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install 'betavae-dist[tensorboard]'")
     accelerator = make_accelerator(

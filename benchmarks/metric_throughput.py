@@ -31,6 +31,8 @@ from betavae_dist.metrics.beta_vae import beta_vae_score
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 from betavae_dist.metrics.linear import accuracy, fit_softmax
 from betavae_dist.models import BetaVAE
+from betavae_dist.runtime import keep_heap
+from isolated import run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +57,7 @@ def reference_seconds(model, dataset, factors, n_train, n_eval, pairs, seed=0) -
 
 
 def ours_seconds(model, dataset, factors, n_train, n_eval, pairs) -> tuple[float, float]:
+    keep_heap()  # as `betavae_dist.evaluate` does
     start = time.perf_counter()
     with torch.no_grad():
         table = CodeTable(model_representation(model, dataset, "cpu"), dataset.factor_sizes)
@@ -89,8 +92,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "export"
         write_export(model.state_dict(), Config(), export)
-        rows["reference: serial, one stream, 1 process"] = reference_seconds(model, dataset, factors, n_train, n_eval, args.pairs)
-        rows["ours: deduplicated chunks, 1 process (in-process)"] = ours_seconds(model, dataset, factors, n_train, n_eval, args.pairs)
+        # Fresh processes (isolated.py): the reference keeps glibc's defaults, ours gets keep_heap().
+        common = (model, dataset, factors, n_train, n_eval, args.pairs)
+        rows["reference: serial, one stream, 1 process"] = run_isolated(reference_seconds, *common)
+        rows["ours: deduplicated chunks, 1 process"] = run_isolated(ours_seconds, *common)
         rows["ours: evaluate, 1 rank"] = ranks_seconds(export, 1, n_train, n_eval, args.pairs)
         rows["ours: evaluate, 2 ranks"] = ranks_seconds(export, 2, n_train, n_eval, args.pairs)
     reference = rows["reference: serial, one stream, 1 process"][0]

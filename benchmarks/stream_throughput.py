@@ -28,6 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from betavae_dist.config import from_sources
 from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import beta_vae_loss
+from betavae_dist.runtime import keep_heap
+from isolated import run_isolated
 from betavae_dist.shards import Preprocessing, _file_sample, write_shards
 from betavae_dist.stream import ShardStream
 
@@ -69,6 +71,7 @@ def per_file_images_per_s(files, workers: int) -> float:
 
 
 def stream_images_per_s(shard_dir: Path, shards: int, workers: int) -> float:
+    keep_heap()  # as the trainer sets it before its loader's workers fork
     cfg = from_sources(None, ["data.source=webdataset", f"data.shards={shard_dir}/shard-{{000000..{shards - 1:06d}}}.tar",
                               f"data.workers={workers}", f"train.batch_size={BATCH}", "model.channels=3"])
     stream = ShardStream(cfg, 1, 0)
@@ -79,6 +82,7 @@ def stream_images_per_s(shard_dir: Path, shards: int, workers: int) -> float:
 
 
 def training_images_per_s(steps: int = 15) -> float:
+    keep_heap()  # as the trainer does
     cfg = from_sources("configs/celeba_beta.yaml", ["data.shards=unused"])
     torch.manual_seed(0)
     model = BetaVAE("conv64_deep", 32, 3).to(memory_format=torch.channels_last)
@@ -107,15 +111,16 @@ def main() -> None:
         manifest = write_shards(jobs, _file_sample, Path(tmp) / "shards", prep, maxcount=1000, maxsize=1 << 30,
                                 workers=2, source="benchmark", channels=3)
         shards = len(manifest["shards"])
-        cases = {f"{name}, {w} worker{'s' if w > 1 else ''}": fn
-                 for w in (1, 2)
-                 for name, fn in (("per-file PNG reader (reference)", lambda w=w: per_file_images_per_s(files, w)),
-                                  ("ours: WebDataset stream", lambda w=w: stream_images_per_s(Path(tmp) / "shards", shards, w)))}
+        cases = {}
+        for w in (1, 2):
+            label = f"{w} worker{'s' if w > 1 else ''}"
+            cases[f"per-file PNG reader (reference), {label}"] = (per_file_images_per_s, files, w)
+            cases[f"ours: WebDataset stream, {label}"] = (stream_images_per_s, Path(tmp) / "shards", shards, w)
         results = {name: [] for name in cases}
         for _ in range(args.repeats):
-            for name, fn in cases.items():
-                results[name].append(fn())
-        training = training_images_per_s()
+            for name, (fn, *fn_args) in cases.items():
+                results[name].append(run_isolated(fn, *fn_args))  # a fresh process per case
+        training = run_isolated(training_images_per_s)
     table = Table(title=f"{args.images} 64x64 RGB PNGs, batch {BATCH}, median of {args.repeats}")
     for column in ("reader", "images/s", "× per-file (same workers)"):
         table.add_column(column, justify="left" if column == "reader" else "right")

@@ -19,7 +19,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate.state import AcceleratorState
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
@@ -30,6 +29,7 @@ from betavae_dist.distributed import make_accelerator
 from betavae_dist.dsprites import NUM_IMAGES, index_to_factors, render
 from betavae_dist.models import BetaVAE
 from betavae_dist.runtime import keep_heap
+from isolated import run_isolated
 from betavae_dist.train import build_optimizer, train_step
 
 
@@ -44,8 +44,13 @@ class ArrayDataset(Dataset):
         return torch.from_numpy(self.images[i]).float().unsqueeze(0)
 
 
-def reference_images_per_s(images: np.ndarray, cfg: Config, steps: int, fixed_batch: bool) -> float:
-    keep_heap(False)  # the reference runs with glibc's default malloc settings
+def reference_images(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return render(index_to_factors(rng.choice(NUM_IMAGES, n, replace=False)))
+
+
+def reference_images_per_s(n_images: int, cfg: Config, steps: int, fixed_batch: bool) -> float:
+    images = reference_images(n_images)
     torch.manual_seed(0)
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
@@ -84,8 +89,6 @@ def ours_images_per_s(cfg: Config, steps: int, precision: str, fixed_batch: bool
         if step == 3:
             start = time.perf_counter()
         train_step(model, optimizer, batches, step, cfg, accelerator)
-    accelerator.free_memory(model, optimizer)
-    AcceleratorState._reset_state(reset_partial_state=True)  # the next case may use another precision
     return steps * cfg.train.batch_size / (time.perf_counter() - start)
 
 
@@ -100,21 +103,19 @@ def main() -> None:
 
     cfg = Config()
     cfg.model.arch, cfg.train.batch_size = args.arch, args.batch
-    rng = np.random.default_rng(0)
-    images = render(index_to_factors(rng.choice(NUM_IMAGES, args.reference_images, replace=False)))
-
-    cases = {
-        ("model only", "reference fp32"): lambda: reference_images_per_s(images, cfg, args.steps, True),
-        ("model only", "ours fp32"): lambda: ours_images_per_s(cfg, args.steps, "no", True),
-        ("model only", "ours bf16"): lambda: ours_images_per_s(cfg, args.steps, "bf16", True),
-        ("end to end", "reference fp32"): lambda: reference_images_per_s(images, cfg, args.steps, False),
-        ("end to end", "ours fp32"): lambda: ours_images_per_s(cfg, args.steps, "no", False),
-        ("end to end", "ours bf16"): lambda: ours_images_per_s(cfg, args.steps, "bf16", False),
+    n = args.reference_images
+    cases = {  # each case in a fresh process (isolated.py): nothing leaks from one to another
+        ("model only", "reference fp32"): (reference_images_per_s, n, cfg, args.steps, True),
+        ("model only", "ours fp32"): (ours_images_per_s, cfg, args.steps, "no", True),
+        ("model only", "ours bf16"): (ours_images_per_s, cfg, args.steps, "bf16", True),
+        ("end to end", "reference fp32"): (reference_images_per_s, n, cfg, args.steps, False),
+        ("end to end", "ours fp32"): (ours_images_per_s, cfg, args.steps, "no", False),
+        ("end to end", "ours bf16"): (ours_images_per_s, cfg, args.steps, "bf16", False),
     }
     results: dict = {key: [] for key in cases}
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every case alike
-        for key, run in cases.items():
-            results[key].append(run())
+        for key, (fn, *fn_args) in cases.items():
+            results[key].append(run_isolated(fn, *fn_args))
 
     table = Table(title=f"training throughput, {args.arch}, batch {args.batch}, {torch.get_num_threads()} threads, "
                         f"median of {args.repeats} x {args.steps} steps")

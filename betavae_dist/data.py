@@ -3,7 +3,6 @@
 (`build_batches` picks this or the WebDataset stream of stream.py from `data.source`; both yield
 micro-batches of images in [0, 1] with a count of skipped samples, from any start step.)
 
-
 Step s of a run with global batch B uses positions [s·B, (s+1)·B) of an endless sequence of
 epochs, each a permutation of the dataset seeded by (seed, epoch). Micro-batch m of rank r
 (of W ranks, A accumulation steps) takes the slice number m·W + r of that global batch, and
@@ -75,12 +74,11 @@ def micro_slice(micro: int, world_size: int, rank: int, micro_batch: int) -> sli
     return slice(first, first + micro_batch)
 
 
-def step_noise(cfg: Config, step: int, micro: int, world_size: int, rank: int) -> torch.Tensor:
-    """Reparameterisation noise of this rank's micro-batch, drawn for the global batch from (seed, step)."""
-    micro_batch = micro_batch_size(cfg, world_size)
+def step_noise(cfg: Config, step: int) -> torch.Tensor:
+    """Reparameterisation noise of the whole global batch of `step`, from (seed, step); micro-batch
+    m of rank r uses rows `micro_slice(m, ...)`."""
     rng = np.random.default_rng([cfg.seed, step, 1])
-    noise = rng.standard_normal((cfg.train.batch_size, cfg.model.latents), dtype=np.float32)
-    return torch.from_numpy(noise[micro_slice(micro, world_size, rank, micro_batch)])
+    return torch.from_numpy(rng.standard_normal((cfg.train.batch_size, cfg.model.latents), dtype=np.float32))
 
 
 class DataError(RuntimeError):

@@ -36,9 +36,9 @@ from .models import BetaVAE, ExportError, check_state_dict
 from .runtime import keep_heap
 
 
-def evaluate_model(model: BetaVAE, cfg: Config, accelerator: Accelerator | None) -> dict:
-    """All configured metrics; every rank must call this (each runs its share of forward passes)."""
-    dataset = build_dataset(cfg)
+def evaluate_model(model: BetaVAE, dataset, cfg: Config, accelerator: Accelerator | None) -> dict:
+    """All configured metrics on a factor dataset; every rank must call this (each runs its share
+    of forward passes)."""
     device = accelerator.device if accelerator else next(model.parameters()).device
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
                       cfg.eval.batch_size)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         accelerator = make_accelerator()
         model = model.to(accelerator.device, memory_format=model.memory_format)
-        results = evaluate_model(model, cfg, accelerator)
+        results = evaluate_model(model, build_dataset(cfg), cfg, accelerator)
     except (LaunchError, DataError) as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

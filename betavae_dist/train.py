@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import checkpoint, visualize
 from .runtime import keep_heap
 from .config import Config, ConfigError, load_or_exit, save_yaml
-from .data import DataError, build_batches, step_noise
+from .data import DataError, build_batches, build_dataset, micro_batch_size, micro_slice, step_noise
 from .distributed import LaunchError, configure_deepspeed, make_accelerator, offloads_optimizer, shutdown
 from .evaluate import evaluate_model
 from .export import checkpoint_weights, write_export
@@ -95,12 +95,15 @@ def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelera
     totals = torch.zeros(5, device=accelerator.device)
     memory_format = accelerator.unwrap_model(model).memory_format
     grad_norm, skipped = float("nan"), 0
+    world, rank = accelerator.num_processes, accelerator.process_index
+    noise = step_noise(cfg, step)  # the global batch's; each micro-batch takes its rows
+    micro_batch = micro_batch_size(cfg, world)
     for micro in range(cfg.train.grad_accum):
         images, skipped = next(micro_batches)
         x = images.to(accelerator.device, memory_format=memory_format)
-        noise = step_noise(cfg, step, micro, accelerator.num_processes, accelerator.process_index)
+        micro_noise = noise[micro_slice(micro, world, rank, micro_batch)]
         with accelerator.accumulate(model):
-            output, mean, logvar = model(x, noise.to(accelerator.device))
+            output, mean, logvar = model(x, micro_noise.to(accelerator.device))
             parts = beta_vae_loss(output, x, mean, logvar, step, cfg.loss, cfg.model)
             flags = torch.tensor([float(stop is not None and stop.received is not None), float(skipped)],
                                  device=accelerator.device)
@@ -162,6 +165,8 @@ def train(cfg: Config) -> None:
         save_yaml(cfg, run_dir / "config.yaml")
 
     batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index)
+    if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
+        eval_dataset = batches.dataset if cfg.data.source == "dsprites" else build_dataset(cfg)
     configure_deepspeed(accelerator, cfg, batches.micro_batch)
     set_seed(cfg.seed)  # identical initial weights on every rank
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
@@ -210,7 +215,7 @@ def train(cfg: Config) -> None:
             if cfg.eval.every and (done % cfg.eval.every == 0 or done == cfg.train.steps):
                 eval_start = time.perf_counter()
                 with torch.no_grad():
-                    scores = evaluate_model(accelerator.unwrap_model(model), cfg, accelerator)
+                    scores = evaluate_model(accelerator.unwrap_model(model), eval_dataset, cfg, accelerator)
                 window_start += time.perf_counter() - eval_start  # keep img/s about training
                 scores = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
                 record(scores, done, metrics_log, accelerator)

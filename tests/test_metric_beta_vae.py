@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from betavae_dist.metrics.beta_vae import beta_vae_points, beta_vae_score
 from betavae_dist.metrics.codes import CodeTable, factor_set

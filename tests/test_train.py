@@ -16,7 +16,7 @@ from conftest import ROOT, max_abs_diff, run, train, weights
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
     one = train(tmp_path / "one", "train.steps=6")
     two = train(tmp_path / "two", "train.steps=6", nproc=2)
-    accum = train(tmp_path / "accum", "train.steps=6", "train.grad_accum=2")
+    train(tmp_path / "accum", "train.steps=6", "train.grad_accum=2")
     assert "1 process(es)" in one.stdout
     assert "2 process(es) on cpu" in two.stdout and "MULTI_CPU" in two.stdout
     w1, w2, wa = (weights(tmp_path / r / "export") for r in ("one", "two", "accum"))

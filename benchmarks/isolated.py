@@ -11,6 +11,14 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 
+def _with_start_method(method: str, fn, *args):
+    # A spawned child's default start method is "spawn": its DataLoader workers would then start a
+    # fresh interpreter each (~1 s of imports per epoch, paid by both readers of the stream
+    # benchmark) where a launched trainer forks them.
+    multiprocessing.set_start_method(method, force=True)
+    return fn(*args)
+
+
 def run_isolated(fn, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_with_start_method, multiprocessing.get_start_method(), fn, *args).result()

@@ -1,13 +1,16 @@
 """Streaming from WebDataset shards: rank/worker splits, epochs, resume and bad input."""
 
+import io
 import json
 import sys
 
+import numpy as np
 import pytest
 import webdataset as wds
+from PIL import Image
 
 from betavae_dist.config import from_sources
-from betavae_dist.stream import ShardStream, StreamError
+from betavae_dist.stream import ShardStream, StreamError, decode
 from conftest import accelerate_cmd, make_celeba, run, train
 
 
@@ -71,9 +74,6 @@ def test_fewer_shards_than_ranks_times_workers_still_splits_evenly(celeba_shards
 
 def write_bad_shards(directory, bad):
     """Two shards of 4 samples; `bad` replaces sample (shard, index) with a broken one."""
-    from PIL import Image
-    import io
-    import numpy as np
     directory.mkdir()
     shards = []
     for s in range(2):
@@ -108,7 +108,7 @@ def read_all(url, *extra):
 
 
 @pytest.mark.parametrize("broken, message", [
-    (corrupt_image, "shard .*shard-000001.tar, sample s1_2: cannot identify image"),
+    (corrupt_image, "shard .*shard-000001.tar, sample s1_2: pyspng: could not decode"),
     (no_image, "shard .*shard-000001.tar, sample s1_2: no image in the sample"),
 ])
 def test_bad_sample_raise_names_shard_and_key_skip_counts_it(tmp_path, capfd, broken, message):
@@ -159,9 +159,6 @@ def test_skipped_samples_are_counted_in_the_training_log(tmp_path):
 
 
 def small_image(sample):
-    import io
-    import numpy as np
-    from PIL import Image
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buffer, format="PNG")
     return {**sample, "png": buffer.getvalue()}
@@ -171,3 +168,22 @@ def test_image_of_the_wrong_shape_is_named(tmp_path):
     url = write_bad_shards(tmp_path / "shards", {(0, 3): small_image})
     with pytest.raises(StreamError, match=r"sample s0_3: image of shape \(3, 32, 32\), the manifest says \(3, 64, 64\)"):
         read_all(url)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_png_decodes_to_the_same_pixels_as_pillow(mode):
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    expected = np.asarray(image)
+    expected = expected[None] if expected.ndim == 2 else expected.transpose(2, 0, 1)
+    decoded = decode({"png": buffer.getvalue()}, expected.shape)
+    assert decoded.dtype == np.uint8 and (decoded == expected).all()
+
+
+def test_sixteen_bit_png_is_refused():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="uint16 pixels; the stream reads 8-bit images"):
+        decode({"png": buffer.getvalue()}, (1, 64, 64))

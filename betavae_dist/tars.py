@@ -1,10 +1,11 @@
 """The regular files of an uncompressed tar stream, in order, read without Python's `tarfile`.
 
-`tarfile` builds a TarInfo object per member in Python, ~20 µs a member: with two members a sample
-that was about a third of the stream's time per sample (benchmarks/stream_throughput.py). A shard
-reader needs only each file's name and bytes, one 512-byte header before it. This reads the headers
-that tarfile, GNU tar and webdataset's TarWriter write (v7, ustar, GNU; PAX `path` and `size`
-records; GNU long names) and, like webdataset, skips directories, links and other entries.
+`tarfile` builds a TarInfo object per member in Python, ~20 µs a member: with two members a sample,
+~42 of the ~150 µs the stream spent per sample once PNGs decoded with libspng; this takes ~4
+(docs/benchmarks.md). A shard reader needs only each file's name and bytes, one 512-byte header
+before it. This reads the headers that tarfile, GNU tar and webdataset's TarWriter write (v7, ustar,
+GNU; PAX `path` and `size` records; GNU long names; tests/test_tars.py compares it with tarfile)
+and, like webdataset, skips directories, links and other entries.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _checksum_ok(header: bytes) -> bool:
 
 
 def _pax_records(data: bytes) -> dict[bytes, bytes]:
-    """"<length> <key>=<value>\\n" records of a PAX extended header."""
+    """The records of a PAX extended header: b"<length> <key>=<value>\\n" each."""
     records, position = {}, 0
     while position < len(data) and data[position:position + 1] != b"\0":
         space = data.index(b" ", position)
@@ -55,8 +56,16 @@ def _name(header: bytes) -> bytes:
     return name
 
 
-def _read_exactly(stream: BinaryIO, size: int, what: str, offset: int) -> bytes:
+def _read(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes, fewer only at EOF (raw pipes and sockets may return less per call)."""
     data = stream.read(size)
+    while len(data) < size and (more := stream.read(size - len(data))):
+        data += more
+    return data
+
+
+def _read_exactly(stream: BinaryIO, size: int, what: str, offset: int) -> bytes:
+    data = _read(stream, size)
     if len(data) < size:
         raise TarFormatError(f"truncated: {what} at byte {offset} has {len(data)} of {size} bytes")
     return data
@@ -66,7 +75,7 @@ def regular_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     """(name, data) of each regular file, in archive order; ends at the end-of-archive block or EOF."""
     offset, next_name, next_size = 0, None, None
     while True:
-        header = stream.read(BLOCK)
+        header = _read(stream, BLOCK)
         if not header or header == bytes(BLOCK):
             return
         if len(header) < BLOCK or not _checksum_ok(header):

@@ -58,6 +58,24 @@ def test_same_files_as_tarfile_for_webdatasets_writer():
     assert list(regular_files(io.BytesIO(data))) == tarfile_members(data)
 
 
+class Trickle(io.RawIOBase):
+    """A stream that returns at most 100 bytes a read, as raw pipes and sockets may."""
+
+    def __init__(self, data):
+        self.data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        return self.data.read(min(size, 100))
+
+
+def test_short_reads_give_the_same_files():
+    data = archive(tarfile.PAX_FORMAT, CONTENTS, mtime=1.5)
+    assert list(regular_files(Trickle(data))) == tarfile_members(data)
+
+
 def test_truncation_is_named_with_its_place():
     data = archive(tarfile.USTAR_FORMAT, [("x.png", 100), ("y.png", 2000)])
     with pytest.raises(TarFormatError, match="truncated: member y.png at byte 1024 has 464 of 2000 bytes"):

@@ -72,6 +72,12 @@ def test_fewer_shards_than_ranks_times_workers_still_splits_evenly(celeba_shards
     assert not {k for b in got[0] for k in b} & {k for b in got[1] for k in b}
 
 
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_bad_shards(directory, bad):
     """Two shards of 4 samples; `bad` replaces sample (shard, index) with a broken one."""
     directory.mkdir()
@@ -80,9 +86,8 @@ def write_bad_shards(directory, bad):
         name = f"shard-{s:06d}.tar"
         with wds.TarWriter(str(directory / name)) as sink:
             for i in range(4):
-                buffer = io.BytesIO()
-                Image.fromarray(np.full((64, 64, 3), 10 * i, np.uint8)).save(buffer, format="PNG")
-                sample = {"__key__": f"s{s}_{i}", "png": buffer.getvalue(), "json": b"{}"}
+                image = Image.fromarray(np.full((64, 64, 3), 10 * i, np.uint8))
+                sample = {"__key__": f"s{s}_{i}", "png": png_bytes(image), "json": b"{}"}
                 sample = bad.get((s, i), lambda x: x)(sample)
                 sink.write(sample)
         shards.append({"name": name, "samples": 4})
@@ -159,9 +164,7 @@ def test_skipped_samples_are_counted_in_the_training_log(tmp_path):
 
 
 def small_image(sample):
-    buffer = io.BytesIO()
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(buffer, format="PNG")
-    return {**sample, "png": buffer.getvalue()}
+    return {**sample, "png": png_bytes(Image.fromarray(np.zeros((32, 32, 3), np.uint8)))}
 
 
 def test_image_of_the_wrong_shape_is_named(tmp_path):
@@ -174,16 +177,12 @@ def test_image_of_the_wrong_shape_is_named(tmp_path):
 def test_png_decodes_to_the_same_pixels_as_pillow(mode):
     pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
     image = Image.fromarray(pixels).convert(mode)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
     expected = np.asarray(image)
     expected = expected[None] if expected.ndim == 2 else expected.transpose(2, 0, 1)
-    decoded = decode({"png": buffer.getvalue()}, expected.shape)
+    decoded = decode({"png": png_bytes(image)}, expected.shape)
     assert decoded.dtype == np.uint8 and (decoded == expected).all()
 
 
 def test_sixteen_bit_png_is_refused():
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((64, 64), 1000, np.uint16)).save(buffer, format="PNG")
     with pytest.raises(ValueError, match="uint16 pixels; the stream reads 8-bit images"):
-        decode({"png": buffer.getvalue()}, (1, 64, 64))
+        decode({"png": png_bytes(Image.fromarray(np.full((64, 64), 1000, np.uint16)))}, (1, 64, 64))

@@ -72,6 +72,7 @@ class TrainConfig:
     resume: str = "auto"  # "auto" (newest complete checkpoint, if any), "none", or a checkpoint path
     tensorboard: bool = False
     progress: bool = True
+    cuda_graph: str = "auto"  # "auto" (one process on one GPU), "on" (say why when it cannot), "off"
 
 
 @dataclass
@@ -110,6 +111,7 @@ CHOICES = {
     "loss.objective": ("H", "B"),
     "optim.name": ("adam", "adamw", "adagrad", "sgd"),
     "eval.factors": ("all", "no_shape"),
+    "train.cuda_graph": ("auto", "on", "off"),
 }
 METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap")
 
@@ -123,6 +125,8 @@ def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
             return float(value)
         except ValueError:
             pass
+    if expected is str and isinstance(value, bool) and "on" in CHOICES.get(key, ()):
+        return "on" if value else "off"  # YAML 1.1 reads on/off as booleans
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. resume=123 would be odd, but a path like 2024 is a string
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

@@ -52,18 +52,20 @@ def beta_vae_loss(
     x: torch.Tensor,
     mean: torch.Tensor,
     logvar: torch.Tensor,
-    step: int,
+    target_kl: float | torch.Tensor,
     loss_cfg: LossConfig,
     model_cfg: ModelConfig,
 ) -> dict[str, torch.Tensor]:
-    """Loss to minimise plus its parts, each a batch mean in fp32."""
+    """Loss to minimise plus its parts, each a batch mean in fp32. `target_kl` is objective B's C
+    at this step, `capacity(step, loss_cfg)`: a number, or a 0-dim fp32 tensor that a CUDA graph
+    refills each step (the same fp32 value either way)."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         recon = reconstruction_nll(output, x, model_cfg.likelihood, model_cfg.gaussian_std).mean()
         kl = kl_to_standard_normal(mean, logvar).mean()
         if loss_cfg.objective == "H":
             loss = recon + loss_cfg.beta * kl
         elif loss_cfg.objective == "B":
-            loss = recon + loss_cfg.gamma * (kl - capacity(step, loss_cfg)).abs()
+            loss = recon + loss_cfg.gamma * (kl - target_kl).abs()
         else:
             raise ValueError(f"unknown objective {loss_cfg.objective!r}")
     return {"loss": loss, "recon": recon, "kl": kl}

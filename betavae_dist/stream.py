@@ -34,7 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .config import Config, ConfigError
-from .data import micro_batch_size
+from .data import micro_batch_size, to_device
 from .shards import MANIFEST
 from .tars import regular_files
 
@@ -171,8 +171,8 @@ class _EpochRanges(IterableDataset):
 class ShardStream:
     """Micro-batches for one rank, in step order, from WebDataset shards."""
 
-    def __init__(self, cfg: Config, world_size: int, rank: int):
-        self.cfg, self.world_size, self.rank = cfg, world_size, rank
+    def __init__(self, cfg: Config, world_size: int, rank: int, device: torch.device = torch.device("cpu")):
+        self.cfg, self.world_size, self.rank, self.device = cfg, world_size, rank, device
         self.micro_batch = micro_batch_size(cfg, world_size)
         self.urls, self.counts, self.manifest = load_manifest(cfg)
         total = sum(self.counts)
@@ -203,7 +203,8 @@ class ShardStream:
         skip *= self.cfg.train.grad_accum
         workers = self.cfg.data.workers
         for epoch in itertools.count(epoch):
-            loader = DataLoader(_EpochRanges(self, epoch), batch_size=None, num_workers=workers)
+            loader = DataLoader(_EpochRanges(self, epoch), batch_size=None, num_workers=workers,
+                                pin_memory=self.device.type == "cuda")
             skipped = {}
             for i, (images, keys, worker_skipped) in enumerate(loader):
                 skipped[i % max(workers, 1)] = worker_skipped  # the loader takes workers in turn
@@ -212,8 +213,9 @@ class ShardStream:
             skip = 0
 
     def micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, int]]:
-        for images, _, skipped in self.keyed_micro_batches(start_step):
-            yield images, skipped
+        """(images on `device`, skipped so far this epoch); a GPU's copies are pinned and overlap."""
+        batches = ((images, skipped) for images, _, skipped in self.keyed_micro_batches(start_step))
+        return to_device(batches, self.device) if self.device.type == "cuda" else batches
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,6 @@ export/ (model.safetensors + config.json), reconstruction.png and traversal.png.
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 import time
@@ -26,12 +25,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import checkpoint, visualize
 from .runtime import keep_heap
 from .config import Config, ConfigError, load_or_exit, save_yaml
-from .data import DataError, build_batches, build_dataset, micro_batch_size, micro_slice, step_noise
+from .data import DataError, NoiseWindow, build_batches, build_dataset
 from .distributed import LaunchError, configure_deepspeed, make_accelerator, offloads_optimizer, shutdown
 from .evaluate import evaluate_model
 from .export import checkpoint_weights, write_export
 from .models import BetaVAE, ExportError
-from .objectives import beta_vae_loss, capacity
+from .objectives import capacity
+from .step import StepStats, make_step
 from .stream import StreamError
 
 
@@ -87,49 +87,6 @@ def prepare_run_dir(run_dir: Path, rank: int) -> None:
         raise TrainingError(f"cannot write the run directory {run_dir} (run_dir): {e.strerror}") from None
 
 
-def train_step(model, optimizer, micro_batches, step: int, cfg: Config, accelerator: Accelerator,
-               stop: StopSignal | None = None) -> dict:
-    """One optimiser step over `grad_accum` micro-batches; returns rank-averaged metrics, and
-    `stop` > 0 when any rank received a stop signal (so all ranks stop at the same step).
-    One all-reduce per micro-batch carries the loss terms, that flag and the skipped-sample count."""
-    totals = torch.zeros(5, device=accelerator.device)
-    memory_format = accelerator.unwrap_model(model).memory_format
-    grad_norm, skipped = float("nan"), 0
-    world, rank = accelerator.num_processes, accelerator.process_index
-    noise = step_noise(cfg, step)  # the global batch's; each micro-batch takes its rows
-    micro_batch = micro_batch_size(cfg, world)
-    for micro in range(cfg.train.grad_accum):
-        images, skipped = next(micro_batches)
-        x = images.to(accelerator.device, memory_format=memory_format)
-        micro_noise = noise[micro_slice(micro, world, rank, micro_batch)]
-        with accelerator.accumulate(model):
-            output, mean, logvar = model(x, micro_noise.to(accelerator.device))
-            parts = beta_vae_loss(output, x, mean, logvar, step, cfg.loss, cfg.model)
-            flags = torch.tensor([float(stop is not None and stop.received is not None), float(skipped)],
-                                 device=accelerator.device)
-            stats = accelerator.reduce(torch.cat([torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach(),
-                                                  flags]), "mean")
-            if not torch.isfinite(stats).all():  # same verdict on every rank: stats are all-reduced
-                loss, recon, kl = stats[:3].tolist()
-                raise TrainingError(f"non-finite loss at step {step} (loss={loss}, recon={recon}, kl={kl})")
-            accelerator.backward(parts["loss"])
-            if accelerator.sync_gradients:
-                max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-                norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)  # DeepSpeed: its last norm
-                grad_norm = float("nan") if norm is None else float(norm)
-                # fp16 loss scaling expects the odd overflow and skips that step by itself.
-                if norm is not None and not math.isfinite(grad_norm) and accelerator.scaler is None:
-                    raise TrainingError(f"non-finite gradient norm at step {step}")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        totals += stats
-    loss, recon, kl, stopping, _ = (totals / cfg.train.grad_accum).tolist()
-    metrics = {"loss": loss, "recon": recon, "kl": kl, "grad_norm": grad_norm, "stop": stopping}
-    if cfg.data.source == "webdataset":  # bad samples skipped so far this epoch, all ranks together
-        metrics["data_skipped"] = round(stats[4].item() * accelerator.num_processes)
-    return metrics
-
-
 def progress_bar(enabled: bool) -> Progress:
     return Progress(
         TextColumn("step"), MofNCompleteColumn(), BarColumn(),
@@ -164,7 +121,7 @@ def train(cfg: Config) -> None:
     if is_main:
         save_yaml(cfg, run_dir / "config.yaml")
 
-    batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index)
+    batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index, accelerator.device)
     if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
         eval_dataset = batches.dataset if cfg.data.source == "dsprites" else build_dataset(cfg)
     configure_deepspeed(accelerator, cfg, batches.micro_batch)
@@ -174,15 +131,19 @@ def train(cfg: Config) -> None:
         model = model.to(memory_format=model.memory_format)
     optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
     model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
     set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
     resume_from = checkpoint.resolve_resume(cfg.train.resume, ckpt_dir)
     start = checkpoint.load(accelerator, resume_from) if resume_from else 0
+    stats = StepStats(accelerator.device)
+    run_step = make_step(model, optimizer, accelerator, cfg, stats)  # after resuming: a graph captures the state
+    noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
     if cfg.train.tensorboard:
         accelerator.init_trackers("tensorboard", config=_flat(cfg.to_dict()))
     accelerator.print(
         f"{accelerator.num_processes} process(es) on {accelerator.device} ({accelerator.distributed_type.value}, "
-        f"{accelerator.mixed_precision}), global batch {cfg.train.batch_size}, "
+        f"{accelerator.mixed_precision}), {run_step.description}, global batch {cfg.train.batch_size}, "
         + (f"resuming from {resume_from} at step {start}" if resume_from else "starting at step 0")
     )
 
@@ -191,31 +152,38 @@ def train(cfg: Config) -> None:
         window_start, window_steps = time.perf_counter(), 0
         micro_batches = batches.micro_batches(start)
         for step in range(start, cfg.train.steps):
-            try:
-                metrics = train_step(model, optimizer, micro_batches, step, cfg, accelerator, stop)
-                stopping = metrics.pop("stop") > 0
-            except TrainingError as e:
-                last = checkpoint.latest(ckpt_dir)
-                raise TrainingError(f"{e}; stopped, last good checkpoint: {last or 'none yet'}") from None
+            skipped = run_step(step, micro_batches, noise(step), capacity(step, cfg.loss))
             done, window_steps = step + 1, window_steps + 1
-            if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-                elapsed = time.perf_counter() - window_start
+            last = done == cfg.train.steps
+            log_now = done % cfg.train.log_every == 0 or last
+            save_now = done % cfg.train.ckpt_every == 0 or last
+            eval_now = cfg.eval.every and (done % cfg.eval.every == 0 or last)
+            if not (log_now or save_now or eval_now):
+                continue  # an ordinary step: nothing is read back from the device
+            metrics = stats.read(unwrapped, stop.received is not None, skipped, accelerator)
+            check_finite(metrics, done, ckpt_dir)
+            if log_now:
+                elapsed = time.perf_counter() - window_start  # after the read, so the GPU's work is in it
                 metrics.update(img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"])
                 if cfg.loss.objective == "B":
                     metrics["capacity"] = capacity(step, cfg.loss)
-                record(metrics, done, metrics_log, accelerator)
+                logged = {k: metrics[k] for k in LOGGED if k in metrics}
+                if cfg.data.source == "webdataset":  # bad samples skipped so far this epoch, all ranks together
+                    logged["data_skipped"] = metrics["data_skipped"]
+                record(logged, done, metrics_log, accelerator)
                 progress.update(task, completed=done, stats=_summary(metrics))
+                stats.reset()
                 window_start, window_steps = time.perf_counter(), 0
-            if done % cfg.train.ckpt_every == 0 or done == cfg.train.steps or stopping:
+            if save_now or metrics["stop"]:
                 checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
-            if stopping:
+            if metrics["stop"]:
                 accelerator.print(f"stop signal: checkpoint at step {done} written; exiting to be resumed")
                 shutdown(accelerator, model, optimizer)
                 raise SystemExit(PREEMPTED_EXIT_CODE)
-            if cfg.eval.every and (done % cfg.eval.every == 0 or done == cfg.train.steps):
+            if eval_now:
                 eval_start = time.perf_counter()
                 with torch.no_grad():
-                    scores = evaluate_model(accelerator.unwrap_model(model), eval_dataset, cfg, accelerator)
+                    scores = evaluate_model(unwrapped, eval_dataset, cfg, accelerator)
                 window_start += time.perf_counter() - eval_start  # keep img/s about training
                 scores = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
                 record(scores, done, metrics_log, accelerator)
@@ -224,9 +192,26 @@ def train(cfg: Config) -> None:
     if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
         write_export(checkpoint_weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
     first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
-    save_figures(accelerator.unwrap_model(model), first_images, cfg, accelerator)
+    save_figures(unwrapped, first_images, cfg, accelerator)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)
+
+
+LOGGED = ("loss", "recon", "kl", "grad_norm", "img_per_s", "lr", "capacity")
+
+
+def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:
+    """Stop before anything is saved from a run that went non-finite, naming the first bad step."""
+    bad = [(step, what) for step, what in ((metrics["bad_loss_step"], "loss"), (metrics["bad_grad_step"], "gradient norm"))
+           if step is not None]
+    if bad:
+        step, what = min(bad)
+        problem = f"non-finite {what} at step {step}"
+    elif not metrics["weights_finite"]:
+        problem = f"non-finite weights after step {done}"
+    else:
+        return
+    raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none yet'}")
 
 
 def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> None:

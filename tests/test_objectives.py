@@ -51,7 +51,7 @@ def test_objective_b_penalises_distance_to_capacity():
     x, logits = torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1)
     mean, logvar = torch.full((2, 1), 2.0), torch.zeros(2, 1)  # KL = 2 nats
     cfg = LossConfig(objective="B", gamma=10.0, capacity_max=4.0, capacity_steps=10)
-    at = lambda step: beta_vae_loss(logits, x, mean, logvar, step, cfg, ModelConfig())["loss"].item()
+    at = lambda step: beta_vae_loss(logits, x, mean, logvar, capacity(step, cfg), cfg, ModelConfig())["loss"].item()
     assert at(0) == pytest.approx(math.log(2) + 10 * 2)  # C = 0
     assert at(5) == pytest.approx(math.log(2))  # C = 2 = KL
     assert at(10) == pytest.approx(math.log(2) + 10 * 2)  # C = 4

@@ -1,6 +1,7 @@
 """End-to-end training through real processes: `python -m` and `accelerate launch` on gloo."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_run):
     assert str(last) in proc.stderr
     state = load_file(last / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_non_finite_loss_between_reads_names_its_first_bad_step(tmp_run):
+    # The device records the first bad step; the host sees it at the next log/checkpoint step (10).
+    proc = train(tmp_run, "train.steps=50", "train.log_every=10", "train.ckpt_every=10", "optim.lr=1e30",
+                 check=False)
+    assert proc.returncode == 1
+    match = re.search(r"non-finite (loss|gradient norm) at step (\d+); stopped, last good checkpoint: none yet", proc.stderr)
+    assert match and 0 < int(match.group(2)) < 9, proc.stderr
+    assert not (tmp_run / "checkpoints").exists()
 
 
 def test_missing_data_file_and_unwritable_run_dir_are_named(tmp_path):

@@ -1,0 +1,251 @@
+"""One optimiser step, run eagerly or replayed as one CUDA graph; its statistics stay on the device.
+
+An ordinary step never makes the host wait for the GPU: the loss terms and the gradient norm are
+summed on the device, and the first step with a non-finite loss or gradient is recorded there.
+`StepStats.read` is the one host read (and the one all-reduce); the trainer calls it at log,
+checkpoint and evaluation steps only, which are the same steps on every rank.
+
+`GraphStep` captures the whole step once (forward, loss, backward, gradient norm and clipping, the
+optimiser, the statistics) and replays it: one launch instead of hundreds of Python-dispatched
+kernels, which is what a small model at batch 64 is bound by on a GPU. Before each replay the
+step's images, noise, step number and objective B's target KL are copied into the graph's input
+buffers on the device. Capture needs warm-up steps; the weights and optimiser state are restored
+after them, so warm-up does not change the run. `EagerStep` is the same step through Accelerate:
+CPUs, DDP, DeepSpeed and fp16 loss scaling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from torch.nn.utils import clip_grad_norm_, get_total_norm
+
+from .config import Config
+from .data import micro_batch_size, micro_slice
+from .objectives import beta_vae_loss
+
+TERMS = ("loss", "recon", "kl", "grad_norm")
+NO_STEP = 2**62  # "no bad step yet"; exact in float64
+GRAPH_OPTIMIZERS = ("adam", "adamw", "sgd")  # their state is device tensors once `capturable` is set
+WARMUP_STEPS = 3
+
+
+class StepStats:
+    """Sums of the loss terms and gradient norm since the last reset, and the first step whose loss
+    or gradient norm was not finite, all on the device; updated in place, so a graph can own them."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((2,), NO_STEP, dtype=torch.int64, device=device)  # loss, gradient
+        self.steps = 0
+
+    def add(self, losses: torch.Tensor, grad_norm: torch.Tensor, step: int | torch.Tensor, check_grad: bool) -> None:
+        """`losses`: the step's (loss, recon, kl), averaged over micro-batches."""
+        self.sums += torch.cat([losses, grad_norm.reshape(1)]).double()
+        finite = torch.stack([losses.isfinite().all(), grad_norm.isfinite() | (not check_grad)])
+        self.first_bad.copy_(torch.where(finite, self.first_bad, self.first_bad.clamp(max=step)))
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.steps = 0
+
+    def read(self, model: torch.nn.Module, stop: bool, skipped: int, accelerator: Accelerator) -> dict:
+        """Means over the steps since the last reset and ranks, whether any rank wants to stop,
+        skipped samples of all ranks, the first bad step and whether the weights are finite.
+        Every rank must call it at the same step."""
+        weights_finite = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+        flags = torch.stack([torch.tensor(float(stop)), torch.tensor(float(skipped))]).to(self.sums.device)
+        summed = torch.cat([self.sums, flags, (~weights_finite).double().reshape(1)])
+        first_bad = self.first_bad.clone()
+        if accelerator.num_processes > 1:
+            torch.distributed.all_reduce(summed)
+            torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
+        values = torch.cat([summed, first_bad.double()]).tolist()  # the one host read
+        count = max(self.steps, 1) * accelerator.num_processes
+        out = {name: values[i] / count for i, name in enumerate(TERMS)}
+        stop_votes, skipped_all, bad_weights, bad_loss, bad_grad = values[len(TERMS):]
+        out.update(stop=stop_votes > 0, data_skipped=round(skipped_all), weights_finite=bad_weights == 0,
+                   bad_loss_step=None if bad_loss >= NO_STEP else int(bad_loss),
+                   bad_grad_step=None if bad_grad >= NO_STEP else int(bad_grad))
+        return out
+
+
+def loss_terms(model, x: torch.Tensor, noise: torch.Tensor, target_kl, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to differentiate and the detached (loss, recon, kl) of one micro-batch."""
+    output, mean, logvar = model(x, noise)
+    parts = beta_vae_loss(output, x, mean, logvar, target_kl, cfg.loss, cfg.model)
+    return parts["loss"], torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach()
+
+
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Adam's step counters on the device (a graph can update them) or on the host (eager Adam reads
+    them there). Loading a checkpoint restores whatever the run that wrote it used."""
+    for group in optimizer.param_groups:
+        if "capturable" not in group or group["capturable"] == capturable:
+            continue
+        group["capturable"] = capturable
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "step" in state:
+                state["step"] = state["step"].to(p.device if capturable else "cpu", torch.float32)
+
+
+class EagerStep:
+    """The step as ordinary calls through Accelerate; what does not change during a run is looked up once."""
+
+    description = "eager steps"
+
+    def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, stats: StepStats):
+        self.model, self.optimizer, self.accelerator, self.cfg, self.stats = model, optimizer, accelerator, cfg, stats
+        self.memory_format = accelerator.unwrap_model(model).memory_format
+        self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+        self.check_grad = accelerator.scaler is None  # fp16 loss scaling expects the odd overflow and skips that step
+        world, rank = accelerator.num_processes, accelerator.process_index
+        micro = micro_batch_size(cfg, world)
+        self.rows = [micro_slice(m, world, rank, micro) for m in range(cfg.train.grad_accum)]
+        if not self.deepspeed:
+            set_capturable(optimizer.optimizer, False)
+
+    def _grad_norm(self) -> torch.Tensor | None:
+        clip = self.cfg.optim.grad_clip
+        if self.deepspeed or clip > 0:
+            norm = self.accelerator.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+            return None if norm is None else torch.as_tensor(norm, dtype=torch.float32, device=self.accelerator.device)
+        self.accelerator.unscale_gradients()  # fp16: the norm of the true gradients
+        return get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+
+    def __call__(self, step: int, micro_batches, noise: torch.Tensor, target_kl: float) -> int:
+        """One optimiser step; returns the data source's count of skipped samples."""
+        losses, skipped, grad_norm = 0, 0, None
+        for rows in self.rows:
+            images, skipped = next(micro_batches)
+            x = images.to(self.accelerator.device, memory_format=self.memory_format)
+            with self.accelerator.accumulate(self.model):
+                loss, terms = loss_terms(self.model, x, noise[rows], target_kl, self.cfg)
+                self.accelerator.backward(loss)
+                if self.accelerator.sync_gradients:
+                    grad_norm = self._grad_norm()
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            losses = losses + terms
+        if grad_norm is None:  # DeepSpeed keeps its norm to itself
+            grad_norm = torch.full((), math.nan, device=self.accelerator.device)
+        self.stats.add(losses / len(self.rows), grad_norm, step, self.check_grad and not self.deepspeed)
+        self.stats.steps += 1
+        return skipped
+
+
+class GraphStep:
+    """The whole step captured as one CUDA graph and replayed (one process on one GPU)."""
+
+    description = "one CUDA graph per step"
+
+    def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, stats: StepStats):
+        self.model, self.optimizer, self.cfg, self.stats = model, optimizer.optimizer, cfg, stats
+        device, memory_format = accelerator.device, accelerator.unwrap_model(model).memory_format
+        micro, channels = micro_batch_size(cfg, 1), cfg.model.channels
+        self.rows = [micro_slice(m, 1, 0, micro) for m in range(cfg.train.grad_accum)]
+        # The graph's inputs: filled before each replay, never reallocated.
+        self.x = [torch.zeros(micro, channels, 64, 64, device=device).contiguous(memory_format=memory_format)
+                  for _ in self.rows]
+        self.noise = [torch.randn(micro, cfg.model.latents, device=device) for _ in self.rows]
+        self.step = torch.zeros((), dtype=torch.int64, device=device)
+        self.target_kl = torch.zeros((), dtype=torch.float32, device=device)
+        self.graph = self._capture()
+
+    def _body(self) -> None:
+        losses = 0
+        for x, noise in zip(self.x, self.noise):
+            loss, terms = loss_terms(self.model, x, noise, self.target_kl, self.cfg)
+            (loss / len(self.rows)).backward()  # what accelerator.backward does with accumulation
+            losses = losses + terms
+        params, clip = list(self.model.parameters()), self.cfg.optim.grad_clip
+        grad_norm = clip_grad_norm_(params, clip, foreach=True) if clip > 0 else get_total_norm([p.grad for p in params], foreach=True)
+        self.stats.add(losses / len(self.rows), grad_norm, self.step, check_grad=True)
+        self.optimizer.step()
+
+    def _capture(self) -> torch.cuda.CUDAGraph:
+        set_capturable(self.optimizer, True)
+        params = list(self.model.parameters())
+        saved_params = [p.detach().clone() for p in params]
+        saved_state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in self.optimizer.state[p].items()}
+                       for p in params if p in self.optimizer.state}
+        try:
+            side = torch.cuda.Stream()  # warm-up off the default stream, as capture requires
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(WARMUP_STEPS):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._body()
+            torch.cuda.current_stream().wait_stream(side)
+            self.optimizer.zero_grad(set_to_none=True)  # backward in the graph allocates the gradients
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._body()
+        except Exception:  # back to the state before the warm-up, for eager steps
+            with torch.no_grad():
+                for p, saved in zip(params, saved_params):
+                    p.copy_(saved)
+                    p.grad = None
+            self.optimizer.state.clear()
+            self.optimizer.state.update(saved_state)
+            set_capturable(self.optimizer, False)
+            raise
+        self._undo_warmup(params, saved_params, saved_state)
+        return graph
+
+    @torch.no_grad()
+    def _undo_warmup(self, params, saved_params, saved_state) -> None:
+        """The graph owns the parameters and the optimiser's state tensors: overwrite them in place.
+        State that did not exist before the warm-up becomes zeros, what Adam and SGD start from."""
+        for p, saved in zip(params, saved_params):
+            p.copy_(saved)
+            for k, v in self.optimizer.state[p].items():
+                if torch.is_tensor(v):
+                    v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
+        self.stats.sums.zero_()
+        self.stats.first_bad.fill_(NO_STEP)
+
+    def __call__(self, step: int, micro_batches, noise: torch.Tensor, target_kl: float) -> int:
+        skipped = 0
+        for x, noise_buffer, rows in zip(self.x, self.noise, self.rows):
+            images, skipped = next(micro_batches)
+            x.copy_(images)
+            noise_buffer.copy_(noise[rows])
+        self.step.fill_(step)
+        if self.cfg.loss.objective == "B":
+            self.target_kl.fill_(target_kl)
+        self.graph.replay()
+        self.stats.steps += 1
+        return skipped
+
+
+def graph_unsupported(accelerator: Accelerator, cfg: Config) -> str | None:
+    """Why this run cannot be captured as a CUDA graph, or None."""
+    if accelerator.device.type != "cuda":
+        return "not on a GPU"
+    if accelerator.distributed_type != DistributedType.NO:
+        return f"{accelerator.distributed_type.value} runs eager (capture is supported for one process on one GPU)"
+    if accelerator.scaler is not None:
+        return "fp16 loss scaling decides on the host whether to skip a step"
+    if cfg.optim.name not in GRAPH_OPTIMIZERS:
+        return f"optim.name={cfg.optim.name} keeps its step count on the host"
+    return None
+
+
+def make_step(model, optimizer, accelerator: Accelerator, cfg: Config, stats: StepStats):
+    """GraphStep where `train.cuda_graph` asks for it and capture works, else EagerStep; any fall
+    back from a GPU is said in one line."""
+    mode = cfg.train.cuda_graph
+    reason = "train.cuda_graph=off" if mode == "off" else graph_unsupported(accelerator, cfg)
+    if reason is None:
+        try:
+            return GraphStep(model, optimizer, accelerator, cfg, stats)
+        except RuntimeError as e:
+            reason = f"capture failed: {str(e).splitlines()[0]}"
+    if mode == "on" or (mode == "auto" and accelerator.device.type == "cuda"):
+        accelerator.print(f"CUDA graph off, eager steps: {reason}")
+    return EagerStep(model, optimizer, accelerator, cfg, stats)

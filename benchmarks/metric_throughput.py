@@ -7,6 +7,7 @@ them in fixed chunks, sharded across ranks. Both use the same renderer, model an
 Ranks are real `accelerate launch` processes of `betavae_dist.evaluate`.
 
     python benchmarks/metric_throughput.py [--scale 1.0]     # scale < 1 shrinks N_train and N_eval
+    python benchmarks/metric_throughput.py --suite runs/dsprites_beta4/export   # all five metrics, their shares
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from rich.table import Table
 from betavae_dist.config import Config
 from betavae_dist.dsprites import DSprites
 from betavae_dist.export import write_export
+from sklearn.linear_model import LogisticRegression
+
+from betavae_dist.metrics import METRICS
 from betavae_dist.metrics.beta_vae import beta_vae_score
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
-from betavae_dist.metrics.linear import accuracy, fit_softmax
+from betavae_dist.metrics.classifiers import accuracy, fit
 from betavae_dist.models import BetaVAE
 from betavae_dist.runtime import keep_heap
 from isolated import run_isolated
@@ -52,8 +56,8 @@ def reference_seconds(model, dataset, factors, n_train, n_eval, pairs, seed=0) -
         points.append((z1 - z2).abs().mean(0).numpy())
         labels.append(k)
     points, labels = np.stack(points), np.array(labels)
-    predict, _ = fit_softmax(points[:n_train], labels[:n_train], len(factors))
-    return time.perf_counter() - start, accuracy(predict, points[n_train:], labels[n_train:])
+    model = fit(LogisticRegression(), points[:n_train], labels[:n_train])
+    return time.perf_counter() - start, accuracy(model, points[n_train:], labels[n_train:])
 
 
 def ours_seconds(model, dataset, factors, n_train, n_eval, pairs) -> tuple[float, float]:
@@ -77,11 +81,33 @@ def ranks_seconds(export: Path, nproc: int, n_train: int, n_eval: int, pairs: in
     return result["beta_vae.seconds"], result["beta_vae.eval_accuracy"]
 
 
+def suite(export: Path) -> None:
+    """All five metrics at default sizes through `betavae_dist.evaluate` on one process: seconds and share of each."""
+    out = Path(tempfile.mkdtemp()) / "suite.json"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "betavae_dist.evaluate", "--model", str(export), "--out", str(out),
+                    "eval.metrics=" + ",".join(METRICS)], cwd=ROOT, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    result = json.loads(out.read_text())
+    table = Table(title=f"the metric suite at default sizes, one process, {export}")
+    for column in ("metric", "seconds", "share"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name in METRICS:
+        table.add_row(name, f"{result[name + '.seconds']:.1f}", f"{result[name + '.seconds'] / wall:.0%}")
+    table.add_row("whole command (start-up, model, dataset included)", f"{wall:.1f}", "100%")
+    Console().print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--pairs", type=int, default=64)
+    parser.add_argument("--suite", metavar="EXPORT", type=Path, default=None,
+                        help="instead: time all five metrics on this export (a trained one: an untrained "
+                             "model has no active dimension, and FactorVAE then stops early)")
     args = parser.parse_args()
+    if args.suite:
+        return suite(args.suite)
     n_train, n_eval = int(10_000 * args.scale), int(5_000 * args.scale)
     torch.manual_seed(0)
     model = BetaVAE("conv64").eval()

@@ -89,6 +89,29 @@ def constant(factors):
     return np.zeros((len(factors), 6), np.float32)
 
 
+# disentanglement_lib's values were computed on these (the metrics issue's table): dSprites' five
+# varying factors, colour left out; the noise is new at every call.
+def dlib_oracle(factors):
+    import numpy as np
+    return factors[:, 1:] / (np.array([3, 6, 40, 32, 32]) - 1)
+
+
+def dlib_rotated(factors):
+    import numpy as np
+    return dlib_oracle(factors) @ np.linalg.qr(np.random.RandomState(0).randn(5, 5))[0]
+
+
+def dlib_noisy():
+    import numpy as np
+    state = np.random.RandomState(1)
+    return lambda factors: dlib_oracle(factors) + state.normal(0, 0.05, (len(factors), 5))
+
+
+def dlib_constant(factors):
+    import numpy as np
+    return np.zeros((len(factors), 5))
+
+
 def score(metric, dsprites, represent, key, factor_set_name="all", **kw):
     from betavae_dist.metrics.codes import CodeTable, factor_set
     table = CodeTable(represent, dsprites.factor_sizes)

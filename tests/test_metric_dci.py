@@ -1,12 +1,25 @@
+import numpy as np
+import pytest
+
+from betavae_dist.metrics.codes import CodeTable, factor_set
 from betavae_dist.metrics.dci import dci
-from conftest import constant, oracle, rotated, score
+from conftest import constant, dlib_noisy, dlib_oracle, dlib_rotated
+
+SMALL = dict(n_train=2000, n_eval=1000)  # what disentanglement_lib's reference values were computed with
 
 
-def test_oracle_top_rotation_lower_constant_zero(dsprites):
-    for key in ("dci.disentanglement", "dci.completeness"):
-        top = score(dci, dsprites, oracle, key)
-        assert top >= 0.85, key
-        assert score(dci, dsprites, rotated, key) <= top / 2, key
-        assert score(dci, dsprites, constant, key) == 0, key
-    # Informativeness is about prediction, not alignment: a rotation keeps most of it.
-    assert score(dci, dsprites, rotated, "dci.informativeness") > 2 * score(dci, dsprites, constant, "dci.informativeness")
+def test_constant_code_scores_zero(dsprites):
+    flat = dci(dsprites, CodeTable(constant, dsprites.factor_sizes), factor_set(dsprites, "all"), **SMALL)
+    assert flat["dci.disentanglement"] == pytest.approx(0, abs=1e-9)  # no code is used: uniform importances
+    assert flat["dci.completeness"] == pytest.approx(0, abs=1e-9)
+    assert flat["dci.informativeness"] < 0.4  # the trees can only guess the most frequent class
+
+
+# disentanglement_lib at 2,000 / 1,000 samples, seed 0 (the metrics issue's table). Tolerance: over
+# seeds 0/1/2 ours spread by ±0.004 (D, C) and ±0.006 (I) on the rotated code (measured).
+@pytest.mark.parametrize("represent,expected", [
+    (dlib_oracle, (1.000, 1.000, 1.000)), (dlib_rotated, (0.092, 0.096, 0.428)), (dlib_noisy(), (0.531, 0.547, 0.519))])
+def test_matches_disentanglement_lib(dsprites, represent, expected):
+    result = dci(dsprites, CodeTable(represent, dsprites.factor_sizes), factor_set(dsprites, "all"), **SMALL)
+    got = [result[f"dci.{key}"] for key in ("disentanglement", "completeness", "informativeness")]
+    np.testing.assert_allclose(got, expected, atol=0.02)

@@ -1,6 +1,10 @@
 """Disentanglement metrics. Each takes a dataset with ground-truth factors (`factor_sizes`,
 `sample_factors`) and a representation function (factor vectors -> codes), and returns a dict
-of named scores. `METRICS` maps the names used in configs to the functions."""
+of named scores. `METRICS` maps the names used in configs to the functions.
+
+Result keys follow one pattern: a metric with a single score reports it under its own name (`mig`,
+`sap`); one with several reports `<name>.<score>` (`beta_vae.eval_accuracy`, `dci.completeness`);
+the evaluator adds `<name>.seconds`. Each metric reproduces disentanglement_lib's (see its module)."""
 
 from .beta_vae import beta_vae_score
 from .dci import dci

@@ -2,8 +2,9 @@
 
 A representation function maps (n, num_factors) factor vectors to (n, d) codes. `CodeTable`
 wraps one for the metrics: it encodes each distinct factor vector once (dSprites is a finite
-grid, so the ~1.9 million images of the β-VAE metric hold far fewer distinct ones), in fixed
-chunks of `batch_size` that are dealt round-robin to the ranks and gathered back in order.
+grid, so the ~1.9 million images of the β-VAE metric hold far fewer distinct ones) and keeps its
+code for the metrics that follow (FactorVAE's images are then nearly all known), in fixed chunks
+of `batch_size` that are dealt round-robin to the ranks and gathered back in order.
 A chunk's contents and shape never depend on the number of ranks, so neither do the codes, and
 every rank runs the same number of forward passes (which a ZeRO-3 sharded model needs).
 """
@@ -41,11 +42,17 @@ class CodeTable:
         self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
         self.sizes = np.array(factor_sizes, np.int64)
         self.strides = np.array([math.prod(factor_sizes[i + 1 :]) for i in range(len(factor_sizes))], np.int64)
+        self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         flat = np.asarray(factors, np.int64) @ self.strides
-        unique, inverse = np.unique(flat, return_inverse=True)
-        return self._encode(unique)[inverse]
+        missing = np.unique(flat[~self._known[flat]])  # the same on every rank: calls come in the same order
+        if len(missing):
+            codes = self._encode(missing)
+            if self._codes is None:
+                self._codes = np.empty((len(self._known), codes.shape[1]), codes.dtype)
+            self._codes[missing], self._known[missing] = codes, True
+        return self._codes[flat]
 
     def _encode(self, flat: np.ndarray) -> np.ndarray:
         world = self.accelerator.num_processes if self.accelerator else 1

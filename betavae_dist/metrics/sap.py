@@ -1,16 +1,22 @@
-"""Separated Attribute Predictability (Kumar et al. 2018, section 4), discrete-factor variant.
+"""Separated Attribute Predictability (Kumar et al. 2018, section 3), for discrete factors.
 
-S[i, k] = held-out accuracy of a linear softmax classifier predicting factor k from code i alone
-(disentanglement_lib fits a linear SVM there). SAP = mean over factors of the gap between the
-two most predictive codes.
+Reproduces disentanglement_lib's `compute_sap` with `continuous_factors=False`
+(evaluation/metrics/sap_score.py): S[i, k] is the accuracy on `n_eval` held-out samples of a linear
+SVM (scikit-learn's `LinearSVC(C=0.01, class_weight="balanced")`) that predicts factor k from code
+i alone, fitted on `n_train` samples; SAP is the mean over factors of the gap between the two best
+codes. Defaults 10,000 / 5,000, as there. Differences: the SVM solves the dual problem as the
+scikit-learn of disentanglement_lib's time did by default (newer ones pick the primal for one
+feature), with `random_state=seed` where disentanglement_lib leaves it unseeded; the samples come
+from `point_rng(seed, 5, 0)`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.svm import LinearSVC
 
+from .classifiers import accuracy, fit
 from .codes import Represent, point_rng
-from .linear import accuracy, fit_softmax
 
 STREAM = 5
 
@@ -24,8 +30,8 @@ def sap(dataset, represent: Represent, factors: list[int], seed: int = 0, n_trai
         x = codes[:, i : i + 1]
         for j, k in enumerate(factors):
             y = samples[:, k]
-            predict, _ = fit_softmax(x[:n_train], y[:n_train], dataset.factor_sizes[k])
-            scores[i, j] = accuracy(predict, x[n_train:], y[n_train:])
+            model = fit(LinearSVC(C=0.01, class_weight="balanced", dual=True, random_state=seed), x[:n_train], y[:n_train])
+            scores[i, j] = accuracy(model, x[n_train:], y[n_train:])
     top = np.sort(scores, axis=0)[::-1]
     gaps = top[0] - (top[1] if len(top) > 1 else 0.0)
     return {"sap": float(gaps.mean())}

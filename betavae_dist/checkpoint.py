@@ -1,13 +1,20 @@
-"""Atomic training checkpoints under RUN/checkpoints/step_N.
+"""Atomic, self-verifying training checkpoints under RUN/checkpoints/step_N.
 
-A checkpoint is written by `Accelerator.save_state` into a hidden `.tmp-step_N` directory, its
-files are fsynced, and only then is it renamed to `step_N`. A directory named `step_N` is
-therefore always complete: a crash or kill at any moment leaves the previous one loadable, and a
-stray `.tmp-*` is ignored and cleaned up by the next save.
+A checkpoint is written by `Accelerator.save_state` into a hidden `.tmp-step_N` directory; then
+`trainer_state.json` (the step) and, last, `manifest.json` (every file's size and sha256, and the
+step) are added, the files are fsynced, and only then is the directory renamed to `step_N`. Old
+checkpoints are renamed to a hidden `.old-step_N` before they are deleted. So a directory named
+`step_N` is always complete: a crash or kill at any moment leaves the previous one loadable, and
+stray hidden directories are ignored and cleaned up by the next save.
+
+Resuming verifies the manifest (damaged bytes, missing or truncated files, a step that does not
+match); `resume=auto` falls back from a checkpoint that fails to the newest one that verifies,
+saying why in one line. Rank 0 decides and every rank follows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,9 +22,15 @@ import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 STATE_FILE = "trainer_state.json"
+MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the path and the cause."""
 
 
 def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -33,6 +46,14 @@ def latest(ckpt_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _fsync_tree(directory: Path) -> None:
     for path in [*directory.rglob("*"), directory]:
         fd = os.open(path, os.O_RDONLY)
@@ -42,24 +63,38 @@ def _fsync_tree(directory: Path) -> None:
             os.close(fd)
 
 
+def _write_manifest(directory: Path, step: int) -> None:
+    files = {str(p.relative_to(directory)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(directory.rglob("*")) if p.is_file()}
+    (directory / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint directory so that no `step_N` is ever left half-deleted."""
+    hidden = path.with_name(f".old-{path.name}")
+    os.replace(path, hidden)
+    shutil.rmtree(hidden)
+
+
 def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path:
     """Save the full training state at `step` (call on every rank)."""
     final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".tmp-step_{step}"
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ckpt_dir.glob(".tmp-*"):
+        for stale in [*ckpt_dir.glob(".tmp-*"), *ckpt_dir.glob(".old-*")]:
             shutil.rmtree(stale)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
+        _write_manifest(tmp, step)
         _fsync_tree(tmp)
         if final.exists():  # re-saving the same step after a resume
-            shutil.rmtree(final)
+            _remove(final)
         os.replace(tmp, final)
         for _, old in checkpoints(ckpt_dir)[:-keep]:
-            shutil.rmtree(old)
+            _remove(old)
     accelerator.wait_for_everyone()
     return final
 
@@ -70,25 +105,92 @@ def read_step(checkpoint: Path) -> int:
     try:
         return int(json.loads(state.read_text())["step"])
     except FileNotFoundError:
-        raise FileNotFoundError(f"not a complete checkpoint (no {STATE_FILE}): {checkpoint}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{state}: unreadable trainer state ({e})") from None
+        raise CheckpointError(f"not a complete checkpoint (no {STATE_FILE}): {checkpoint}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{state}: unreadable trainer state ({e})") from None
+
+
+def verify(checkpoint: Path) -> str | None:
+    """None when the checkpoint is whole, else one line naming the file at fault."""
+    manifest_path = checkpoint / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files, step = manifest["files"], int(manifest["step"])
+    except FileNotFoundError:
+        return f"{manifest_path} is missing (a checkpoint of an older version, or not a checkpoint)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{manifest_path} is unreadable ({e})"
+    for name, entry in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != entry["size"]:
+            return f"{path} has {path.stat().st_size} bytes, the manifest says {entry['size']}"
+        if _sha256(path) != entry["sha256"]:
+            return f"{path} is damaged (its sha256 differs from the manifest's)"
+    named = _NAME.match(checkpoint.name)
+    if named and int(named.group(1)) != step:
+        return f"{manifest_path} is for step {step}, not {named.group(1)}"
+    try:
+        if read_step(checkpoint) != step:
+            return f"{checkpoint / STATE_FILE} says step {read_step(checkpoint)}, the manifest {step}"
+    except CheckpointError as e:
+        return str(e)
+    return None
+
+
+def latest_verified(ckpt_dir: Path, say=print) -> Path | None:
+    """The newest checkpoint that verifies; each newer one that fails is named by `say`."""
+    for _, path in reversed(checkpoints(ckpt_dir)):
+        problem = verify(path)
+        if problem is None:
+            return path
+        say(f"skipping checkpoint {path}: {problem}")
+    return None
 
 
 def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
-    """The checkpoint to start from: `auto` = newest complete one (if any), `none`, or a path."""
+    """The checkpoint to start from: `auto` = newest that verifies (none: start afresh, unless every
+    checkpoint there fails), `none`, or a path, which must verify."""
     if resume == "none":
         return None
     if resume == "auto":
-        return latest(ckpt_dir)
+        chosen = latest_verified(ckpt_dir)
+        if chosen is None and checkpoints(ckpt_dir):
+            raise CheckpointError(f"no checkpoint under {ckpt_dir} verifies (see above); train.resume=PATH "
+                                  "or train.resume=none to start afresh")
+        return chosen
     path = Path(resume)
     if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint to resume from does not exist: {path} (train.resume)")
+        raise CheckpointError(f"checkpoint to resume from does not exist: {path} (train.resume)")
+    problem = verify(path)
+    if problem:
+        raise CheckpointError(f"cannot resume from {path} (train.resume): {problem}")
     return path
+
+
+def choose_resume(resume: str, ckpt_dir: Path, accelerator: Accelerator) -> Path | None:
+    """`resolve_resume` decided on rank 0 and followed by every rank (the same checkpoint, or the same error)."""
+    decision = [None]
+    if accelerator.is_main_process:
+        try:
+            chosen = resolve_resume(resume, ckpt_dir)
+            decision = [("ok", str(chosen) if chosen else None)]
+        except CheckpointError as e:
+            decision = [("error", str(e))]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(decision)
+    outcome, value = decision[0]
+    if outcome == "error":
+        raise CheckpointError(value)
+    return Path(value) if value else None
 
 
 def load(accelerator: Accelerator, checkpoint: Path) -> int:
     """Restore model, optimiser and RNG states; returns the step to continue from."""
     step = read_step(checkpoint)
-    accelerator.load_state(str(checkpoint))
+    try:
+        accelerator.load_state(str(checkpoint))
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot load checkpoint {checkpoint}: {str(e).splitlines()[0]}") from None
     return step

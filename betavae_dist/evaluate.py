@@ -65,9 +65,14 @@ def load_model(path: Path) -> tuple[BetaVAE, Config]:
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"not an export, run or checkpoint directory: {path}")
     apply_mapping(cfg, yaml.safe_load((run_dir / "config.yaml").read_text()), f"in {run_dir / 'config.yaml'}")
-    ckpt = path if run_dir != path else checkpoint.latest(run_dir / "checkpoints")
+    if run_dir == path:
+        ckpt = checkpoint.latest_verified(run_dir / "checkpoints", say=lambda line: print(line, file=sys.stderr))
+    elif problem := checkpoint.verify(path):
+        raise ExportError(f"cannot evaluate {path}: {problem}")
+    else:
+        ckpt = path
     if ckpt is None:
-        raise ExportError(f"no complete checkpoint under {run_dir / 'checkpoints'}")
+        raise ExportError(f"no complete, verified checkpoint under {run_dir / 'checkpoints'}")
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     state = checkpoint_weights(ckpt)
     check_state_dict(model, state, ckpt)

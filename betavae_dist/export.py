@@ -2,7 +2,7 @@
 
     python -m betavae_dist.export RUN_DIR OUT_DIR [--checkpoint RUN_DIR/checkpoints/step_N]
 
-takes the newest complete checkpoint of a run (or the one named) and the run's resolved
+takes the newest checkpoint of a run that verifies (or the one named) and the run's resolved
 `config.yaml`. Training calls `write_export` itself at the end. Load with
 `BetaVAE.from_pretrained(OUT_DIR)`.
 """
@@ -78,9 +78,12 @@ def export_run(run_dir: Path, out_dir: Path, ckpt: Path | None = None) -> Path:
     if not config_path.is_file():
         raise ExportError(f"not a run directory (no config.yaml): {run_dir}")
     cfg = from_sources(str(config_path), [])
-    ckpt = ckpt or checkpoint.latest(run_dir / "checkpoints")
     if ckpt is None:
-        raise ExportError(f"no complete checkpoint under {run_dir / 'checkpoints'}")
+        ckpt = checkpoint.latest_verified(run_dir / "checkpoints", say=lambda line: print(line, file=sys.stderr))
+    elif problem := checkpoint.verify(ckpt):
+        raise ExportError(f"cannot export {ckpt}: {problem}")
+    if ckpt is None:
+        raise ExportError(f"no complete, verified checkpoint under {run_dir / 'checkpoints'}")
     state = checkpoint_weights(ckpt)
     check_state_dict(BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels), state, ckpt)
     write_export(state, cfg, out_dir)
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m betavae_dist.export", description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the newest complete one")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the newest one that verifies")
     args = parser.parse_args(argv)
     try:
         used = export_run(args.run_dir, args.out_dir, args.checkpoint)

@@ -18,11 +18,12 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
 IMAGE_SIZE = 64
+MAX_LATENTS, MAX_CHANNELS = 4096, 16  # what an export's config.json may ask for
 
 
 def _fc(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
@@ -128,7 +129,11 @@ class BetaVAE(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "BetaVAE":
-        """Rebuild a model from `config.json` + `model.safetensors`; no pickle is involved."""
+        """Rebuild a model from `config.json` + `model.safetensors`; no pickle is involved.
+
+        Nothing is allocated before the config is within bounds and the file's header (names,
+        shapes, float32) matches the model it describes; weights that are not finite are refused.
+        """
         directory = Path(directory)
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         for path in (config_path, weights_path):
@@ -136,16 +141,39 @@ class BetaVAE(nn.Module):
                 raise ExportError(f"missing {path}")
         try:
             arch = json.loads(config_path.read_text())["model"]
-            model = cls(arch["arch"], int(arch["latents"]), int(arch["channels"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ExportError(f"{config_path}: not a betavae-dist export config ({e})") from None
+            name, latents, channels = arch["arch"], int(arch["latents"]), int(arch["channels"])
+        except (json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ExportError(f"{config_path}: not a betavae-dist export config ({type(e).__name__}: {e})") from None
+        if name not in ARCHITECTURES or not 1 <= latents <= MAX_LATENTS or not 1 <= channels <= MAX_CHANNELS:
+            raise ExportError(f"{config_path}: model {name!r} with {latents} latents and {channels} channels is out of "
+                              f"bounds (arch one of {', '.join(ARCHITECTURES)}, latents 1..{MAX_LATENTS}, "
+                              f"channels 1..{MAX_CHANNELS})")
+        with torch.device("meta"):  # shapes only: nothing allocated yet
+            check_header(cls(name, latents, channels), weights_path)
         try:
             state = load_file(weights_path)
         except (SafetensorError, OSError) as e:
             raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
+        bad = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
+        if bad:
+            raise ExportError(f"{weights_path}: tensor {bad} has non-finite values")
+        model = cls(name, latents, channels)
         check_state_dict(model, state, weights_path)
         model.load_state_dict(state)
         return model.eval()
+
+
+def check_header(model: nn.Module, weights_path: Path) -> None:
+    """The safetensors header must list exactly the model's float32 tensors, with its shapes."""
+    try:
+        with safe_open(weights_path, "pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
+    check_state_dict(model, {k: torch.empty(shape, device="meta") for k, (shape, _) in header.items()}, weights_path)
+    wrong = next((k for k, (_, dtype) in header.items() if dtype != "F32"), None)
+    if wrong:
+        raise ExportError(f"{weights_path}: tensor {wrong} is {header[wrong][1]}, exports are float32")
 
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:

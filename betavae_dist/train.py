@@ -134,7 +134,7 @@ def train(cfg: Config) -> None:
     unwrapped = accelerator.unwrap_model(model)
     set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
-    resume_from = checkpoint.resolve_resume(cfg.train.resume, ckpt_dir)
+    resume_from = checkpoint.choose_resume(cfg.train.resume, ckpt_dir, accelerator)
     start = checkpoint.load(accelerator, resume_from) if resume_from else 0
     stats = StepStats(accelerator.device)
     run_step = make_step(model, optimizer, accelerator, cfg, stats)  # after resuming: a graph captures the state
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"betavae_dist.train: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (TrainingError, LaunchError, DataError, ExportError, StreamError) as e:
+    except (TrainingError, LaunchError, DataError, ExportError, StreamError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.train: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -1,7 +1,9 @@
+import json
 import pickle
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from betavae_dist.config import Config
 from betavae_dist.export import write_export
@@ -79,3 +81,40 @@ def test_mismatched_weights_are_named(tmp_path):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(ExportError, match=f"missing {tmp_path / 'config.json'}"):
         BetaVAE.from_pretrained(tmp_path)
+
+
+def hostile(tmp_path, model=None, tensors=None):
+    """A good export, then its config's model entry or its tensors replaced."""
+    out = tmp_path / "export"
+    write_export(BetaVAE().state_dict(), Config(), out)
+    if model is not None:
+        meta = json.loads((out / "config.json").read_text())
+        meta["model"] = model
+        (out / "config.json").write_text(json.dumps(meta) if not isinstance(model, str) else model)
+    if tensors is not None:
+        save_file(tensors(BetaVAE().state_dict()), str(out / "model.safetensors"))
+    return out
+
+
+@pytest.mark.parametrize("model,words", [
+    ({"arch": "conv64", "latents": 1_000_000, "channels": 1}, "out of bounds"),
+    ({"arch": "conv64", "latents": 10**9, "channels": 1}, "out of bounds"),
+    ({"arch": "conv64", "latents": -4, "channels": 1}, "out of bounds"),
+    ({"arch": "conv64", "latents": 1e400, "channels": 1}, "not a betavae-dist export config"),
+    ({"arch": "resnet", "latents": 10, "channels": 1}, "out of bounds"),
+    ('{"model": ' * 100_000 + "1" + "}" * 100_000, "not a betavae-dist export config"),
+])
+def test_hostile_configs_are_refused_before_allocating(tmp_path, model, words):
+    # A million latents used to take 3 GB and 54 s before failing; now the bounds are checked first.
+    with pytest.raises(ExportError, match=words):
+        BetaVAE.from_pretrained(hostile(tmp_path, model=model))
+
+
+@pytest.mark.parametrize("tensors,words", [
+    (lambda s: {k: v.half() for k, v in s.items()}, "is F16, exports are float32"),
+    (lambda s: {k: v.long() for k, v in s.items()}, "is I64, exports are float32"),
+    (lambda s: {k: v.fill_(float("nan")) if k.endswith("bias") else v for k, v in s.items()}, "non-finite values"),
+])
+def test_non_float32_or_non_finite_weights_are_refused(tmp_path, tensors, words):
+    with pytest.raises(ExportError, match=words):
+        BetaVAE.from_pretrained(hostile(tmp_path, tensors=tensors))

@@ -1,0 +1,101 @@
+"""Checkpoints verify themselves: a damaged newest checkpoint is named and skipped, never trained on."""
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from betavae_dist import checkpoint
+from conftest import max_abs_diff, run, train, weights
+
+STEPS = ["train.ckpt_every=2", "train.keep_checkpoints=3"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A run with checkpoints at steps 2 and 4, and the same run trained straight to step 6."""
+    root = tmp_path_factory.mktemp("ckpt")
+    train(root / "run", "train.steps=4", *STEPS)
+    train(root / "straight", "train.steps=6", *STEPS)
+    return root
+
+
+def flip_bytes(path):
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 16):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {  # what happens to the newest checkpoint, and the words that must name it
+    "flipped weights": (lambda c: flip_bytes(c / "model.safetensors"), "model.safetensors is damaged"),
+    "flipped optimizer": (lambda c: flip_bytes(c / "optimizer.bin"), "optimizer.bin is damaged"),
+    "truncated optimizer": (lambda c: (c / "optimizer.bin").write_bytes((c / "optimizer.bin").read_bytes()[:100]),
+                            "optimizer.bin has 100 bytes"),
+    "deleted weights": (lambda c: (c / "model.safetensors").unlink(), "model.safetensors is missing"),
+    "another step": (lambda c: (c / "trainer_state.json").write_text('{"step": 3}'), "trainer_state.json"),
+    "no manifest": (lambda c: (c / checkpoint.MANIFEST).unlink(), "manifest.json is missing"),
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_newest_checkpoint_is_named_and_skipped(finished, tmp_path, kind):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    damage, words = DAMAGE[kind]
+    damage(run_dir / "checkpoints" / "step_4")
+    resumed = train(run_dir, "train.steps=6", *STEPS)
+    assert f"skipping checkpoint {run_dir / 'checkpoints' / 'step_4'}:" in resumed.stdout
+    assert words in resumed.stdout
+    assert f"resuming from {run_dir / 'checkpoints' / 'step_2'} at step 2" in resumed.stdout
+    # Steps 3-4 are trained again, so the run ends where the uninterrupted one does.
+    assert max_abs_diff(weights(finished / "straight" / "export"), weights(run_dir / "export")) < 1e-6
+
+
+def test_two_ranks_follow_rank_0s_choice(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    flip_bytes(run_dir / "checkpoints" / "step_4" / "model.safetensors")
+    resumed = train(run_dir, "train.steps=6", *STEPS, nproc=2)
+    assert f"resuming from {run_dir / 'checkpoints' / 'step_2'} at step 2" in resumed.stdout
+    assert (run_dir / "export" / "model.safetensors").is_file()
+
+
+def test_no_checkpoint_that_verifies_or_a_bad_path_is_one_line(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    for step in (2, 4):
+        flip_bytes(run_dir / "checkpoints" / f"step_{step}" / "model.safetensors")
+    proc = train(run_dir, "train.steps=6", *STEPS, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"betavae_dist.train: error: no checkpoint under {run_dir / 'checkpoints'} verifies")
+    proc = train(run_dir, "train.steps=6", f"train.resume={run_dir / 'checkpoints' / 'step_4'}", check=False)
+    assert proc.returncode == 1 and f"cannot resume from {run_dir / 'checkpoints' / 'step_4'} (train.resume)" in proc.stderr
+    proc = train(run_dir, "train.steps=6", f"train.resume={tmp_path / 'nowhere'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"checkpoint to resume from does not exist: {tmp_path / 'nowhere'} (train.resume)" in proc.stderr
+
+
+def test_a_kill_during_cleanup_leaves_only_complete_checkpoints(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    ckpts = run_dir / "checkpoints"
+    # Old checkpoints are renamed away before deletion; this is what a kill half-way leaves.
+    (ckpts / "step_2").rename(ckpts / ".old-step_2")
+    (ckpts / ".old-step_2" / "model.safetensors").unlink()
+    assert [p.name for _, p in checkpoint.checkpoints(ckpts)] == ["step_4"]
+    train(run_dir, "train.steps=6", *STEPS)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_4", "step_6"]  # the stray .old-step_2 is gone
+    for _, path in checkpoint.checkpoints(ckpts):
+        assert checkpoint.verify(path) is None
+    manifest = json.loads((ckpts / "step_6" / checkpoint.MANIFEST).read_text())
+    assert manifest["step"] == 6 and "model.safetensors" in manifest["files"]
+
+
+def test_export_skips_a_damaged_newest_checkpoint(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    flip_bytes(run_dir / "checkpoints" / "step_4" / "model.safetensors")
+    proc = run([sys.executable, "-m", "betavae_dist.export", str(run_dir), str(tmp_path / "out")])
+    assert "skipping checkpoint" in proc.stderr and f"exported {run_dir / 'checkpoints' / 'step_2'}" in proc.stdout

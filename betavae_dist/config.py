@@ -9,6 +9,7 @@ before any process group is started.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,12 +120,14 @@ METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap")
 def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
     """Check `value` against the field type; ints are accepted where floats are expected."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if expected is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if expected is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value} ({source})")
     if expected is str and isinstance(value, bool) and "on" in CHOICES.get(key, ()):
         return "on" if value else "off"  # YAML 1.1 reads on/off as booleans
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -161,15 +164,38 @@ def _apply(obj: Any, key: str, value: Any, source: str) -> None:
     setattr(target, leaf, value)
 
 
+MAX_LATENTS, MAX_CHANNELS = 4096, 16  # also the bounds an export's config.json must respect
+MAX_BATCH = 1 << 20
+
+
 def _check(cfg: Config) -> None:
+    ranges = {  # key: (value, lowest, highest, what is allowed)
+        "seed": (cfg.seed, 0, 2**63 - 1, ">= 0"),
+        "eval.seed": (cfg.eval.seed, 0, 2**63 - 1, ">= 0"),
+        "model.latents": (cfg.model.latents, 1, MAX_LATENTS, f"1..{MAX_LATENTS}"),
+        "model.channels": (cfg.model.channels, 1, MAX_CHANNELS, f"1..{MAX_CHANNELS}"),
+        "train.batch_size": (cfg.train.batch_size, 1, MAX_BATCH, f"1..{MAX_BATCH}"),
+        "loss.beta": (cfg.loss.beta, 0, math.inf, ">= 0"),
+        "loss.gamma": (cfg.loss.gamma, 0, math.inf, ">= 0"),
+        "loss.capacity_max": (cfg.loss.capacity_max, 0, math.inf, ">= 0"),
+        "optim.beta1": (cfg.optim.beta1, 0, 0.999999, "in [0, 1)"),
+        "optim.beta2": (cfg.optim.beta2, 0, 0.999999, "in [0, 1)"),
+        "optim.weight_decay": (cfg.optim.weight_decay, 0, math.inf, ">= 0"),
+        "optim.grad_clip": (cfg.optim.grad_clip, 0, math.inf, ">= 0 (0 = off)"),
+        "data.max_skip_fraction": (cfg.data.max_skip_fraction, 0, 1, "in [0, 1]"),
+        "data.workers": (cfg.data.workers, 0, 1024, "0..1024"),
+        "eval.every": (cfg.eval.every, 0, math.inf, ">= 0 (0 = off)"),
+    }
     positive = {
+        "loss.capacity_steps": cfg.loss.capacity_steps,
+        "model.gaussian_std": cfg.model.gaussian_std,
+        "data.shuffle_buffer": cfg.data.shuffle_buffer,
         "train.steps": cfg.train.steps,
         "train.batch_size": cfg.train.batch_size,
         "train.grad_accum": cfg.train.grad_accum,
         "train.log_every": cfg.train.log_every,
         "train.ckpt_every": cfg.train.ckpt_every,
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
-        "model.latents": cfg.model.latents,
         "optim.lr": cfg.optim.lr,
         "eval.pairs": cfg.eval.pairs,
         "eval.n_train": cfg.eval.n_train,
@@ -180,6 +206,11 @@ def _check(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    for key, (value, low, high, allowed) in ranges.items():
+        if not low <= value <= high:
+            raise ConfigError(f"{key}: must be {allowed}, got {value}")
+    if cfg.data.source == "dsprites" and cfg.model.channels != 1:
+        raise ConfigError(f"model.channels={cfg.model.channels}: dSprites images have 1 channel (data.source=dsprites)")
     if cfg.data.source == "webdataset" and not cfg.data.shards:
         raise ConfigError("data.source=webdataset needs data.shards (shard URLs)")
     if cfg.eval.every and cfg.model.channels != 1:
@@ -215,16 +246,31 @@ def from_sources(config_file: str | None, overrides: list[str]) -> Config:
     if config_file:
         path = Path(config_file)
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (a YAML config was expected)") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}".splitlines()[0]) from None
+            raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at top level")
         apply_mapping(cfg, data or {}, f"in {path}")
     apply_overrides(cfg, overrides)
     return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_cli(argv: list[str]) -> tuple[str | None, list[str]]:

@@ -22,8 +22,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from .config import MAX_CHANNELS, MAX_LATENTS
+
 IMAGE_SIZE = 64
-MAX_LATENTS, MAX_CHANNELS = 4096, 16  # what an export's config.json may ask for
 
 
 def _fc(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:

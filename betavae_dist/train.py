@@ -118,8 +118,6 @@ def train(cfg: Config) -> None:
     prepare_run_dir(run_dir, accelerator.process_index)
     accelerator.wait_for_everyone()
     is_main = accelerator.is_main_process
-    if is_main:
-        save_yaml(cfg, run_dir / "config.yaml")
 
     batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index, accelerator.device)
     if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
@@ -136,6 +134,11 @@ def train(cfg: Config) -> None:
 
     resume_from = checkpoint.choose_resume(cfg.train.resume, ckpt_dir, accelerator)
     start = checkpoint.load(accelerator, resume_from) if resume_from else 0
+    if start > cfg.train.steps:
+        raise TrainingError(f"{resume_from} is at step {start}, past train.steps={cfg.train.steps}: this run went "
+                            "further; a new run_dir (or train.resume=none) trains a shorter one")
+    if is_main:
+        save_yaml(cfg, run_dir / "config.yaml")
     stats = StepStats(accelerator.device)
     run_step = make_step(model, optimizer, accelerator, cfg, stats)  # after resuming: a graph captures the state
     noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)

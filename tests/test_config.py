@@ -54,3 +54,40 @@ def test_train_exits_2_on_bad_config_before_starting(tmp_path):
     assert proc.returncode == 2
     assert "unknown config key 'loss.betta' (on the command line)" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+# The bad configs of the reliability review: each was accepted silently, crashed with a traceback,
+# or was caught only at step 0.
+@pytest.mark.parametrize("override, message", [
+    ("loss.beta=-1", "loss.beta: must be >= 0, got -1.0"),
+    ("loss.gamma=-5", "loss.gamma: must be >= 0"),
+    ("data.max_skip_fraction=-0.5", "data.max_skip_fraction: must be in [0, 1]"),
+    ("eval.every=-1", "eval.every: must be >= 0 (0 = off)"),
+    ("optim.lr=nan", "optim.lr: must be a finite number, got nan"),
+    ("optim.lr=.inf", "optim.lr: must be a finite number, got inf"),
+    ("loss.beta=nan", "loss.beta: must be a finite number"),
+    ("model.channels=0", "model.channels: must be 1..16"),
+    ("model.channels=3", "model.channels=3: dSprites images have 1 channel"),
+    ("optim.beta1=2", "optim.beta1: must be in [0, 1)"),
+    ("optim.weight_decay=-1", "optim.weight_decay: must be >= 0"),
+    ("loss.capacity_steps=0", "loss.capacity_steps: must be positive"),
+    ("seed=-1", "seed: must be >= 0"),
+    ("train.batch_size=1000000000000", "train.batch_size: must be 1..1048576"),
+    ("model.latents=1000000000", "model.latents: must be 1..4096"),
+    ("model.gaussian_std=0", "model.gaussian_std: must be positive"),
+])
+def test_out_of_range_values_name_the_key(override, message):
+    with pytest.raises(ConfigError) as error:
+        from_sources(None, [override])
+    assert message in str(error.value)
+
+
+def test_duplicate_yaml_keys_and_binary_files_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("loss:\n  beta: 4\n  beta: 8\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'beta'.*line 3, column 3"):
+        from_sources(str(path), [])
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="not a text file"):
+        from_sources(str(path), [])

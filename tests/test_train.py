@@ -120,3 +120,12 @@ def test_launcher_that_drops_ranks_is_refused(tmp_run):
     assert proc.returncode != 0
     assert "asked for several processes but started only this one" in proc.stderr
     assert not (tmp_run / "checkpoints").exists()
+
+
+def test_a_finished_run_is_not_re_exported_under_a_shorter_schedule(tmp_run):
+    train(tmp_run, "train.steps=4", "train.ckpt_every=2")
+    before = weights(tmp_run / "export")
+    proc = train(tmp_run, "train.steps=2", "train.ckpt_every=2", check=False)
+    assert proc.returncode == 1 and "is at step 4, past train.steps=2" in proc.stderr
+    assert max_abs_diff(before, weights(tmp_run / "export")) == 0
+    assert "steps: 4" in (tmp_run / "config.yaml").read_text()

@@ -32,8 +32,11 @@ run_on_nodes() {
         exec accelerate launch "${flags[@]}" "$@"' bash "$@" &
     local pid=$! status=0
     # SLURM sends USR1 to this shell before the time limit or a preemption (--signal=B:USR1@...);
-    # relay it to every process of the job's steps.
-    trap 'PREEMPTED=1; echo "signal received: asking the trainers to checkpoint"; scancel --signal=USR1 "$JOB_ID"' USR1 TERM
+    # relay it to every process of the job's steps: they checkpoint, and the job is requeued.
+    # TERM is `scancel` (or the end of the time limit's grace): the trainers got it too and write
+    # a checkpoint if they can; the job then ends, without requeue.
+    trap 'PREEMPTED=1; echo "signal received: asking the trainers to checkpoint"; scancel --signal=USR1 "$JOB_ID"' USR1
+    trap 'echo "cancelled: the trainers checkpoint if they can; no requeue"' TERM
     wait "$pid" || status=$?
     while kill -0 "$pid" 2>/dev/null; do wait "$pid" || status=$?; done
     trap - USR1 TERM

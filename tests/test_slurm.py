@@ -87,3 +87,24 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
     assert "requeueing job" in text and "resuming from" in text
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["step"] == 1500
+
+
+def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
+    log, run_dir = tmp_path / "train.out", tmp_path / "run"
+    job = sbatch(slurm, f"--output={log}", "slurm/train.sh", wait=False,
+                 OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoints" / "step_100").exists():
+        assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
+        time.sleep(0.2)
+    subprocess.run(["scancel", job], env=slurm, check=True)  # TERM, as a user cancelling the job
+    queued = lambda: subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True, text=True).stdout.strip()
+    while queued():
+        assert time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    time.sleep(3)  # a requeued job would be back in the queue by now
+    text = log.read_text()
+    assert not queued() and "requeueing job" not in text, text[-3000:]
+    assert "cancelled: the trainers checkpoint if they can; no requeue" in text
+    assert "stop signal: checkpoint at step" in text
+    assert not (run_dir / "export").exists()

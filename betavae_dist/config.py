@@ -74,6 +74,7 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     cuda_graph: str = "auto"  # "auto" (one process on one GPU), "on" (say why when it cannot), "off"
+    collective_timeout: int = 300  # seconds a rank waits for the others (a frozen or lost peer) before stopping
 
 
 @dataclass
@@ -196,6 +197,7 @@ def _check(cfg: Config) -> None:
         "train.log_every": cfg.train.log_every,
         "train.ckpt_every": cfg.train.ckpt_every,
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
+        "train.collective_timeout": cfg.train.collective_timeout,
         "optim.lr": cfg.optim.lr,
         "eval.pairs": cfg.eval.pairs,
         "eval.n_train": cfg.eval.n_train,

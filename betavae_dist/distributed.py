@@ -12,8 +12,12 @@ Accelerate leaves the process-group backend unset, so we ask for gloo explicitly
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import signal
+import sys
+from datetime import timedelta
 
 import torch
 from accelerate import Accelerator
@@ -44,13 +48,28 @@ def deepspeed_requested() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
-def make_accelerator(**kwargs) -> Accelerator:
-    """An Accelerator on the GPU when there is one, else on the CPU with gloo; world size checked."""
+def die_with_launcher() -> None:
+    """Under a launcher, have Linux send this worker SIGTERM when the launcher dies: torch elastic
+    starts workers in a session of their own, so nothing else stops them (they would train on)."""
+    if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the launcher died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def make_accelerator(collective_timeout: float | None = None, **kwargs) -> Accelerator:
+    """An Accelerator on the GPU when there is one, else on the CPU with gloo; world size checked.
+    `collective_timeout` (seconds) bounds how long a rank waits for the others in a collective."""
     expected = launched_world_size()
     cpu_only, deepspeed = not torch.cuda.is_available(), deepspeed_requested()
-    handlers = list(kwargs.pop("kwargs_handlers", []))
+    group = {}
     if cpu_only and deepspeed and "LOCAL_RANK" in os.environ:
-        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+        group["backend"] = "gloo"
+    if collective_timeout:
+        group["timeout"] = timedelta(seconds=collective_timeout)
+    handlers = [InitProcessGroupKwargs(**group)] if group else []
     accelerator = Accelerator(cpu=cpu_only and not deepspeed, kwargs_handlers=handlers, **kwargs)
     if deepspeed and accelerator.distributed_type != DistributedType.DEEPSPEED:
         raise LaunchError(f"DeepSpeed was requested but Accelerate runs {accelerator.distributed_type.value}")

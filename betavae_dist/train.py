@@ -11,6 +11,7 @@ export/ (model.safetensors + config.json), reconstruction.png and traversal.png.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -26,7 +27,8 @@ from . import checkpoint, visualize
 from .runtime import keep_heap
 from .config import Config, ConfigError, load_or_exit, save_yaml
 from .data import DataError, NoiseWindow, build_batches, build_dataset
-from .distributed import LaunchError, configure_deepspeed, make_accelerator, offloads_optimizer, shutdown
+from .distributed import (LaunchError, configure_deepspeed, die_with_launcher, make_accelerator, offloads_optimizer,
+                          shutdown)
 from .evaluate import evaluate_model
 from .export import checkpoint_weights, write_export
 from .models import BetaVAE, ExportError
@@ -108,7 +110,9 @@ def train(cfg: Config) -> None:
     keep_heap()
     if cfg.train.tensorboard and not is_tensorboard_available():
         raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install 'betavae-dist[tensorboard]'")
+    die_with_launcher()
     accelerator = make_accelerator(
+        cfg.train.collective_timeout,
         gradient_accumulation_steps=cfg.train.grad_accum,
         log_with="tensorboard" if cfg.train.tensorboard else None,
         project_dir=cfg.run_dir,
@@ -248,6 +252,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     except (TrainingError, LaunchError, DataError, ExportError, StreamError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.train: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except RuntimeError as e:  # a collective that timed out: gloo and NCCL raise RuntimeError subclasses
+        if "timed out" not in str(e).lower() and "timeout" not in str(e).lower():
+            raise
+        rank = os.environ.get("RANK", "0")
+        print(f"betavae_dist.train: error: rank {rank} waited train.collective_timeout={cfg.train.collective_timeout} s "
+              f"for another rank (frozen, killed or unreachable); stopping. Last good checkpoint: "
+              f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

@@ -1,17 +1,20 @@
 """End-to-end training through real processes: `python -m` and `accelerate launch` on gloo."""
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from betavae_dist import checkpoint
 from betavae_dist.models import BetaVAE
-from conftest import ROOT, max_abs_diff, run, train, weights
+from conftest import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
 
 
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
@@ -129,3 +132,53 @@ def test_a_finished_run_is_not_re_exported_under_a_shorter_schedule(tmp_run):
     assert proc.returncode == 1 and "is at step 4, past train.steps=2" in proc.stderr
     assert max_abs_diff(before, weights(tmp_run / "export")) == 0
     assert "steps: 4" in (tmp_run / "config.yaml").read_text()
+
+
+def start_two_ranks(run_dir, *overrides, log=None):
+    """A long 2-rank run in the background, and its two worker processes once step_20 is written."""
+    cmd = accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={run_dir}",
+                         *TINY, "train.steps=100000", "train.ckpt_every=20", *overrides)
+    out = open(log or os.devnull, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "step_20").exists():
+        assert time.time() < deadline and proc.poll() is None, "the run did not reach step 20"
+        time.sleep(0.1)
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    assert len(workers) == 2
+    return proc, workers
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+def test_workers_end_when_their_launcher_dies(tmp_run):
+    proc, workers = start_two_ranks(tmp_run)
+    proc.kill()  # SIGKILL: the launcher cannot pass anything on
+    proc.wait()
+    deadline = time.time() + 120  # generous; measured 1-3 s
+    while any(alive(w) for w in workers):
+        assert time.time() < deadline, "workers outlived their launcher"
+        time.sleep(0.2)
+    newest = checkpoint.latest(tmp_run / "checkpoints")
+    assert checkpoint.verify(newest) is None  # they stopped as for SIGTERM: a complete checkpoint
+
+
+def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tmp_path):
+    log = tmp_path / "log"
+    proc, workers = start_two_ranks(tmp_run, "train.collective_timeout=10", log=log)
+    os.kill(workers[1], signal.SIGSTOP)
+    try:
+        proc.wait(timeout=240)  # generous: the timeout is 10 s
+    finally:
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert "waited train.collective_timeout=10 s for another rank (frozen, killed or unreachable)" in log.read_text()

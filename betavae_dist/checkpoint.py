@@ -23,6 +23,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
+from safetensors import SafetensorError
 
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
@@ -84,19 +85,33 @@ def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path
         for stale in [*ckpt_dir.glob(".tmp-*"), *ckpt_dir.glob(".old-*")]:
             shutil.rmtree(stale)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
-        _write_manifest(tmp, step)
-        _fsync_tree(tmp)
-        if final.exists():  # re-saving the same step after a resume
-            _remove(final)
-        os.replace(tmp, final)
-        for _, old in checkpoints(ckpt_dir)[:-keep]:
-            _remove(old)
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
+            _write_manifest(tmp, step)
+            _fsync_tree(tmp)
+            if final.exists():  # re-saving the same step after a resume
+                _remove(final)
+            os.replace(tmp, final)
+            for _, old in checkpoints(ckpt_dir)[:-keep]:
+                _remove(old)
+    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, permissions, a quota
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(write_failure(tmp, e, "the previous checkpoint is intact")) from None
     accelerator.wait_for_everyone()
     return final
+
+
+def write_failure(path: Path, error: Exception, kept: str) -> str:
+    """One line for a failed write: the path, the cause, the space left on its disk, what was kept."""
+    cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[0]
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    return f"cannot write {path}: {cause} ({free}); {kept}"
 
 
 def read_step(checkpoint: Path) -> int:
@@ -164,7 +179,9 @@ def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
     if not path.is_dir():
         raise CheckpointError(f"checkpoint to resume from does not exist: {path} (train.resume)")
     problem = verify(path)
-    if problem:
+    if problem and not (path / MANIFEST).exists():  # named on purpose: an older version's checkpoint
+        print(f"warning: {path} has no {MANIFEST} (written by an older version): resuming from it unverified")
+    elif problem:
         raise CheckpointError(f"cannot resume from {path} (train.resume): {problem}")
     return path
 

@@ -32,9 +32,13 @@ def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+    try:
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+    except (OSError, SafetensorError) as e:  # a full disk, permissions
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(checkpoint.write_failure(tmp / "model.safetensors", e, "the previous export is intact")) from None
     meta = {
         "format": FORMAT,
         "model": {"arch": cfg.model.arch, "latents": cfg.model.latents, "channels": cfg.model.channels},

@@ -1,13 +1,15 @@
 """Checkpoints verify themselves: a damaged newest checkpoint is named and skipped, never trained on."""
 
 import json
+import resource
 import shutil
+import subprocess
 import sys
 
 import pytest
 
 from betavae_dist import checkpoint
-from conftest import max_abs_diff, run, train, weights
+from conftest import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
 
 STEPS = ["train.ckpt_every=2", "train.keep_checkpoints=3"]
 
@@ -99,3 +101,29 @@ def test_export_skips_a_damaged_newest_checkpoint(finished, tmp_path):
     flip_bytes(run_dir / "checkpoints" / "step_4" / "model.safetensors")
     proc = run([sys.executable, "-m", "betavae_dist.export", str(run_dir), str(tmp_path / "out")])
     assert "skipping checkpoint" in proc.stderr and f"exported {run_dir / 'checkpoints' / 'step_2'}" in proc.stdout
+
+
+def test_an_older_versions_checkpoint_resumes_only_when_named(finished, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    for step in (2, 4):
+        (run_dir / "checkpoints" / f"step_{step}" / checkpoint.MANIFEST).unlink()
+    assert train(run_dir, "train.steps=6", *STEPS, check=False).returncode == 1  # auto: nothing verifies
+    named = train(run_dir, "train.steps=6", *STEPS, f"train.resume={run_dir / 'checkpoints' / 'step_4'}")
+    assert "has no manifest.json (written by an older version): resuming from it unverified" in named.stdout
+    assert max_abs_diff(weights(finished / "straight" / "export"), weights(run_dir / "export")) < 1e-6
+
+
+def test_a_failed_write_is_one_line_and_keeps_the_previous_checkpoint(finished, tmp_path):
+    # A 1 MiB file-size limit makes the next checkpoint's writes fail as a full disk would.
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished / "run", run_dir)
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    proc = subprocess.run(accelerate_cmd(1, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+                                         f"run_dir={run_dir}", *TINY, "train.steps=6", *STEPS),
+                          cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"cannot write {run_dir / 'checkpoints' / '.tmp-step_6'}: " in proc.stderr
+    assert "File too large" in proc.stderr and "the previous checkpoint is intact" in proc.stderr
+    assert checkpoint.verify(run_dir / "checkpoints" / "step_4") is None
+    assert not (run_dir / "checkpoints" / ".tmp-step_6").exists()

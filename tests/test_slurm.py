@@ -63,7 +63,8 @@ def test_two_node_training_has_two_ranks(slurm, tmp_path):
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
 
 
-def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
+def start_long_job(slurm, tmp_path):
+    """A 1,500-step training job, once it has written its step-100 checkpoint: (job, log, run dir, deadline)."""
     log, run_dir = tmp_path / "train.out", tmp_path / "run"
     job = sbatch(slurm, f"--output={log}", "slurm/train.sh", wait=False,
                  OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
@@ -71,6 +72,11 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
     while not (run_dir / "checkpoints" / "step_100").exists():
         assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
         time.sleep(0.2)
+    return job, log, run_dir, deadline
+
+
+def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
+    job, log, run_dir, deadline = start_long_job(slurm, tmp_path)
     # What SLURM does before a time limit or preemption with --signal=B:USR1@120:
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm, check=True)
     while "requeueing job" not in log.read_text():
@@ -90,13 +96,7 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
 
 
 def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
-    log, run_dir = tmp_path / "train.out", tmp_path / "run"
-    job = sbatch(slurm, f"--output={log}", "slurm/train.sh", wait=False,
-                 OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
-    deadline = time.time() + 300
-    while not (run_dir / "checkpoints" / "step_100").exists():
-        assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
-        time.sleep(0.2)
+    job, log, run_dir, deadline = start_long_job(slurm, tmp_path)
     subprocess.run(["scancel", job], env=slurm, check=True)  # TERM, as a user cancelling the job
     queued = lambda: subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True, text=True).stdout.strip()
     while queued():

@@ -1,0 +1,10 @@
+"""The kill-and-resume drill (benchmarks/drills.py) with a small N: every resumed run ends equal."""
+
+import sys
+
+from conftest import ROOT, run
+
+
+def test_killed_at_random_moments_every_resume_equals_the_straight_run():
+    proc = run([sys.executable, str(ROOT / "benchmarks" / "drills.py"), "--runs", "2", "--seed", "1"], timeout=900)
+    assert "resumes equal: 2 / 2" in proc.stdout, proc.stdout

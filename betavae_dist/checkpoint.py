@@ -147,10 +147,11 @@ def verify(checkpoint: Path) -> str | None:
     if named and int(named.group(1)) != step:
         return f"{manifest_path} is for step {step}, not {named.group(1)}"
     try:
-        if read_step(checkpoint) != step:
-            return f"{checkpoint / STATE_FILE} says step {read_step(checkpoint)}, the manifest {step}"
+        recorded = read_step(checkpoint)
     except CheckpointError as e:
         return str(e)
+    if recorded != step:
+        return f"{checkpoint / STATE_FILE} says step {recorded}, the manifest {step}"
     return None
 
 
@@ -162,6 +163,18 @@ def latest_verified(ckpt_dir: Path, say=print) -> Path | None:
             return path
         say(f"skipping checkpoint {path}: {problem}")
     return None
+
+
+def usable(ckpt_dir: Path, named: Path | None = None, say=print) -> Path:
+    """`named` if it verifies, else (none named) the newest checkpoint under `ckpt_dir` that does."""
+    if named is not None:
+        if problem := verify(named):
+            raise CheckpointError(f"cannot use checkpoint {named}: {problem}")
+        return named
+    found = latest_verified(ckpt_dir, say)
+    if found is None:
+        raise CheckpointError(f"no complete, verified checkpoint under {ckpt_dir}")
+    return found
 
 
 def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:

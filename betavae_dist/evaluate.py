@@ -65,14 +65,8 @@ def load_model(path: Path) -> tuple[BetaVAE, Config]:
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"not an export, run or checkpoint directory: {path}")
     apply_mapping(cfg, yaml.safe_load((run_dir / "config.yaml").read_text()), f"in {run_dir / 'config.yaml'}")
-    if run_dir == path:
-        ckpt = checkpoint.latest_verified(run_dir / "checkpoints", say=lambda line: print(line, file=sys.stderr))
-    elif problem := checkpoint.verify(path):
-        raise ExportError(f"cannot evaluate {path}: {problem}")
-    else:
-        ckpt = path
-    if ckpt is None:
-        raise ExportError(f"no complete, verified checkpoint under {run_dir / 'checkpoints'}")
+    ckpt = checkpoint.usable(run_dir / "checkpoints", None if run_dir == path else path,
+                             say=lambda line: print(line, file=sys.stderr))
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     state = checkpoint_weights(ckpt)
     check_state_dict(model, state, ckpt)
@@ -102,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"betavae_dist.evaluate: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except ExportError as e:
+    except (ExportError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     keep_heap()

@@ -82,12 +82,7 @@ def export_run(run_dir: Path, out_dir: Path, ckpt: Path | None = None) -> Path:
     if not config_path.is_file():
         raise ExportError(f"not a run directory (no config.yaml): {run_dir}")
     cfg = from_sources(str(config_path), [])
-    if ckpt is None:
-        ckpt = checkpoint.latest_verified(run_dir / "checkpoints", say=lambda line: print(line, file=sys.stderr))
-    elif problem := checkpoint.verify(ckpt):
-        raise ExportError(f"cannot export {ckpt}: {problem}")
-    if ckpt is None:
-        raise ExportError(f"no complete, verified checkpoint under {run_dir / 'checkpoints'}")
+    ckpt = checkpoint.usable(run_dir / "checkpoints", ckpt, say=lambda line: print(line, file=sys.stderr))
     state = checkpoint_weights(ckpt)
     check_state_dict(BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels), state, ckpt)
     write_export(state, cfg, out_dir)
@@ -102,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         used = export_run(args.run_dir, args.out_dir, args.checkpoint)
-    except (ExportError, ConfigError, OSError) as e:
+    except (ExportError, ConfigError, OSError, checkpoint.CheckpointError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(f"exported {used} -> {args.out_dir}")

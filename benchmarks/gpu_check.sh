@@ -51,8 +51,8 @@ if ! skip smoke; then
     train eager_bf16 --mixed_precision bf16 -- train.cuda_graph=off
     train fp16 --mixed_precision fp16 -- train.cuda_graph=auto
     train zero2_bf16 --config_file launch/zero2.yaml --num_processes 1 --mixed_precision bf16 --
-    train graph_objective_b -- loss.objective=B loss.capacity_steps=200
-    train eager_objective_b -- loss.objective=B loss.capacity_steps=200 train.cuda_graph=off
+    train graph_annealed -- loss.objective=annealed loss.capacity_steps=200
+    train eager_annealed -- loss.objective=annealed loss.capacity_steps=200 train.cuda_graph=off
     train resumed -- train.steps=$((STEPS / 2))
     train resumed -- train.ckpt_every=$((STEPS / 2))
     train non_finite -- optim.lr=1e30
@@ -65,7 +65,7 @@ def diff(a, b):
     wa, wb = (load_file(runs / r / "export" / "model.safetensors") for r in (a, b))
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 for a, b in [("graph_fp32", "eager_fp32"), ("graph_fp32", "resumed"), ("graph_bf16", "eager_bf16"),
-             ("graph_objective_b", "eager_objective_b"), ("graph_fp32", "zero2_bf16")]:
+             ("graph_annealed", "eager_annealed"), ("graph_fp32", "zero2_bf16")]:
     try:
         print(f"max |weights {a} - {b}| = {diff(a, b):.3g}")
     except Exception as e:

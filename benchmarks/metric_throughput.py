@@ -25,13 +25,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from betavae_dist.config import Config
-from betavae_dist.dsprites import DSprites
+from betavae_dist.config import Config, EvalConfig
+from betavae_dist.data.dsprites import DSprites
 from betavae_dist.export import write_export
 from sklearn.linear_model import LogisticRegression
 
-from betavae_dist.metrics import METRICS
-from betavae_dist.metrics.beta_vae import beta_vae_score
+from betavae_dist.metrics import METRICS, run_metric
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 from betavae_dist.metrics.classifiers import accuracy, fit
 from betavae_dist.models import BetaVAE
@@ -51,8 +50,8 @@ def reference_seconds(model, dataset, factors, n_train, n_eval, pairs, seed=0) -
         first = rng.randint(0, dataset.factor_sizes, size=(pairs, len(dataset.factor_sizes)))
         second = rng.randint(0, dataset.factor_sizes, size=(pairs, len(dataset.factor_sizes)))
         second[:, factors[k]] = first[:, factors[k]]
-        z1 = model.encode(torch.from_numpy(dataset.images(first)).float().contiguous(memory_format=model.memory_format))[0]
-        z2 = model.encode(torch.from_numpy(dataset.images(second)).float().contiguous(memory_format=model.memory_format))[0]
+        z1 = model.encode(torch.from_numpy(dataset.images(first)).contiguous(memory_format=model.memory_format))[0]
+        z2 = model.encode(torch.from_numpy(dataset.images(second)).contiguous(memory_format=model.memory_format))[0]
         points.append((z1 - z2).abs().mean(0).numpy())
         labels.append(k)
     points, labels = np.stack(points), np.array(labels)
@@ -65,7 +64,7 @@ def ours_seconds(model, dataset, factors, n_train, n_eval, pairs) -> tuple[float
     start = time.perf_counter()
     with torch.no_grad():
         table = CodeTable(model_representation(model, dataset, "cpu"), dataset.factor_sizes)
-        result = beta_vae_score(dataset, table, factors, pairs=pairs, n_train=n_train, n_eval=n_eval)
+        result = run_metric("beta_vae", dataset, table, factors, EvalConfig(pairs=pairs, n_train=n_train, n_eval=n_eval))
     return time.perf_counter() - start, result["beta_vae.eval_accuracy"]
 
 

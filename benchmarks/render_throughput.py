@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from betavae_dist.dsprites import render, sample_factors
+from betavae_dist.data.dsprites import DSprites, render
 
 
 def images_per_s(factors: np.ndarray, chunk: int) -> float:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    factors = sample_factors(args.images, np.random.default_rng(0))
+    factors = DSprites().sample_factors(args.images, np.random.default_rng(0))
     cases = {"one image per call (reference)": (1, factors[:2000]), "batches of 64": (64, factors),
              "batches of 1024": (1024, factors)}
     results = {name: [images_per_s(f, chunk) for _ in range(args.repeats)] for name, (chunk, f) in cases.items()}

@@ -1,7 +1,7 @@
 """Streaming-loader throughput: our WebDataset stream against a per-file reader, in one run.
 
 Both read the same 64x64 RGB PNG images (smooth random images, CelebA-sized after our crop and
-resize): ours from tar shards written by `betavae_dist.shards`, the reference as a folder of PNG
+resize): ours from tar shards written by `betavae_dist.data.shards`, the reference as a folder of PNG
 files through a plain per-file `Dataset` (Pillow) + `DataLoader`, each with 1 and 2 workers and
 batches of 64. Two regimes: "cached", every file already in the page cache (a data set that fits in
 memory, after the first epoch), and "from disk", the page cache dropped before each case (a data set
@@ -34,10 +34,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from betavae_dist.config import from_sources
 from betavae_dist.models import BetaVAE
-from betavae_dist.objectives import beta_vae_loss
+from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap
-from betavae_dist.shards import Preprocessing, _file_sample, write_shards
-from betavae_dist.stream import ShardStream
+from betavae_dist.data.shards import Preprocessing, _file_sample, write_shards
+from betavae_dist.data.stream import ShardStream
 from isolated import run_isolated
 
 BATCH = 64
@@ -131,11 +131,12 @@ def training_images_per_s(steps: int = 15) -> float:
     model = BetaVAE("conv64_deep", 32, 3).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     x = torch.rand(BATCH, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    objective = build_objective(cfg)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        out, mean, logvar = model(x, torch.randn(BATCH, 32))
-        beta_vae_loss(out, x, mean, logvar, 0, cfg.loss, cfg.model)["loss"].backward()
+        output, mean, logvar, z = model(x, torch.randn(BATCH, 32))
+        objective(output, x, mean, logvar, z, {})["loss"].backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)

@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, Dataset
 from betavae_dist.config import Config
 from betavae_dist.data import NoiseWindow, build_batches
 from betavae_dist.distributed import make_accelerator
-from betavae_dist.dsprites import NUM_IMAGES, index_to_factors, render
+from betavae_dist.data.dsprites import NUM_IMAGES, DSprites, render
 from betavae_dist.models import BetaVAE
+from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap
 from betavae_dist.step import StepStats, make_step
-from betavae_dist.train import build_optimizer
+from betavae_dist.optim import build_optimizer
 from isolated import run_isolated
 
 READ_EVERY = 50  # the trainer's default train.log_every: one statistics read per 50 steps
@@ -77,7 +78,7 @@ def images_per_s(step, batch: int, seconds: float, device: torch.device) -> floa
 
 
 def reference(cfg: Config, fixed_batch: bool, seconds: float, device: torch.device, n_images: int) -> float:
-    images = render(index_to_factors(np.random.default_rng(0).choice(NUM_IMAGES, n_images, replace=False)))
+    images = render(DSprites.index_to_factors(np.random.default_rng(0).choice(NUM_IMAGES, n_images, replace=False)))
     torch.manual_seed(0)
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
@@ -112,15 +113,16 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     model = model.to(memory_format=model.memory_format)
     model, optimizer = accelerator.prepare(model, build_optimizer(model.parameters(), cfg))
-    stats = StepStats(accelerator.device)
-    run_step = make_step(model, optimizer, accelerator, cfg, stats)
+    objective = build_objective(cfg)
+    stats = StepStats(accelerator.device, objective.terms)
+    run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)
     key = cfg.train.batch_size
     if key not in _sources:
         _sources[key] = build_batches(cfg, 1, 0, accelerator.device)
     batches, noise = _sources[key].micro_batches(0), NoiseWindow(cfg, accelerator.device, cfg.train.steps)
 
     def step(i):
-        run_step(i, batches, noise(i), 0.0)
+        run_step(i, batches, noise(i), {})
         if (i + 1) % READ_EVERY == 0:
             stats.read(model, False, 0, accelerator)
             stats.reset()

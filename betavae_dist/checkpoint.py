@@ -23,7 +23,9 @@ from pathlib import Path
 
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
+import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
@@ -224,3 +226,26 @@ def load(accelerator: Accelerator, checkpoint: Path) -> int:
     except (OSError, RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"cannot load checkpoint {checkpoint}: {str(e).splitlines()[0]}") from None
     return step
+
+
+DEEPSPEED_TAG = "pytorch_model"  # where Accelerate's save_state puts a DeepSpeed engine's shards
+
+
+def weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The fp32 model weights inside a checkpoint directory (plain or DeepSpeed ZeRO)."""
+    path = ckpt / "model.safetensors"
+    if (ckpt / DEEPSPEED_TAG).is_dir():
+        # ZeRO shards (torch pickles, our own files) consolidated into fp32 master weights.
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        try:
+            state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt), tag=DEEPSPEED_TAG)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{ckpt / DEEPSPEED_TAG}: unreadable DeepSpeed checkpoint ({e})") from None
+        return {k: v.float() for k, v in state.items()}
+    if not path.is_file():
+        raise CheckpointError(f"no model weights in checkpoint {ckpt} (expected {path.name} or {DEEPSPEED_TAG}/)")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None

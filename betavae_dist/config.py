@@ -3,7 +3,8 @@
 `load(argv)` reads `--config FILE` plus dotted overrides such as `loss.beta=8 train.steps=2000`.
 Any unknown key or value of the wrong type raises ConfigError naming the key and where it came
 from (the YAML file or the command line); `main()` of each entry point turns it into exit code 2
-before any process group is started.
+before any process group is started. The names a key accepts (architectures, objectives, datasets,
+metrics, optimisers, likelihoods) are read from the registries of those parts.
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from typing import Any, get_type_hints
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key and its source."""
+from .data import DATASETS, SOURCES
+from .metrics import METRICS
+from .metrics.codes import FACTOR_SETS
+from .models import ARCHITECTURES, MAX_CHANNELS, MAX_LATENTS
+from .objectives import OBJECTIVES
+from .objectives.likelihoods import LIKELIHOODS
+from .optim import OPTIMIZERS
+from .registry import ConfigError
 
 
 @dataclass
 class DataConfig:
-    source: str = "dsprites"  # "dsprites" (built in, rendered) or "webdataset" (tar shards)
+    name: str = "dsprites"  # the factor dataset: training data of source "dataset", and what the metrics use
+    source: str = "dataset"  # "dataset" (the one `name` gives) or "webdataset" (tar shards)
     dsprites_npz: str = ""  # optional path to the original dsprites_ndarray_*.npz
     shards: str = ""  # webdataset: shard URLs with brace expansion (paths, pipe:..., http://...)
     manifest: str = ""  # webdataset: manifest.json of the shards; default: beside the first shard
@@ -45,7 +52,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    objective: str = "H"  # "H": recon + beta*KL (Higgins); "B": recon + gamma*|KL - C| (Burgess)
+    objective: str = "beta"  # "beta": recon + beta*KL (Higgins); "annealed": recon + gamma*|KL - C| (Burgess)
     beta: float = 4.0
     gamma: float = 1000.0
     capacity_max: float = 25.0  # nats
@@ -89,6 +96,10 @@ class EvalConfig:
     n_samples: int = 10_000  # samples for MIG and the FactorVAE variance estimate
     batch_size: int = 64  # images per forward pass (64 was fastest on CPU, see docs/benchmarks.md)
 
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.strip() for m in self.metrics.split(",") if m.strip()]
+
 
 @dataclass
 class Config:
@@ -105,17 +116,27 @@ class Config:
         return dataclasses.asdict(self)
 
 
-CHOICES = {
-    "data.source": ("dsprites", "webdataset"),
-    "data.on_error": ("raise", "skip"),
-    "model.arch": ("fc", "conv64", "conv64_deep"),
-    "model.likelihood": ("bernoulli", "gaussian"),
-    "loss.objective": ("H", "B"),
-    "optim.name": ("adam", "adamw", "adagrad", "sgd"),
-    "eval.factors": ("all", "no_shape"),
-    "train.cuda_graph": ("auto", "on", "off"),
+def choices() -> dict[str, tuple[str, ...]]:
+    """The names each of these keys accepts; read when a config is checked, so parts registered
+    by the user's own modules count."""
+    return {
+        "data.name": tuple(DATASETS),
+        "data.source": SOURCES,
+        "data.on_error": ("raise", "skip"),
+        "model.arch": tuple(ARCHITECTURES),
+        "model.likelihood": tuple(LIKELIHOODS),
+        "loss.objective": tuple(OBJECTIVES),
+        "optim.name": tuple(OPTIMIZERS),
+        "eval.factors": FACTOR_SETS,
+        "train.cuda_graph": ("auto", "on", "off"),
+    }
+
+
+# Old names still accepted for one release, with a line saying so: key -> {old: new}.
+DEPRECATED = {
+    "loss.objective": {"H": "beta", "B": "annealed"},
+    "data.source": {"dsprites": "dataset"},
 }
-METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap")
 
 
 def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
@@ -129,7 +150,7 @@ def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
             pass
     if expected is float and isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}: must be a finite number, got {value} ({source})")
-    if expected is str and isinstance(value, bool) and "on" in CHOICES.get(key, ()):
+    if expected is str and isinstance(value, bool) and key == "train.cuda_graph":
         return "on" if value else "off"  # YAML 1.1 reads on/off as booleans
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. resume=123 would be odd, but a path like 2024 is a string
@@ -160,12 +181,16 @@ def _apply(obj: Any, key: str, value: Any, source: str) -> None:
             _apply(obj, f"{key}.{sub}", sub_value, source)
         return
     value = _coerce(key, value, expected, source)
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(CHOICES[key])} ({source})")
+    if value in DEPRECATED.get(key, {}):
+        new = DEPRECATED[key][value]
+        print(f"config: {key}={value!r} is deprecated, use {key}={new!r} ({source})", file=sys.stderr)
+        value = new
+    allowed = choices().get(key)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)} ({source})")
     setattr(target, leaf, value)
 
 
-MAX_LATENTS, MAX_CHANNELS = 4096, 16  # also the bounds an export's config.json must respect
 MAX_BATCH = 1 << 20
 
 
@@ -211,20 +236,17 @@ def _check(cfg: Config) -> None:
     for key, (value, low, high, allowed) in ranges.items():
         if not low <= value <= high:
             raise ConfigError(f"{key}: must be {allowed}, got {value}")
-    if cfg.data.source == "dsprites" and cfg.model.channels != 1:
-        raise ConfigError(f"model.channels={cfg.model.channels}: dSprites images have 1 channel (data.source=dsprites)")
+    channels = DATASETS[cfg.data.name].image_shape[0]
+    if cfg.data.source == "dataset" and cfg.model.channels != channels:
+        raise ConfigError(f"model.channels={cfg.model.channels}: data.name={cfg.data.name} images have {channels} "
+                          "channel(s)")
     if cfg.data.source == "webdataset" and not cfg.data.shards:
         raise ConfigError("data.source=webdataset needs data.shards (shard URLs)")
-    if cfg.eval.every and cfg.model.channels != 1:
-        raise ConfigError("eval.every: the metrics run on dSprites (1 channel) but model.channels="
-                          f"{cfg.model.channels}; set eval.every=0")
-    unknown = [m for m in metric_names(cfg) if m not in METRIC_NAMES]
-    if unknown:
-        raise ConfigError(f"eval.metrics: unknown metric {unknown[0]!r}; choose from {', '.join(METRIC_NAMES)}")
-
-
-def metric_names(cfg: Config) -> list[str]:
-    return [m.strip() for m in cfg.eval.metrics.split(",") if m.strip()]
+    if cfg.eval.every and cfg.model.channels != channels:
+        raise ConfigError(f"eval.every: the metrics run on data.name={cfg.data.name} ({channels} channel(s)) but "
+                          f"model.channels={cfg.model.channels}; set eval.every=0")
+    for name in cfg.eval.metric_names:
+        METRICS.choose(name, "eval.metrics")
 
 
 def apply_mapping(cfg: Config, data: dict, source: str) -> None:

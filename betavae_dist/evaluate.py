@@ -16,41 +16,21 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 import yaml
-from accelerate import Accelerator
 from rich.console import Console
 from rich.table import Table
 
 from . import checkpoint
-from .config import Config, ConfigError, apply_mapping, apply_overrides, metric_names
+from .config import Config, ConfigError, apply_mapping, apply_overrides
 from .data import DataError, build_dataset
 from .distributed import LaunchError, make_accelerator, shutdown
-from .export import checkpoint_weights
-from .metrics import METRICS
-from .metrics.codes import CodeTable, factor_set, model_representation
-from .models import BetaVAE, ExportError, check_state_dict
+from .export import ExportError, check_state_dict
+from .metrics import evaluate_model
+from .models import BetaVAE
 from .runtime import keep_heap
-
-
-def evaluate_model(model: BetaVAE, dataset, cfg: Config, accelerator: Accelerator | None) -> dict:
-    """All configured metrics on a factor dataset; every rank must call this (each runs its share
-    of forward passes)."""
-    device = accelerator.device if accelerator else next(model.parameters()).device
-    codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
-                      cfg.eval.batch_size)
-    e = cfg.eval
-    factors = factor_set(dataset, e.factors)
-    results: dict = {}
-    for name in metric_names(cfg):
-        start = time.perf_counter()
-        results.update(METRICS[name](dataset, codes, factors, seed=e.seed, pairs=e.pairs, n_train=e.n_train,
-                                     n_eval=e.n_eval, n_samples=e.n_samples))
-        results[f"{name}.seconds"] = round(time.perf_counter() - start, 2)
-    return results
 
 
 def load_model(path: Path) -> tuple[BetaVAE, Config]:
@@ -68,7 +48,7 @@ def load_model(path: Path) -> tuple[BetaVAE, Config]:
     ckpt = checkpoint.usable(run_dir / "checkpoints", None if run_dir == path else path,
                              say=lambda line: print(line, file=sys.stderr))
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    state = checkpoint_weights(ckpt)
+    state = checkpoint.weights(ckpt)
     check_state_dict(model, state, ckpt)
     model.load_state_dict(state)
     return model.eval(), cfg

@@ -1,4 +1,4 @@
-"""β-VAE networks for 64x64 images and the safetensors export format.
+"""β-VAE networks for 64x64 images, and loading them from an export (see export/).
 
 Architectures (`model.arch`):
 - "fc": Higgins et al. 2017, dSprites: encoder FC 1200-1200 (ReLU), decoder FC 1200-1200-1200
@@ -14,17 +14,18 @@ Every encoder returns (mean, log-variance); the decoder returns logits (Bernoull
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from .config import MAX_CHANNELS, MAX_LATENTS
+from .export import ExportError, check_header, check_state_dict, read_export_config
+from .registry import Registry
 
 IMAGE_SIZE = 64
+MAX_LATENTS, MAX_CHANNELS = 4096, 16  # bounds of the config and of an export's config.json
 
 
 def _fc(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
@@ -90,11 +91,7 @@ def _conv64_deep(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
     return encoder, decoder
 
 
-ARCHITECTURES = {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep}
-
-
-class ExportError(ValueError):
-    """An exported model directory that cannot be loaded; the message names the file."""
+ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep})
 
 
 class BetaVAE(nn.Module):
@@ -123,10 +120,11 @@ class BetaVAE(nn.Module):
         return self.decoder(z.to(self.dtype))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Reparameterised pass: z = mean + exp(logvar / 2) * noise, noise ~ N(0, I) given by the caller."""
+        """Reparameterised pass: (decoder output, mean, logvar, z) with z = mean + exp(logvar / 2) * noise,
+        noise ~ N(0, I) given by the caller."""
         mean, logvar = self.encode(x)
         z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
-        return self.decode(z), mean, logvar
+        return self.decode(z), mean, logvar, z
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "BetaVAE":
@@ -137,14 +135,7 @@ class BetaVAE(nn.Module):
         """
         directory = Path(directory)
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise ExportError(f"missing {path}")
-        try:
-            arch = json.loads(config_path.read_text())["model"]
-            name, latents, channels = arch["arch"], int(arch["latents"]), int(arch["channels"])
-        except (json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError, OverflowError) as e:
-            raise ExportError(f"{config_path}: not a betavae-dist export config ({type(e).__name__}: {e})") from None
+        name, latents, channels = read_export_config(directory)
         if name not in ARCHITECTURES or not 1 <= latents <= MAX_LATENTS or not 1 <= channels <= MAX_CHANNELS:
             raise ExportError(f"{config_path}: model {name!r} with {latents} latents and {channels} channels is out of "
                               f"bounds (arch one of {', '.join(ARCHITECTURES)}, latents 1..{MAX_LATENTS}, "
@@ -162,29 +153,3 @@ class BetaVAE(nn.Module):
         check_state_dict(model, state, weights_path)
         model.load_state_dict(state)
         return model.eval()
-
-
-def check_header(model: nn.Module, weights_path: Path) -> None:
-    """The safetensors header must list exactly the model's float32 tensors, with its shapes."""
-    try:
-        with safe_open(weights_path, "pt") as f:
-            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
-    except (SafetensorError, OSError) as e:
-        raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
-    check_state_dict(model, {k: torch.empty(shape, device="meta") for k, (shape, _) in header.items()}, weights_path)
-    wrong = next((k for k, (_, dtype) in header.items() if dtype != "F32"), None)
-    if wrong:
-        raise ExportError(f"{weights_path}: tensor {wrong} is {header[wrong][1]}, exports are float32")
-
-
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
-    """Raise ExportError naming `source` unless `state` has exactly the model's keys and shapes."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
-    if missing or unexpected:
-        raise ExportError(f"{source}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    wrong = [k for k in expected if expected[k] != got[k]]
-    if wrong:
-        k = wrong[0]
-        raise ExportError(f"{source}: tensor {k} has shape {got[k]}, the model needs {expected[k]}")

@@ -8,10 +8,10 @@ checkpoint and evaluation steps only, which are the same steps on every rank.
 `GraphStep` captures the whole step once (forward, loss, backward, gradient norm and clipping, the
 optimiser, the statistics) and replays it: one launch instead of hundreds of Python-dispatched
 kernels, which is what a small model at batch 64 is bound by on a GPU. Before each replay the
-step's images, noise, step number and objective B's target KL are copied into the graph's input
-buffers on the device. Capture needs warm-up steps; the weights and optimiser state are restored
-after them, so warm-up does not change the run. `EagerStep` is the same step through Accelerate:
-CPUs, DDP, DeepSpeed and fp16 loss scaling.
+step's images, noise, step number and the objective's schedule values (e.g. the annealed
+capacity) are copied into the graph's input buffers on the device. Capture needs warm-up steps;
+the weights and optimiser state are restored after them, so warm-up does not change the run.
+`EagerStep` is the same step through Accelerate: CPUs, DDP, DeepSpeed and fp16 loss scaling.
 """
 
 from __future__ import annotations
@@ -24,26 +24,27 @@ from accelerate.utils import DistributedType
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
 from .config import Config
-from .data import micro_batch_size, micro_slice
-from .objectives import beta_vae_loss
+from .data.batches import micro_batch_size, micro_slice
+from .objectives import Objective
+from .optim import CAPTURABLE
 
-TERMS = ("loss", "recon", "kl", "grad_norm")
 NO_STEP = 2**62  # "no bad step yet"; exact in float64
-GRAPH_OPTIMIZERS = ("adam", "adamw", "sgd")  # their state is device tensors once `capturable` is set
 WARMUP_STEPS = 3
 
 
 class StepStats:
-    """Sums of the loss terms and gradient norm since the last reset, and the first step whose loss
-    or gradient norm was not finite, all on the device; updated in place, so a graph can own them."""
+    """Sums of the objective's terms and the gradient norm since the last reset, and the first step
+    whose loss or gradient norm was not finite, all on the device; updated in place, so a graph can
+    own them."""
 
-    def __init__(self, device: torch.device):
-        self.sums = torch.zeros(len(TERMS), dtype=torch.float64, device=device)
+    def __init__(self, device: torch.device, terms: tuple[str, ...]):
+        self.terms = (*terms, "grad_norm")
+        self.sums = torch.zeros(len(self.terms), dtype=torch.float64, device=device)
         self.first_bad = torch.full((2,), NO_STEP, dtype=torch.int64, device=device)  # loss, gradient
         self.steps = 0
 
     def add(self, losses: torch.Tensor, grad_norm: torch.Tensor, step: int | torch.Tensor, check_grad: bool) -> None:
-        """`losses`: the step's (loss, recon, kl), averaged over micro-batches."""
+        """`losses`: the step's objective terms, averaged over micro-batches."""
         self.sums += torch.cat([losses, grad_norm.reshape(1)]).double()
         finite = torch.stack([losses.isfinite().all(), grad_norm.isfinite() | (not check_grad)])
         self.first_bad.copy_(torch.where(finite, self.first_bad, self.first_bad.clamp(max=step)))
@@ -65,19 +66,20 @@ class StepStats:
             torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
         values = torch.cat([summed, first_bad.double()]).tolist()  # the one host read
         count = max(self.steps, 1) * accelerator.num_processes
-        out = {name: values[i] / count for i, name in enumerate(TERMS)}
-        stop_votes, skipped_all, bad_weights, bad_loss, bad_grad = values[len(TERMS):]
+        out = {name: values[i] / count for i, name in enumerate(self.terms)}
+        stop_votes, skipped_all, bad_weights, bad_loss, bad_grad = values[len(self.terms):]
         out.update(stop=stop_votes > 0, data_skipped=round(skipped_all), weights_finite=bad_weights == 0,
                    bad_loss_step=None if bad_loss >= NO_STEP else int(bad_loss),
                    bad_grad_step=None if bad_grad >= NO_STEP else int(bad_grad))
         return out
 
 
-def loss_terms(model, x: torch.Tensor, noise: torch.Tensor, target_kl, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss to differentiate and the detached (loss, recon, kl) of one micro-batch."""
-    output, mean, logvar = model(x, noise)
-    parts = beta_vae_loss(output, x, mean, logvar, target_kl, cfg.loss, cfg.model)
-    return parts["loss"], torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach()
+def loss_terms(model, x: torch.Tensor, noise: torch.Tensor, objective: Objective,
+               schedule: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to differentiate and the detached terms of one micro-batch, in `objective.terms` order."""
+    output, mean, logvar, z = model(x, noise)
+    terms = objective(output, x, mean, logvar, z, schedule)
+    return terms["loss"], torch.stack([terms[name] for name in objective.terms]).detach()
 
 
 def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
@@ -98,8 +100,9 @@ class EagerStep:
 
     description = "eager steps"
 
-    def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, stats: StepStats):
-        self.model, self.optimizer, self.accelerator, self.cfg, self.stats = model, optimizer, accelerator, cfg, stats
+    def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, objective: Objective, stats: StepStats):
+        self.model, self.optimizer, self.accelerator, self.cfg = model, optimizer, accelerator, cfg
+        self.objective, self.stats = objective, stats
         self.memory_format = accelerator.unwrap_model(model).memory_format
         self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
         self.check_grad = accelerator.scaler is None  # fp16 loss scaling expects the odd overflow and skips that step
@@ -117,14 +120,15 @@ class EagerStep:
         self.accelerator.unscale_gradients()  # fp16: the norm of the true gradients
         return get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
 
-    def __call__(self, step: int, micro_batches, noise: torch.Tensor, target_kl: float) -> int:
-        """One optimiser step; returns the data source's count of skipped samples."""
+    def __call__(self, step: int, micro_batches, noise: torch.Tensor, schedule: dict[str, float]) -> int:
+        """One optimiser step; `schedule`: the objective's values at this step. Returns the data
+        source's count of skipped samples."""
         losses, skipped, grad_norm = 0, 0, None
         for rows in self.rows:
             images, skipped = next(micro_batches)
             x = images.to(self.accelerator.device, memory_format=self.memory_format)
             with self.accelerator.accumulate(self.model):
-                loss, terms = loss_terms(self.model, x, noise[rows], target_kl, self.cfg)
+                loss, terms = loss_terms(self.model, x, noise[rows], self.objective, schedule)
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients:
                     grad_norm = self._grad_norm()
@@ -143,8 +147,9 @@ class GraphStep:
 
     description = "one CUDA graph per step"
 
-    def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, stats: StepStats):
-        self.model, self.optimizer, self.cfg, self.stats = model, optimizer.optimizer, cfg, stats
+    def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, objective: Objective, stats: StepStats):
+        self.model, self.optimizer, self.cfg = model, optimizer.optimizer, cfg
+        self.objective, self.stats = objective, stats
         device, memory_format = accelerator.device, accelerator.unwrap_model(model).memory_format
         micro, channels = micro_batch_size(cfg, 1), cfg.model.channels
         self.rows = [micro_slice(m, 1, 0, micro) for m in range(cfg.train.grad_accum)]
@@ -153,17 +158,20 @@ class GraphStep:
                   for _ in self.rows]
         self.noise = [torch.randn(micro, cfg.model.latents, device=device) for _ in self.rows]
         self.step = torch.zeros((), dtype=torch.int64, device=device)
-        self.target_kl = torch.zeros((), dtype=torch.float32, device=device)
+        self.schedule = {name: torch.zeros((), dtype=torch.float32, device=device) for name in objective.schedule(0)}
         self.graph = self._capture()
 
     def _body(self) -> None:
         losses = 0
         for x, noise in zip(self.x, self.noise):
-            loss, terms = loss_terms(self.model, x, noise, self.target_kl, self.cfg)
+            loss, terms = loss_terms(self.model, x, noise, self.objective, self.schedule)
             (loss / len(self.rows)).backward()  # what accelerator.backward does with accumulation
             losses = losses + terms
         params, clip = list(self.model.parameters()), self.cfg.optim.grad_clip
-        grad_norm = clip_grad_norm_(params, clip, foreach=True) if clip > 0 else get_total_norm([p.grad for p in params], foreach=True)
+        if clip > 0:
+            grad_norm = clip_grad_norm_(params, clip, foreach=True)
+        else:
+            grad_norm = get_total_norm([p.grad for p in params], foreach=True)
         self.stats.add(losses / len(self.rows), grad_norm, self.step, check_grad=True)
         self.optimizer.step()
 
@@ -209,15 +217,15 @@ class GraphStep:
         self.stats.sums.zero_()
         self.stats.first_bad.fill_(NO_STEP)
 
-    def __call__(self, step: int, micro_batches, noise: torch.Tensor, target_kl: float) -> int:
+    def __call__(self, step: int, micro_batches, noise: torch.Tensor, schedule: dict[str, float]) -> int:
         skipped = 0
         for x, noise_buffer, rows in zip(self.x, self.noise, self.rows):
             images, skipped = next(micro_batches)
             x.copy_(images)
             noise_buffer.copy_(noise[rows])
         self.step.fill_(step)
-        if self.cfg.loss.objective == "B":
-            self.target_kl.fill_(target_kl)
+        for name, value in schedule.items():
+            self.schedule[name].fill_(value)
         self.graph.replay()
         self.stats.steps += 1
         return skipped
@@ -231,21 +239,21 @@ def graph_unsupported(accelerator: Accelerator, cfg: Config) -> str | None:
         return f"{accelerator.distributed_type.value} runs eager (capture is supported for one process on one GPU)"
     if accelerator.scaler is not None:
         return "fp16 loss scaling decides on the host whether to skip a step"
-    if cfg.optim.name not in GRAPH_OPTIMIZERS:
+    if cfg.optim.name not in CAPTURABLE:
         return f"optim.name={cfg.optim.name} keeps its step count on the host"
     return None
 
 
-def make_step(model, optimizer, accelerator: Accelerator, cfg: Config, stats: StepStats):
+def make_step(model, optimizer, accelerator: Accelerator, cfg: Config, objective: Objective, stats: StepStats):
     """GraphStep where `train.cuda_graph` asks for it and capture works, else EagerStep; any fall
     back from a GPU is said in one line."""
     mode = cfg.train.cuda_graph
     reason = "train.cuda_graph=off" if mode == "off" else graph_unsupported(accelerator, cfg)
     if reason is None:
         try:
-            return GraphStep(model, optimizer, accelerator, cfg, stats)
+            return GraphStep(model, optimizer, accelerator, cfg, objective, stats)
         except RuntimeError as e:
             reason = f"capture failed: {str(e).splitlines()[0]}"
     if mode == "on" or (mode == "auto" and accelerator.device.type == "cuda"):
         accelerator.print(f"CUDA graph off, eager steps: {reason}")
-    return EagerStep(model, optimizer, accelerator, cfg, stats)
+    return EagerStep(model, optimizer, accelerator, cfg, objective, stats)

@@ -35,8 +35,7 @@ import yaml
 
 from . import checkpoint
 from .config import ConfigError, from_sources
-
-HEADLINE = ("beta_vae.eval_accuracy", "factor_vae.eval_accuracy", "mig", "dci.disentanglement", "sap")
+from .metrics import headline_keys
 
 
 @dataclass
@@ -101,7 +100,7 @@ def point_status(run_dir: Path) -> tuple[str, dict]:
             results["recon"] = train_lines[-1]["recon"]
             results["kl"] = train_lines[-1]["kl"]
     if evaluation.is_file():
-        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in HEADLINE})
+        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in headline_keys()})
         return "evaluated", results
     if (run_dir / "export" / "model.safetensors").is_file():
         return "trained", results
@@ -126,7 +125,7 @@ def report(sweep: Sweep) -> dict:
             problems.append((sweep.name(point), status))
             continue
         rows.setdefault(point[group_key], []).append(results)
-    columns = [c for c in (*HEADLINE, "recon") if any(c in r for group in rows.values() for r in group)]
+    columns = [c for c in (*headline_keys(), "recon") if any(c in r for group in rows.values() for r in group)]
     table = [{group_key: key, "n": len(group),
               **{c: mean_std([r[c] for r in group if c in r]) for c in columns}} for key, group in sorted(rows.items())]
     out = sweep.out_dir

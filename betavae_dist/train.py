@@ -24,17 +24,18 @@ from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
-from .runtime import keep_heap
 from .config import Config, ConfigError, load_or_exit, save_yaml
-from .data import DataError, NoiseWindow, build_batches, build_dataset
+from .data import DataError, build_batches, build_dataset
+from .data.batches import NoiseWindow
 from .distributed import (LaunchError, configure_deepspeed, die_with_launcher, make_accelerator, offloads_optimizer,
                           shutdown)
-from .evaluate import evaluate_model
-from .export import checkpoint_weights, write_export
-from .models import BetaVAE, ExportError
-from .objectives import capacity
+from .export import ExportError, write_export
+from .metrics import evaluate_model
+from .models import BetaVAE
+from .objectives import build_objective
+from .optim import build_optimizer
+from .runtime import keep_heap
 from .step import StepStats, make_step
-from .stream import StreamError
 
 
 class TrainingError(RuntimeError):
@@ -58,24 +59,6 @@ class StopSignal:
         if self.received is not None:
             raise SystemExit(128 + signum)
         self.received = signal.Signals(signum).name
-
-
-def build_optimizer(params, cfg: Config, offload: bool = False) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if offload:  # ZeRO-Offload steps the optimiser on the CPU with DeepSpeed's own Adam
-        if o.name not in ("adam", "adamw"):
-            raise ConfigError(f"optim.name={o.name}: DeepSpeed optimizer offload supports adam and adamw only")
-        from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-        return DeepSpeedCPUAdam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay,
-                                adamw_mode=o.name == "adamw")
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
-    if o.name == "adagrad":
-        return torch.optim.Adagrad(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.beta1, weight_decay=o.weight_decay)
 
 
 def prepare_run_dir(run_dir: Path, rank: int) -> None:
@@ -125,7 +108,7 @@ def train(cfg: Config) -> None:
 
     batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index, accelerator.device)
     if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
-        eval_dataset = batches.dataset if cfg.data.source == "dsprites" else build_dataset(cfg)
+        eval_dataset = batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
     configure_deepspeed(accelerator, cfg, batches.micro_batch)
     set_seed(cfg.seed)  # identical initial weights on every rank
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
@@ -143,8 +126,9 @@ def train(cfg: Config) -> None:
                             "further; a new run_dir (or train.resume=none) trains a shorter one")
     if is_main:
         save_yaml(cfg, run_dir / "config.yaml")
-    stats = StepStats(accelerator.device)
-    run_step = make_step(model, optimizer, accelerator, cfg, stats)  # after resuming: a graph captures the state
+    objective = build_objective(cfg)
+    stats = StepStats(accelerator.device, objective.terms)
+    run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
     noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
     if cfg.train.tensorboard:
         accelerator.init_trackers("tensorboard", config=_flat(cfg.to_dict()))
@@ -154,12 +138,14 @@ def train(cfg: Config) -> None:
         + (f"resuming from {resume_from} at step {start}" if resume_from else "starting at step 0")
     )
 
-    with progress_bar(is_main and cfg.train.progress) as progress, (open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()) as metrics_log:
+    metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()
+    with progress_bar(is_main and cfg.train.progress) as progress, metrics_file as metrics_log:
         task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
         window_start, window_steps = time.perf_counter(), 0
         micro_batches = batches.micro_batches(start)
         for step in range(start, cfg.train.steps):
-            skipped = run_step(step, micro_batches, noise(step), capacity(step, cfg.loss))
+            schedule = objective.schedule(step)
+            skipped = run_step(step, micro_batches, noise(step), schedule)
             done, window_steps = step + 1, window_steps + 1
             last = done == cfg.train.steps
             log_now = done % cfg.train.log_every == 0 or last
@@ -171,14 +157,13 @@ def train(cfg: Config) -> None:
             check_finite(metrics, done, ckpt_dir)
             if log_now:
                 elapsed = time.perf_counter() - window_start  # after the read, so the GPU's work is in it
-                metrics.update(img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"])
-                if cfg.loss.objective == "B":
-                    metrics["capacity"] = capacity(step, cfg.loss)
-                logged = {k: metrics[k] for k in LOGGED if k in metrics}
+                logged = {k: metrics[k] for k in stats.terms}
+                logged.update(img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"],
+                              **schedule)
                 if cfg.data.source == "webdataset":  # bad samples skipped so far this epoch, all ranks together
                     logged["data_skipped"] = metrics["data_skipped"]
                 record(logged, done, metrics_log, accelerator)
-                progress.update(task, completed=done, stats=_summary(metrics))
+                progress.update(task, completed=done, stats=_summary(logged))
                 stats.reset()
                 window_start, window_steps = time.perf_counter(), 0
             if save_now or metrics["stop"]:
@@ -197,14 +182,11 @@ def train(cfg: Config) -> None:
                 progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
     if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
-        write_export(checkpoint_weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
+        write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
     first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
     save_figures(unwrapped, first_images, cfg, accelerator)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)
-
-
-LOGGED = ("loss", "recon", "kl", "grad_norm", "img_per_s", "lr", "capacity")
 
 
 def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:
@@ -250,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"betavae_dist.train: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (TrainingError, LaunchError, DataError, ExportError, StreamError, checkpoint.CheckpointError) as e:
+    except (TrainingError, LaunchError, DataError, ExportError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.train: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     except RuntimeError as e:  # a collective that timed out: gloo and NCCL raise RuntimeError subclasses

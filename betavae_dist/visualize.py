@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 from .models import BetaVAE
+from .objectives.likelihoods import LIKELIHOODS
 
 
 def to_pixels(output: torch.Tensor, likelihood: str) -> torch.Tensor:
     """Decoder output -> images in [0, 1]."""
-    return torch.sigmoid(output.float()) if likelihood == "bernoulli" else output.float().clamp(0, 1)
+    return LIKELIHOODS[likelihood].image(output.float())
 
 
 def save_grid(images: torch.Tensor, path: Path, pad: int = 2) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from betavae_dist.dsprites import render
+from betavae_dist.data.dsprites import render
 from betavae_dist.visualize import save_grid
 
 rows = []

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from betavae_dist import checkpoint
-from conftest import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
+from helpers import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
 
 STEPS = ["train.ckpt_every=2", "train.keep_checkpoints=3"]
 
@@ -55,6 +55,7 @@ def test_damaged_newest_checkpoint_is_named_and_skipped(finished, tmp_path, kind
     assert max_abs_diff(weights(finished / "straight" / "export"), weights(run_dir / "export")) < 1e-6
 
 
+@pytest.mark.distributed
 def test_two_ranks_follow_rank_0s_choice(finished, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished / "run", run_dir)
@@ -71,7 +72,8 @@ def test_no_checkpoint_that_verifies_or_a_bad_path_is_one_line(finished, tmp_pat
         flip_bytes(run_dir / "checkpoints" / f"step_{step}" / "model.safetensors")
     proc = train(run_dir, "train.steps=6", *STEPS, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"betavae_dist.train: error: no checkpoint under {run_dir / 'checkpoints'} verifies")
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"betavae_dist.train: error: no checkpoint under {run_dir / 'checkpoints'} verifies")
     proc = train(run_dir, "train.steps=6", f"train.resume={run_dir / 'checkpoints' / 'step_4'}", check=False)
     assert proc.returncode == 1 and f"cannot resume from {run_dir / 'checkpoints' / 'step_4'} (train.resume)" in proc.stderr
     proc = train(run_dir, "train.steps=6", f"train.resume={tmp_path / 'nowhere'}", check=False)

@@ -1,7 +1,7 @@
 import pytest
 
 from betavae_dist.config import ConfigError, from_sources, parse_cli
-from conftest import ROOT, run
+from helpers import ROOT, run
 import sys
 
 
@@ -67,7 +67,7 @@ def test_train_exits_2_on_bad_config_before_starting(tmp_path):
     ("optim.lr=.inf", "optim.lr: must be a finite number, got inf"),
     ("loss.beta=nan", "loss.beta: must be a finite number"),
     ("model.channels=0", "model.channels: must be 1..16"),
-    ("model.channels=3", "model.channels=3: dSprites images have 1 channel"),
+    ("model.channels=3", "model.channels=3: data.name=dsprites images have 1 channel"),
     ("optim.beta1=2", "optim.beta1: must be in [0, 1)"),
     ("optim.weight_decay=-1", "optim.weight_decay: must be >= 0"),
     ("loss.capacity_steps=0", "loss.capacity_steps: must be positive"),
@@ -91,3 +91,25 @@ def test_duplicate_yaml_keys_and_binary_files_are_refused(tmp_path):
     path.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ConfigError, match="not a text file"):
         from_sources(str(path), [])
+
+
+def test_old_names_still_work_for_one_release_with_a_line(capsys):
+    cfg = from_sources(None, ["loss.objective=H", "data.source=dsprites"])
+    assert cfg.loss.objective == "beta" and cfg.data.source == "dataset"
+    err = capsys.readouterr().err
+    assert "loss.objective='H' is deprecated, use loss.objective='beta' (on the command line)" in err
+    assert "data.source='dsprites' is deprecated, use data.source='dataset'" in err
+    assert from_sources(None, ["loss.objective=B"]).loss.objective == "annealed"
+
+
+def test_allowed_names_come_from_the_registries():
+    from betavae_dist.config import choices
+    from betavae_dist.optim import OPTIMIZERS
+    OPTIMIZERS.register("lion_test")(OPTIMIZERS["sgd"])
+    try:
+        assert from_sources(None, ["optim.name=lion_test"]).optim.name == "lion_test"
+        assert "lion_test" in choices()["optim.name"]
+    finally:
+        del OPTIMIZERS["lion_test"]
+    with pytest.raises(ConfigError, match="optim.name: 'lion_test' is not one of adam, adamw, adagrad, sgd"):
+        from_sources(None, ["optim.name=lion_test"])

@@ -5,7 +5,9 @@ import json
 import pytest
 
 from betavae_dist.models import BetaVAE
-from conftest import ROOT, accelerate_cmd, max_abs_diff, run, weights
+from helpers import ROOT, accelerate_cmd, max_abs_diff, run, weights
+
+pytestmark = pytest.mark.deepspeed
 
 STEPS = ["train.batch_size=16", "train.ckpt_every=3"]
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from conftest import ROOT, run
+from helpers import ROOT, run
 
 
 def test_killed_at_random_moments_every_resume_equals_the_straight_run():

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from betavae_dist import dsprites as d
+from betavae_dist.data import dsprites as d
 
 
 def factors(shape=0, scale=5, orientation=0, x=16, y=16, n=1):
@@ -19,7 +19,7 @@ def test_grid_matches_the_original():
 
 
 def test_index_order_is_posy_fastest_and_round_trips():
-    f = d.index_to_factors(np.array([0, 1, 32, 1024, 40960, 245760, 737279]))
+    f = d.DSprites.index_to_factors(np.array([0, 1, 32, 1024, 40960, 245760, 737279]))
     np.testing.assert_array_equal(f[1], [0, 0, 0, 0, 0, 1])  # posY fastest
     np.testing.assert_array_equal(f[2], [0, 0, 0, 0, 1, 0])  # then posX
     np.testing.assert_array_equal(f[3], [0, 0, 0, 1, 0, 0])  # then orientation
@@ -27,11 +27,11 @@ def test_index_order_is_posy_fastest_and_round_trips():
     np.testing.assert_array_equal(f[5], [0, 1, 0, 0, 0, 0])  # then shape
     np.testing.assert_array_equal(f[6], [0, 2, 5, 39, 31, 31])
     every = np.arange(d.NUM_IMAGES)
-    np.testing.assert_array_equal(d.factors_to_index(d.index_to_factors(every)), every)
+    np.testing.assert_array_equal(d.DSprites.factors_to_index(d.DSprites.index_to_factors(every)), every)
 
 
 def test_images_are_binary_64x64_and_every_sprite_is_inside():
-    images = d.render(d.index_to_factors(np.arange(0, d.NUM_IMAGES, 97)))
+    images = d.render(d.DSprites.index_to_factors(np.arange(0, d.NUM_IMAGES, 97)))
     assert images.shape[1:] == (64, 64) and images.dtype == np.uint8
     assert set(np.unique(images)) == {0, 1}
     assert images.reshape(len(images), -1).sum(1).min() > 0
@@ -73,7 +73,7 @@ def test_shapes_differ_at_equal_scale():
 
 def test_rendering_is_deterministic_bytes():
     # Pinned digest: the same factors must give the same bytes on every machine and run.
-    f = d.index_to_factors(np.arange(0, d.NUM_IMAGES, 1009))
+    f = d.DSprites.index_to_factors(np.arange(0, d.NUM_IMAGES, 1009))
     digest = hashlib.sha256(d.render(f).tobytes()).hexdigest()
     assert digest == hashlib.sha256(d.render(f).tobytes()).hexdigest()
     assert digest == RENDER_DIGEST
@@ -87,8 +87,8 @@ def test_bad_factors_are_named():
 def test_dataset_api_and_missing_npz_named(tmp_path):
     ds = d.DSprites()
     f = ds.sample_factors(5, np.random.default_rng(0))
-    assert ds.images(f).shape == (5, 1, 64, 64)
-    np.testing.assert_array_equal(ds.images_at(d.factors_to_index(f)), ds.images(f))
+    assert ds.raw_images(f).shape == (5, 1, 64, 64)
+    np.testing.assert_array_equal(ds.raw_images_at(d.DSprites.factors_to_index(f)), ds.raw_images(f))
     missing = tmp_path / "dsprites_ndarray.npz"
     with pytest.raises(FileNotFoundError, match=str(missing)):
         d.DSprites(missing)

@@ -1,15 +1,13 @@
 import numpy as np
 import pytest
 
-from betavae_dist.metrics.codes import CodeTable, factor_set
-from betavae_dist.metrics.dci import dci
-from conftest import constant, dlib_noisy, dlib_oracle, dlib_rotated
+from helpers import constant, dlib_noisy, dlib_oracle, dlib_rotated, metric
 
 SMALL = dict(n_train=2000, n_eval=1000)  # what disentanglement_lib's reference values were computed with
 
 
 def test_constant_code_scores_zero(dsprites):
-    flat = dci(dsprites, CodeTable(constant, dsprites.factor_sizes), factor_set(dsprites, "all"), **SMALL)
+    flat = metric("dci", dsprites, constant, **SMALL)
     assert flat["dci.disentanglement"] == pytest.approx(0, abs=1e-9)  # no code is used: uniform importances
     assert flat["dci.completeness"] == pytest.approx(0, abs=1e-9)
     assert flat["dci.informativeness"] < 0.4  # the trees can only guess the most frequent class
@@ -20,6 +18,6 @@ def test_constant_code_scores_zero(dsprites):
 @pytest.mark.parametrize("represent,expected", [
     (dlib_oracle, (1.000, 1.000, 1.000)), (dlib_rotated, (0.092, 0.096, 0.428)), (dlib_noisy(), (0.531, 0.547, 0.519))])
 def test_matches_disentanglement_lib(dsprites, represent, expected):
-    result = dci(dsprites, CodeTable(represent, dsprites.factor_sizes), factor_set(dsprites, "all"), **SMALL)
+    result = metric("dci", dsprites, represent, **SMALL)
     got = [result[f"dci.{key}"] for key in ("disentanglement", "completeness", "informativeness")]
     np.testing.assert_allclose(got, expected, atol=0.02)

@@ -1,18 +1,16 @@
 import pytest
 
-from betavae_dist.metrics.codes import CodeTable, factor_set
-from betavae_dist.metrics.factor_vae import factor_vae_score
-from conftest import constant, dlib_noisy, dlib_oracle, dlib_rotated, oracle, rotated, score
+from helpers import constant, dlib_noisy, dlib_oracle, dlib_rotated, metric, oracle, rotated, score
 
 KEY = "factor_vae.eval_accuracy"
 
 
 def test_oracle_top_rotation_lower_constant_zero(dsprites):
-    assert score(factor_vae_score, dsprites, oracle, KEY) >= 0.99
-    assert score(factor_vae_score, dsprites, rotated, KEY) <= 0.98
-    assert score(factor_vae_score, dsprites, constant, KEY) == 0
-    assert score(factor_vae_score, dsprites, constant, "factor_vae.active_dims") == 0
-    assert score(factor_vae_score, dsprites, oracle, "factor_vae.active_dims") == 5  # colour never varies
+    assert score("factor_vae", dsprites, oracle, KEY) >= 0.99
+    assert score("factor_vae", dsprites, rotated, KEY) <= 0.98
+    assert score("factor_vae", dsprites, constant, KEY) == 0
+    assert score("factor_vae", dsprites, constant, "factor_vae.active_dims") == 0
+    assert score("factor_vae", dsprites, oracle, "factor_vae.active_dims") == 5  # colour never varies
 
 
 # disentanglement_lib, its default sizes, seed 0 (the metrics issue's table). Tolerance: 3 seeds
@@ -20,5 +18,5 @@ def test_oracle_top_rotation_lower_constant_zero(dsprites):
 @pytest.mark.parametrize("represent,expected,tolerance", [
     (dlib_oracle, 1.000, 0.005), (dlib_rotated, 0.765, 0.03), (dlib_noisy(), 1.000, 0.005)])
 def test_matches_disentanglement_lib(dsprites, represent, expected, tolerance):
-    result = factor_vae_score(dsprites, CodeTable(represent, dsprites.factor_sizes), factor_set(dsprites, "all"))
+    result = metric("factor_vae", dsprites, represent)
     assert result[KEY] == pytest.approx(expected, abs=tolerance)

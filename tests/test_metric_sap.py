@@ -1,15 +1,13 @@
 import pytest
 
-from betavae_dist.metrics.codes import CodeTable, factor_set
-from betavae_dist.metrics.sap import sap
-from conftest import constant, dlib_noisy, dlib_oracle, dlib_rotated, oracle, rotated, score
+from helpers import constant, dlib_noisy, dlib_oracle, dlib_rotated, metric, oracle, rotated, score
 
 
 def test_oracle_top_rotation_lower_constant_zero(dsprites):
-    top = score(sap, dsprites, oracle, "sap")
+    top = score("sap", dsprites, oracle, "sap.score")
     assert top >= 0.15  # one weak linear SVM per code: ordinal factors with many values are hard for it
-    assert score(sap, dsprites, rotated, "sap") <= top - 0.05  # measured 0.17 against 0.10
-    assert score(sap, dsprites, constant, "sap") == 0
+    assert score("sap", dsprites, rotated, "sap.score") <= top - 0.05  # measured 0.17 against 0.10
+    assert score("sap", dsprites, constant, "sap.score") == 0
 
 
 # disentanglement_lib, its default sizes, seed 0 (the metrics issue's table; it gives no rotated
@@ -17,10 +15,10 @@ def test_oracle_top_rotation_lower_constant_zero(dsprites):
 # ours 0.181/0.177/0.179 (noisy 0.209/0.206/0.207).
 @pytest.mark.parametrize("represent,expected", [(dlib_oracle, 0.179), (dlib_noisy(), 0.204)])
 def test_matches_disentanglement_lib(dsprites, represent, expected):
-    result = sap(dsprites, CodeTable(represent, dsprites.factor_sizes), factor_set(dsprites, "all"))
-    assert result["sap"] == pytest.approx(expected, abs=0.02)
+    result = metric("sap", dsprites, represent)
+    assert result["sap.score"] == pytest.approx(expected, abs=0.02)
 
 
 def test_rotated_code_has_no_single_predictive_code(dsprites):
-    result = sap(dsprites, CodeTable(dlib_rotated, dsprites.factor_sizes), factor_set(dsprites, "all"))
-    assert result["sap"] < 0.05  # measured 0.025-0.029 over 3 seeds
+    result = metric("sap", dsprites, dlib_rotated)
+    assert result["sap.score"] < 0.05  # measured 0.025-0.029 over 3 seeds

@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import save_file
 
 from betavae_dist.config import Config
-from betavae_dist.export import write_export
-from betavae_dist.models import BetaVAE, ExportError
+from betavae_dist.export import ExportError, write_export
+from betavae_dist.models import BetaVAE
 
 
 @pytest.mark.parametrize("arch, channels, latents", [("fc", 1, 10), ("conv64", 1, 10), ("conv64_deep", 3, 32)])
@@ -16,7 +16,7 @@ def test_shapes(arch, channels, latents):
     x = torch.rand(5, channels, 64, 64)
     mean, logvar = model.encode(x)
     assert mean.shape == logvar.shape == (5, latents)
-    out, m2, _ = model(x, torch.zeros(5, latents))
+    out, m2, _, _ = model(x, torch.zeros(5, latents))
     assert out.shape == x.shape
     torch.testing.assert_close(m2, mean)
     # With zero noise the sample is the mean; with noise it moves by exp(logvar/2) * noise.

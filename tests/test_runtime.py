@@ -14,7 +14,7 @@ model = BetaVAE("conv64")
 optimizer = torch.optim.Adam(model.parameters())
 x = (torch.rand(64, 1, 64, 64) > 0.9).float()
 def step():
-    out, mean, logvar = model(x, torch.zeros(64, 10))
+    out, mean, logvar, _ = model(x, torch.zeros(64, 10))
     torch.nn.functional.binary_cross_entropy_with_logits(out, x).backward()
     optimizer.step()
     optimizer.zero_grad()

@@ -7,13 +7,13 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from betavae_dist import dsprites
-from betavae_dist.shards import ShardError, read_celeba_attributes
-from conftest import make_celeba, run
+from betavae_dist.data import dsprites
+from betavae_dist.data.shards import ShardError, read_celeba_attributes
+from helpers import make_celeba, run
 
 
 def write(kind, *paths, extra=()):
-    return run([sys.executable, "-m", "betavae_dist.shards", kind, *map(str, paths), "--workers", "2", *extra])
+    return run([sys.executable, "-m", "betavae_dist.data.shards", kind, *map(str, paths), "--workers", "2", *extra])
 
 
 def samples(shard_dir):
@@ -66,7 +66,7 @@ def test_dsprites_shards_round_trip_raw(tmp_path):
     got = samples(tmp_path / "ds")
     assert len(got) == 50
     image = np.load(io.BytesIO(got[7]["npy"]))
-    np.testing.assert_array_equal(image, dsprites.render(dsprites.index_to_factors(np.array([7])))[0] * 255)
+    np.testing.assert_array_equal(image, dsprites.render(dsprites.DSprites.index_to_factors(np.array([7])))[0] * 255)
     assert json.loads(got[7]["json"])["factors"]["posY"] == 7
 
 
@@ -79,5 +79,5 @@ def test_bad_input_is_named(tmp_path):
         read_celeba_attributes(attr)
     attr.write_text("\n".join(lines) + "\n")
     (root / "img_align_celeba" / "000002.jpg").write_bytes(b"not a jpeg")
-    proc = run([sys.executable, "-m", "betavae_dist.shards", "celeba", str(root), str(tmp_path / "o")], check=False)
+    proc = run([sys.executable, "-m", "betavae_dist.data.shards", "celeba", str(root), str(tmp_path / "o")], check=False)
     assert proc.returncode == 1 and f"cannot read image {root / 'img_align_celeba' / '000002.jpg'}" in proc.stderr

@@ -4,7 +4,11 @@ import json
 import subprocess
 import time
 
-from conftest import ROOT
+import pytest
+
+from helpers import ROOT
+
+pytestmark = pytest.mark.slurm
 
 TINY = "train.batch_size=16 train.progress=false train.log_every=2"
 

@@ -7,20 +7,24 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from betavae_dist.config import Config
-from betavae_dist.data import DeviceBatches, NoiseWindow, StepBatches, build_dataset, step_noise
+from betavae_dist.data import build_dataset
+from betavae_dist.data.batches import DeviceBatches, NoiseWindow, StepBatches, step_noise
+from betavae_dist.data.dataset import FactorDataset
 from betavae_dist.distributed import make_accelerator
-from betavae_dist.dsprites import index_to_factors, render
+from betavae_dist.data.dsprites import DSprites, render
 from betavae_dist.models import BetaVAE
+from betavae_dist.objectives import build_objective
 from betavae_dist.step import EagerStep, StepStats, make_step
-from betavae_dist.train import build_optimizer
+from betavae_dist.optim import build_optimizer
 
 
-class Numbered:
-    """A small factor-free dataset whose image i carries i in its first two pixels."""
+class Numbered(FactorDataset):
+    """A small dataset of one factor whose image i carries i in its first two pixels."""
 
-    num_images = 1000
+    factor_names, factor_sizes = ("i",), (1000,)
 
-    def images_at(self, index: np.ndarray) -> np.ndarray:
+    def raw_images(self, factors: np.ndarray) -> np.ndarray:
+        index = factors[:, 0]
         out = np.zeros((len(index), 1, 64, 64), np.uint8)
         out[:, 0, 0, 0], out[:, 0, 0, 1] = index % 256, index // 256
         return out
@@ -88,13 +92,14 @@ def test_ordinary_steps_read_nothing_from_the_device():
     torch.manual_seed(0)
     model = BetaVAE()
     model, optimizer = accelerator.prepare(model, build_optimizer(model.parameters(), cfg))
-    stats = StepStats(accelerator.device)
-    run_step = make_step(model, optimizer, accelerator, cfg, stats)
+    objective = build_objective(cfg)
+    stats = StepStats(accelerator.device, objective.terms)
+    run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)
     assert isinstance(run_step, EagerStep)
     batches, noise = StepBatches(build_dataset(cfg), cfg, 1, 0).micro_batches(0), NoiseWindow(cfg, accelerator.device, 20)
     with HostReads() as mode:
         for step in range(20):
-            run_step(step, batches, noise(step), 0.0)
+            run_step(step, batches, noise(step), {})
     assert mode.reads == []
     with HostReads() as mode:
         metrics = stats.read(model, False, 0, accelerator)
@@ -113,12 +118,12 @@ def prepared(accelerator, cfg):
 class Sprites(Numbered):
     """1,000 real dSprites images, spread over the factor grid."""
 
-    def images_at(self, index: np.ndarray) -> np.ndarray:
-        return render(index_to_factors(index * 737))[:, None]
+    def raw_images(self, factors: np.ndarray) -> np.ndarray:
+        return render(DSprites.index_to_factors(factors[:, 0] * 737))[:, None]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (CUDA graphs)")
-@pytest.mark.parametrize("optimizer,objective", [("sgd", "H"), ("adam", "B")])
+@pytest.mark.parametrize("optimizer,objective", [("sgd", "beta"), ("adam", "annealed")])
 def test_graph_step_trains_like_eager_steps_without_host_reads(optimizer, objective):
     cfg = config(64)
     cfg.optim.name, cfg.loss.objective, cfg.loss.capacity_steps = optimizer, objective, 20
@@ -131,12 +136,12 @@ def test_graph_step_trains_like_eager_steps_without_host_reads(optimizer, object
         cfg.train.cuda_graph = mode
         model, optimizer = prepared(accelerator, cfg)
         start = [p.detach().clone() for p in model.parameters()]
-        stats = StepStats(accelerator.device)
-        run_step = make_step(model, optimizer, accelerator, cfg, stats)
+        stats = StepStats(accelerator.device, build_objective(cfg).terms)
+        run_step = make_step(model, optimizer, accelerator, cfg, build_objective(cfg), stats)
         data = batches.micro_batches(0)
         with HostReads() as reads:
             for step in range(20):
-                run_step(step, data, noise(step), 0.5 * step)
+                run_step(step, data, noise(step), {"capacity": 0.5 * step} if objective == "annealed" else {})
         runs[mode] = (type(run_step).__name__, reads.reads, stats.read(model, False, 0, accelerator),
                       [p.detach().clone() for p in model.parameters()])
     assert runs["off"][0] == "EagerStep" and runs["on"][0] == "GraphStep"
@@ -156,11 +161,12 @@ def test_graph_step_records_the_first_non_finite_step():
     cfg.optim.lr, cfg.train.cuda_graph = 1e30, "on"
     accelerator = make_accelerator()
     model, optimizer = prepared(accelerator, cfg)
-    stats = StepStats(accelerator.device)
-    run_step = make_step(model, optimizer, accelerator, cfg, stats)
+    objective = build_objective(cfg)
+    stats = StepStats(accelerator.device, objective.terms)
+    run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)
     batches = DeviceBatches(Numbered(), cfg, 1, 0, accelerator.device).micro_batches(0)
     noise = NoiseWindow(cfg, accelerator.device, 10)
     for step in range(10):
-        run_step(step, batches, noise(step), 0.0)
+        run_step(step, batches, noise(step), {})
     metrics = stats.read(model, False, 0, accelerator)
     assert 0 < min(s for s in (metrics["bad_loss_step"], metrics["bad_grad_step"]) if s is not None) < 9

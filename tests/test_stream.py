@@ -10,8 +10,8 @@ import webdataset as wds
 from PIL import Image
 
 from betavae_dist.config import from_sources
-from betavae_dist.stream import ShardStream, StreamError, decode
-from conftest import accelerate_cmd, make_celeba, run, train
+from betavae_dist.data.stream import ShardStream, StreamError, decode
+from helpers import accelerate_cmd, make_celeba, run, train
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def celeba_shards(tmp_path_factory):
     root = make_celeba(tmp_path_factory.mktemp("celeba") / "celeba")
     out = root.parent / "shards"
     # 28 training samples in shards of 5, 5, 5, 5, 5 and 3: deliberately uneven.
-    run([sys.executable, "-m", "betavae_dist.shards", "celeba", str(root), str(out), "--maxcount", "5", "--workers", "2"])
+    run([sys.executable, "-m", "betavae_dist.data.shards", "celeba", str(root), str(out), "--maxcount", "5", "--workers", "2"])
     return out / "train"
 
 
@@ -38,9 +38,10 @@ def keys_of(stream, start, n):
     return [next(it)[1] for _ in range(n)]
 
 
+@pytest.mark.distributed
 def test_two_ranks_read_disjoint_equal_shares_covering_the_split_each_epoch(celeba_shards, tmp_path):
     out = tmp_path / "keys"
-    run(accelerate_cmd(2, "-m", "betavae_dist.stream", "--config", "configs/celeba_beta.yaml", "--epochs", "2",
+    run(accelerate_cmd(2, "-m", "betavae_dist.data.inspect_stream", "--config", "configs/celeba_beta.yaml", "--epochs", "2",
                        "--out", str(out), f"data.shards={urls(celeba_shards)}", "train.batch_size=4",
                        "data.workers=2", "data.shuffle_buffer=4"))
     ranks = [json.loads((out / f"rank_{r}.json").read_text())["epochs"] for r in (0, 1)]
@@ -139,6 +140,7 @@ def test_truncated_and_missing_shards(tmp_path):
         read_all(url)
 
 
+@pytest.mark.distributed
 def test_celeba_config_trains_from_shards_on_two_ranks(celeba_shards, tmp_path):
     proc = train(tmp_path / "run", f"data.shards={urls(celeba_shards)}", "train.batch_size=4", "train.steps=9",
                  "data.workers=2", "data.shuffle_buffer=4", nproc=2, config="configs/celeba_beta.yaml")
@@ -155,6 +157,7 @@ def test_pipe_urls_stream_like_files(celeba_shards):
     assert keys_of(ShardStream(cfg, 1, 0), 0, 7) == keys_of(ShardStream(stream_cfg(celeba_shards, "data.workers=0"), 1, 0), 0, 7)
 
 
+@pytest.mark.distributed
 def test_skipped_samples_are_counted_in_the_training_log(tmp_path):
     url = write_bad_shards(tmp_path / "shards", {(0, 1): corrupt_image})
     train(tmp_path / "run", f"data.shards={url}", "train.batch_size=4", "train.steps=2", "data.on_error=skip",

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 import webdataset as wds
 
-from betavae_dist.tars import TarFormatError, regular_files
+from betavae_dist.data.tars import TarFormatError, regular_files
 
 LONG = "a" * 60 + "/" + "b" * 70 + "/" + "c" * 50 + ".png"  # over ustar's 100-character name field
 

@@ -9,14 +9,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from betavae_dist import checkpoint
 from betavae_dist.models import BetaVAE
-from conftest import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
+from helpers import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
 
 
+@pytest.mark.distributed
 def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
     one = train(tmp_path / "one", "train.steps=6")
     two = train(tmp_path / "two", "train.steps=6", nproc=2)
@@ -158,6 +160,7 @@ def alive(pid):
     return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
+@pytest.mark.distributed
 def test_workers_end_when_their_launcher_dies(tmp_run):
     proc, workers = start_two_ranks(tmp_run)
     proc.kill()  # SIGKILL: the launcher cannot pass anything on
@@ -170,6 +173,7 @@ def test_workers_end_when_their_launcher_dies(tmp_run):
     assert checkpoint.verify(newest) is None  # they stopped as for SIGTERM: a complete checkpoint
 
 
+@pytest.mark.distributed
 def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tmp_path):
     log = tmp_path / "log"
     proc, workers = start_two_ranks(tmp_run, "train.collective_timeout=10", log=log)

@@ -1,15 +1,70 @@
-"""Disentanglement metrics. Each takes a dataset with ground-truth factors (`factor_sizes`,
-`sample_factors`) and a representation function (factor vectors -> codes), and returns a dict
-of named scores. `METRICS` maps the names used in configs to the functions.
+"""Disentanglement metrics, by the names `eval.metrics` uses: one file each, one line in METRICS.
 
-Result keys follow one pattern: a metric with a single score reports it under its own name (`mig`,
-`sap`); one with several reports `<name>.<score>` (`beta_vae.eval_accuracy`, `dci.completeness`);
-the evaluator adds `<name>.seconds`. Each metric reproduces disentanglement_lib's (see its module)."""
+A metric is a function `(dataset, represent, factors, cfg, rng) -> {score: value}` of a factor
+dataset, a representation function (factor vectors -> codes), the indices of the factors it
+scores, the `eval.*` settings and its random streams (`codes.Streams`, derived from its name).
+Each reproduces disentanglement_lib's (see its module).
 
+Result keys follow one pattern, `<metric>.<score>` (`beta_vae.eval_accuracy`, `mig.score`,
+`dci.completeness`): the metric returns its scores and `run_metric` adds the prefix; the
+evaluator adds `<metric>.seconds`. `Metric.headline` is the score the sweep report shows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..registry import Registry
 from .beta_vae import beta_vae_score
+from .codes import CodeTable, Represent, Streams, factor_set, model_representation
 from .dci import dci
 from .factor_vae import factor_vae_score
 from .mig import mig
 from .sap import sap
 
-METRICS = {"beta_vae": beta_vae_score, "factor_vae": factor_vae_score, "mig": mig, "dci": dci, "sap": sap}
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from ..config import Config, EvalConfig
+    from ..data.dataset import FactorDataset
+
+
+@dataclass(frozen=True)
+class Metric:
+    compute: Callable[..., dict]
+    headline: str  # the score that sums the metric up
+
+
+METRICS = Registry("metric", {
+    "beta_vae": Metric(beta_vae_score, "eval_accuracy"),  # Higgins et al. 2017
+    "factor_vae": Metric(factor_vae_score, "eval_accuracy"),  # Kim & Mnih 2018
+    "mig": Metric(mig, "score"),  # Chen et al. 2018
+    "dci": Metric(dci, "disentanglement"),  # Eastwood & Williams 2018
+    "sap": Metric(sap, "score"),  # Kumar et al. 2018
+})
+
+
+def headline_keys() -> list[str]:
+    return [f"{name}.{metric.headline}" for name, metric in METRICS.items()]
+
+
+def run_metric(name: str, dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig) -> dict:
+    scores = METRICS.choose(name, "eval.metrics").compute(dataset, represent, factors, cfg, Streams(cfg.seed, name))
+    return {f"{name}.{score}": value for score, value in scores.items()}
+
+
+def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Accelerator | None) -> dict:
+    """The metrics of `eval.metrics` for a model on a factor dataset; every rank must call this (each
+    runs its share of forward passes). Each distinct image is encoded once for all the metrics."""
+    device = accelerator.device if accelerator else next(model.parameters()).device
+    codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
+                      cfg.eval.batch_size)
+    factors = factor_set(dataset, cfg.eval.factors)
+    results: dict = {}
+    for name in cfg.eval.metric_names:
+        start = time.perf_counter()
+        results.update(run_metric(name, dataset, codes, factors, cfg.eval))
+        results[f"{name}.seconds"] = round(time.perf_counter() - start, 2)
+    return results

@@ -9,7 +9,7 @@ Reproduces disentanglement_lib's `compute_beta_vae_sklearn` (evaluation/metrics/
 classifier, scikit-learn's `LogisticRegression()` with its defaults (L2, C = 1, lbfgs), on the raw
 features, and its default sizes (L = 64, 10,000 training and 5,000 evaluation points). The raw
 features matter: standardising them would blow the tiny |z1 - z2| of a collapsed model up into
-separable signal. Remaining difference: point i draws everything from `point_rng(seed, 1, i)`
+separable signal. Remaining difference: point i draws everything from its own stream `rng(i)`
 instead of one sequential stream, so the points do not depend on how the work is split across
 ranks; scores agree with disentanglement_lib's within its seed-to-seed spread
 (tests/test_metric_beta_vae.py).
@@ -18,38 +18,42 @@ ranks; scores agree with disentanglement_lib's within its seed-to-seed spread
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
-from .codes import Represent, point_rng
+from .codes import Represent, Streams
 
-STREAM = 1
+if TYPE_CHECKING:
+    from ..config import EvalConfig
 
 
-def beta_vae_points(dataset, represent: Represent, factors: list[int], seed: int, pairs: int, n: int):
+def beta_vae_points(dataset: FactorDataset, represent: Represent, factors: list[int], rng: Streams, pairs: int, n: int):
     """(points (n, d), labels (n,) indexing `factors`)."""
     labels = np.empty(n, np.int64)
     first = np.empty((n, pairs, len(dataset.factor_sizes)), np.int64)
     second = np.empty_like(first)
     for i in range(n):
-        rng = point_rng(seed, STREAM, i)
-        labels[i] = rng.integers(len(factors))
+        point = rng(i)
+        labels[i] = point.integers(len(factors))
         y = factors[labels[i]]
-        first[i], second[i] = dataset.sample_factors(pairs, rng), dataset.sample_factors(pairs, rng)
+        first[i], second[i] = dataset.sample_factors(pairs, point), dataset.sample_factors(pairs, point)
         second[i, :, y] = first[i, :, y]
     codes = represent(np.concatenate([first.reshape(n * pairs, -1), second.reshape(n * pairs, -1)]))
     z1, z2 = codes[: n * pairs], codes[n * pairs :]
     return np.abs(z1 - z2).reshape(n, pairs, -1).mean(1), labels
 
 
-def beta_vae_score(dataset, represent: Represent, factors: list[int], seed: int = 0, pairs: int = 64,
-                   n_train: int = 10_000, n_eval: int = 5_000, **_) -> dict[str, float | str]:
-    points, labels = beta_vae_points(dataset, represent, factors, seed, pairs, n_train + n_eval)
+def beta_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig,
+                   rng: Streams) -> dict[str, float | str]:
+    n_train = cfg.n_train
+    points, labels = beta_vae_points(dataset, represent, factors, rng, cfg.pairs, n_train + cfg.n_eval)
     model = fit(LogisticRegression(), points[:n_train], labels[:n_train])
     return {
-        "beta_vae.train_accuracy": accuracy(model, points[:n_train], labels[:n_train]),
-        "beta_vae.eval_accuracy": accuracy(model, points[n_train:], labels[n_train:]),
-        "beta_vae.points_sha256": hashlib.sha256(points.astype(np.float32).tobytes()).hexdigest(),
+        "train_accuracy": accuracy(model, points[:n_train], labels[:n_train]),
+        "eval_accuracy": accuracy(model, points[n_train:], labels[n_train:]),
+        "points_sha256": hashlib.sha256(points.astype(np.float32).tobytes()).hexdigest(),
     }

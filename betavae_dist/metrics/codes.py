@@ -11,6 +11,7 @@ every rank runs the same number of forward passes (which a ZeRO-3 sharded model 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Callable
 
@@ -25,16 +26,24 @@ def model_representation(model: torch.nn.Module, dataset, device: torch.device |
 
     @torch.no_grad()
     def represent(factors: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(dataset.images(factors)).to(device).float()
+        x = torch.from_numpy(dataset.images(factors)).to(device)
         mean, _ = model.encode(x.contiguous(memory_format=model.memory_format))
         return mean.float().cpu().numpy()
 
     return represent
 
 
-def point_rng(seed: int, stream: int, index: int) -> np.random.Generator:
-    """The random stream of one metric point: a function of (seed, stream, index) only."""
-    return np.random.default_rng([seed, stream, index])
+class Streams:
+    """A metric's random streams: each a function of (eval.seed, the metric's name, part, index)
+    only, so a metric's points do not depend on how the work is split across ranks, nor on which
+    other metrics run."""
+
+    def __init__(self, seed: int, name: str):
+        self.seed, self.name = seed, name
+
+    def __call__(self, index: int = 0, part: str = "") -> np.random.Generator:
+        key = f"{self.name}/{part}" if part else self.name
+        return np.random.default_rng([self.seed, int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"), index])
 
 
 class CodeTable:

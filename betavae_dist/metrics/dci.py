@@ -12,7 +12,7 @@ H_K is the entropy in base K = number of factors, H_D in base D = code dimension
 to R before normalising, as disentanglement_lib does. Defaults 10,000 / 5,000, as there.
 Differences: the trees get `random_state=seed` (disentanglement_lib leaves them unseeded, so its
 importances can change from run to run where splits tie), and the samples come from
-`point_rng(seed, 4, 0)`. Trees are slow (one per class and boosting stage: orientation's 40 classes
+the metric's own stream. Trees are slow (one per class and boosting stage: orientation's 40 classes
 make 4,000), so the factors are fitted in parallel worker processes, one per core.
 """
 
@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import os
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 
+from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
-from .codes import Represent, point_rng
+from .codes import Represent, Streams
 
-STREAM = 4
+if TYPE_CHECKING:
+    from ..config import EvalConfig
 
 
 def _fit_factor(x_train, y_train, x_test, y_test, seed: int) -> tuple[np.ndarray, float, float]:
@@ -49,21 +53,21 @@ def _weighted(per_part: np.ndarray, weights: np.ndarray) -> float:
     return float((per_part * weights / weights.sum()).sum())
 
 
-def dci(dataset, represent: Represent, factors: list[int], seed: int = 0, n_train: int = 10_000,
-        n_eval: int = 5_000, **_) -> dict[str, float]:
-    samples = dataset.sample_factors(n_train + n_eval, point_rng(seed, STREAM, 0))
+def dci(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
+    n_train = cfg.n_train
+    samples = dataset.sample_factors(n_train + cfg.n_eval, rng())
     codes = represent(samples)
     largest_first = sorted(range(len(factors)), key=lambda j: -dataset.factor_sizes[factors[j]])
     workers = min(len(factors), len(os.sched_getaffinity(0)))
     fitted = Parallel(n_jobs=workers)(
         delayed(_fit_factor)(codes[:n_train], samples[:n_train, factors[j]], codes[n_train:],
-                             samples[n_train:, factors[j]], seed)
+                             samples[n_train:, factors[j]], rng.seed)
         for j in largest_first)
     by_factor = dict(zip(largest_first, fitted))
     importance = np.stack([by_factor[j][0] for j in range(len(factors))], 1)  # (codes, factors)
     return {
-        "dci.disentanglement": _weighted(_one_minus_entropy(importance.T, len(factors)), importance.sum(1)),
-        "dci.completeness": _weighted(_one_minus_entropy(importance, codes.shape[1]), importance.sum(0)),
-        "dci.informativeness": float(np.mean([by_factor[j][2] for j in range(len(factors))])),
-        "dci.informativeness_train": float(np.mean([by_factor[j][1] for j in range(len(factors))])),
+        "disentanglement": _weighted(_one_minus_entropy(importance.T, len(factors)), importance.sum(1)),
+        "completeness": _weighted(_one_minus_entropy(importance, codes.shape[1]), importance.sum(0)),
+        "informativeness": float(np.mean([by_factor[j][2] for j in range(len(factors))])),
+        "informativeness_train": float(np.mean([by_factor[j][1] for j in range(len(factors))])),
     }

@@ -9,11 +9,15 @@ Note: 20 bins cannot separate a factor with more values (dSprites orientation ha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .codes import Represent, point_rng
+from ..data.dataset import FactorDataset
+from .codes import Represent, Streams
 
-STREAM = 3
+if TYPE_CHECKING:
+    from ..config import EvalConfig
 
 
 def discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:
@@ -41,11 +45,11 @@ def entropy(a: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def mig(dataset, represent: Represent, factors: list[int], seed: int = 0, n_samples: int = 10_000, **_) -> dict[str, float]:
-    samples = dataset.sample_factors(n_samples, point_rng(seed, STREAM, 0))
+def mig(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
+    samples = dataset.sample_factors(cfg.n_samples, rng())
     codes = discretize(represent(samples))
     gaps = []
     for k in factors:
         mi = sorted((mutual_information(codes[:, i], samples[:, k]) for i in range(codes.shape[1])), reverse=True)
         gaps.append((mi[0] - (mi[1] if len(mi) > 1 else 0.0)) / entropy(samples[:, k]))
-    return {"mig": float(np.mean(gaps))}
+    return {"score": float(np.mean(gaps))}

@@ -7,31 +7,35 @@ i alone, fitted on `n_train` samples; SAP is the mean over factors of the gap be
 codes. Defaults 10,000 / 5,000, as there. Differences: the SVM solves the dual problem as the
 scikit-learn of disentanglement_lib's time did by default (newer ones pick the primal for one
 feature), with `random_state=seed` where disentanglement_lib leaves it unseeded; the samples come
-from `point_rng(seed, 5, 0)`.
+from the metric's own stream.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.svm import LinearSVC
 
+from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
-from .codes import Represent, point_rng
+from .codes import Represent, Streams
 
-STREAM = 5
+if TYPE_CHECKING:
+    from ..config import EvalConfig
 
 
-def sap(dataset, represent: Represent, factors: list[int], seed: int = 0, n_train: int = 10_000,
-        n_eval: int = 5_000, **_) -> dict[str, float]:
-    samples = dataset.sample_factors(n_train + n_eval, point_rng(seed, STREAM, 0))
+def sap(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
+    n_train = cfg.n_train
+    samples = dataset.sample_factors(n_train + cfg.n_eval, rng())
     codes = represent(samples)
     scores = np.zeros((codes.shape[1], len(factors)))
     for i in range(codes.shape[1]):
         x = codes[:, i : i + 1]
         for j, k in enumerate(factors):
             y = samples[:, k]
-            model = fit(LinearSVC(C=0.01, class_weight="balanced", dual=True, random_state=seed), x[:n_train], y[:n_train])
+            model = fit(LinearSVC(C=0.01, class_weight="balanced", dual=True, random_state=rng.seed), x[:n_train], y[:n_train])
             scores[i, j] = accuracy(model, x[n_train:], y[n_train:])
     top = np.sort(scores, axis=0)[::-1]
     gaps = top[0] - (top[1] if len(top) > 1 else 0.0)
-    return {"sap": float(gaps.mean())}
+    return {"score": float(gaps.mean())}

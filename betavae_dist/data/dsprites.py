@@ -10,16 +10,22 @@ The grid is the original's; the sprite geometry is our own approximation of it (
 Rendering uses only float32 +, -, *, / and comparisons (the 40 cosines come from Python's `math`
 and are rounded), so the same factors give the same bytes on every machine.
 
-If you have the original `dsprites_ndarray_*.npz`, `DSprites(npz_path=...)` serves its images
-through the same API.
+If you have the original `dsprites_ndarray_*.npz`, `DSprites(npz_path=...)` (`data.dsprites_npz`)
+serves its images through the same interface.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .dataset import FactorDataset
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
 
 FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (1, 3, 6, 40, 32, 32)
@@ -32,7 +38,6 @@ SCALES = np.linspace(0.5, 1.0, 6)
 ORIENTATIONS = np.linspace(0.0, 2 * math.pi, 40)
 POSITIONS = np.linspace(0.0, 1.0, 32)
 
-_STRIDES = np.array([math.prod(FACTOR_SIZES[i + 1 :]) for i in range(len(FACTOR_SIZES))], np.int64)
 _HALF_SIZE_PX = 8.0  # half side of the square at scale 1
 _POS_PX = (12.0 + POSITIONS * 39.0).astype(np.float32)  # sprite centre in pixels, 12..51
 _SIZE_PX = (SCALES * _HALF_SIZE_PX).astype(np.float32)
@@ -42,22 +47,6 @@ _SIN = np.array([round(math.sin(a), 12) + 0.0 for a in ORIENTATIONS], np.float32
 # Every sprite lies within 12 px of its centre: render only a window around it.
 _WINDOW = 28
 _WINDOW_RANGE = np.arange(_WINDOW)
-
-
-def factors_to_index(factors: np.ndarray) -> np.ndarray:
-    """(n, 6) factor classes -> (n,) indices into the original's image array."""
-    return np.asarray(factors, np.int64) @ _STRIDES
-
-
-def index_to_factors(index: np.ndarray) -> np.ndarray:
-    """(n,) indices -> (n, 6) factor classes."""
-    index = np.asarray(index, np.int64)
-    return (index[:, None] // _STRIDES) % np.array(FACTOR_SIZES, np.int64)
-
-
-def sample_factors(n: int, rng: np.random.Generator) -> np.ndarray:
-    """n factor vectors drawn uniformly from the grid."""
-    return rng.integers(0, FACTOR_SIZES, size=(n, len(FACTOR_SIZES)), dtype=np.int64)
 
 
 def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -73,23 +62,9 @@ def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return r * r * r <= (a * a) * (b * b * b)
 
 
-def _check_factors(factors: np.ndarray) -> np.ndarray:
-    factors = np.asarray(factors, np.int64)
-    if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES):
-        raise ValueError(f"factors must have shape (n, {len(FACTOR_SIZES)}), got {factors.shape}")
-    bad = (factors < 0) | (factors >= np.array(FACTOR_SIZES))
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"factor {FACTOR_NAMES[col]} of row {row} is {factors[row, col]}, "
-            f"outside 0..{FACTOR_SIZES[col] - 1}"
-        )
-    return factors
-
-
 def render(factors: np.ndarray) -> np.ndarray:
     """(n, 6) factor classes -> (n, 64, 64) uint8 images with values 0/1."""
-    factors = _check_factors(factors)
+    factors = DSprites.check_factors(factors)
     n = len(factors)
     out = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     cx, cy = _POS_PX[factors[:, 4]], _POS_PX[factors[:, 5]]
@@ -117,33 +92,27 @@ def render(factors: np.ndarray) -> np.ndarray:
     return out
 
 
-class DSprites:
-    """dSprites as a dataset with ground-truth factors.
-
-    `images(factors)` returns (n, 1, 64, 64) uint8 in 0/1, rendered procedurally or, when
-    `npz_path` is given, looked up in the original `dsprites_ndarray_*.npz`.
-    """
+class DSprites(FactorDataset):
+    """dSprites: rendered procedurally or, given `npz_path`, looked up in the original npz."""
 
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
-    num_images = NUM_IMAGES
-    channels = 1
+    image_shape = (1, IMAGE_SIZE, IMAGE_SIZE)
+    pixel_max = 1
 
     def __init__(self, npz_path: str | Path | None = None):
         self._imgs = _load_npz(Path(npz_path)) if npz_path else None
 
-    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return sample_factors(n, rng)
+    @classmethod
+    def from_config(cls, data: DataConfig) -> DSprites:
+        return cls(data.dsprites_npz or None)
 
-    def images(self, factors: np.ndarray) -> np.ndarray:
+    def raw_images(self, factors: np.ndarray) -> np.ndarray:
         if self._imgs is None:
             images = render(factors)
         else:
-            images = self._imgs[factors_to_index(_check_factors(factors))]
+            images = self._imgs[self.factors_to_index(self.check_factors(factors))]
         return images[:, None]
-
-    def images_at(self, index: np.ndarray) -> np.ndarray:
-        return self.images(index_to_factors(index))
 
 
 def _load_npz(path: Path) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Training batches for the built-in dSprites, as a pure function of the global step.
+"""Training batches from a factor dataset, as a pure function of the global step.
 
-(`build_batches` picks this or the WebDataset stream of stream.py from `data.source`; both yield
-micro-batches of images in [0, 1] with a count of skipped samples, from any start step.)
+(`build_batches` in data/__init__.py picks this or the WebDataset stream of stream.py from
+`data.source`; both yield micro-batches of images in [0, 1] with a count of skipped samples, from
+any start step.)
 
 Step s of a run with global batch B uses positions [s·B, (s+1)·B) of an endless sequence of
 epochs, each a permutation of the dataset seeded by (seed, epoch). Micro-batch m of rank r
@@ -12,7 +13,7 @@ So a run sees the same samples with the same noise whatever its number of ranks,
 run continues exactly where the checkpoint left off; no loader state needs saving.
 
 On a GPU, `DeviceBatches` serves the same sequence from the device: the whole set is uploaded once
-as uint8 (737,280 x 4 KiB = 2.8 GiB for dSprites) and gathered there by index, so a step copies
+as raw uint8 (737,280 x 4 KiB = 2.8 GiB for dSprites) and gathered there by index, so a step copies
 nothing from the host. `NoiseWindow` draws the noise of many steps at once and uploads it in one
 copy. Host data (the WebDataset stream) goes through `to_device`: pinned, non-blocking, one batch
 ahead.
@@ -21,17 +22,20 @@ ahead.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
 
-from .config import Config, ConfigError
-from .dsprites import DSprites
+from ..registry import ConfigError
+from .dataset import FactorDataset, to_unit
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class StepBatches:
-    def __init__(self, dataset: DSprites, cfg: Config, world_size: int, rank: int):
+    def __init__(self, dataset: FactorDataset, cfg: Config, world_size: int, rank: int):
         self.dataset, self.seed = dataset, cfg.seed
         self.global_batch, self.micro_batch = cfg.train.batch_size, micro_batch_size(cfg, world_size)
         self.world_size, self.rank, self.grad_accum = world_size, rank, cfg.train.grad_accum
@@ -57,7 +61,7 @@ class StepBatches:
 
     def images(self, step: int, micro: int) -> torch.Tensor:
         """This rank's images of one micro-batch: float (b, C, 64, 64) in [0, 1]."""
-        return torch.from_numpy(self.dataset.images_at(self.indices(step, micro))).float()
+        return to_unit(torch.from_numpy(self.dataset.raw_images_at(self.indices(step, micro))), self.dataset.pixel_max)
 
     def micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, int]]:
         for step in itertools.count(start_step):
@@ -75,14 +79,14 @@ class DeviceBatches(StepBatches):
 
     UPLOAD_CHUNK = 65_536  # images rendered and uploaded at a time: 256 MiB of host memory
 
-    def __init__(self, dataset, cfg: Config, world_size: int, rank: int, device: torch.device):
+    def __init__(self, dataset: FactorDataset, cfg: Config, world_size: int, rank: int, device: torch.device):
         super().__init__(dataset, cfg, world_size, rank)
         self.device, self._orders_epoch, self._orders = device, -1, None
         n = dataset.num_images
-        first = dataset.images_at(np.arange(min(n, self.UPLOAD_CHUNK)))
+        first = dataset.raw_images_at(np.arange(min(n, self.UPLOAD_CHUNK)))
         self.pixels = torch.empty((n, *first.shape[1:]), dtype=torch.uint8, device=device)
         for start in range(0, n, self.UPLOAD_CHUNK):
-            chunk = first if start == 0 else dataset.images_at(np.arange(start, min(n, start + self.UPLOAD_CHUNK)))
+            chunk = first if start == 0 else dataset.raw_images_at(np.arange(start, min(n, start + self.UPLOAD_CHUNK)))
             self.pixels[start:start + len(chunk)].copy_(torch.from_numpy(chunk))
 
     def _device_orders(self, epoch: int) -> torch.Tensor:
@@ -98,7 +102,7 @@ class DeviceBatches(StepBatches):
         return self._device_orders(epoch)[within:within + self.micro_batch]
 
     def images(self, step: int, micro: int) -> torch.Tensor:
-        return self.pixels[self.indices(step, micro)].float()
+        return to_unit(self.pixels[self.indices(step, micro)], self.dataset.pixel_max)
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -164,26 +168,3 @@ class NoiseWindow:
             self._first = step
             self._window = upload(torch.stack([step_noise(self.cfg, s) for s in steps]), self.device)
         return self._window[step - self._first]
-
-
-class DataError(RuntimeError):
-    """Training data that cannot be read; the message names the file."""
-
-
-def build_dataset(cfg: Config) -> DSprites:
-    """The factor dataset: training data of `data.source: dsprites`, and what the metrics use."""
-    try:
-        return DSprites(cfg.data.dsprites_npz or None)
-    except (OSError, ValueError) as e:
-        raise DataError(str(e)) from None
-
-
-def build_batches(cfg: Config, world_size: int, rank: int, device: torch.device = torch.device("cpu")):
-    """The training micro-batch source named by `data.source`, yielding batches on `device`."""
-    if cfg.data.source == "webdataset":
-        from .stream import ShardStream
-
-        return ShardStream(cfg, world_size, rank, device)
-    if device.type == "cuda":
-        return DeviceBatches(build_dataset(cfg), cfg, world_size, rank, device)
-    return StepBatches(build_dataset(cfg), cfg, world_size, rank)

@@ -24,7 +24,7 @@ import json
 import random
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pyspng
@@ -33,16 +33,20 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .config import Config, ConfigError
-from .data import micro_batch_size, to_device
+from ..registry import ConfigError
+from .batches import micro_batch_size, to_device
+from .dataset import DataError, to_unit
 from .shards import MANIFEST
 from .tars import regular_files
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 IMAGE_KEYS = ("png", "jpg", "jpeg", "npy", "webp")
 PIL_FORMATS = {"jpg": ["JPEG"], "jpeg": ["JPEG"], "webp": ["WEBP"]}
 
 
-class StreamError(RuntimeError):
+class StreamError(DataError):
     """Unreadable shard data; the message names the shard and, where known, the sample key."""
 
 
@@ -164,7 +168,7 @@ class _EpochRanges(IterableDataset):
                     raise StreamError(f"rank {s.rank} worker {worker}: no readable sample in its range")
                 batch.append(seen[repeated % len(seen)])
                 repeated += 1
-            images = torch.from_numpy(np.stack([image for _, image in batch])).float().div_(255)
+            images = to_unit(torch.from_numpy(np.stack([image for _, image in batch])), 255)  # 8-bit images
             yield images, [key for key, _ in batch], counter.skipped
 
 
@@ -216,42 +220,3 @@ class ShardStream:
         """(images on `device`, skipped so far this epoch); a GPU's copies are pinned and overlap."""
         batches = ((images, skipped) for images, _, skipped in self.keyed_micro_batches(start_step))
         return to_device(batches, self.device) if self.device.type == "cuda" else batches
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Show what each rank reads: `accelerate launch -m betavae_dist.stream --config X [--epochs N]
-    [--out DIR] key=value ...` writes DIR/rank_R.json with the sample keys of each batch, by epoch."""
-    import argparse
-
-    from .config import apply_overrides, from_sources
-    from .distributed import make_accelerator, shutdown
-
-    parser = argparse.ArgumentParser(prog="betavae_dist.stream", description=main.__doc__.split("\n")[0])
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("stream_keys"))
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    try:
-        cfg = from_sources(args.config, [])
-        apply_overrides(cfg, ["data.source=webdataset", *args.overrides])
-    except ConfigError as e:
-        print(f"betavae_dist.stream: config error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    accelerator = make_accelerator()
-    try:
-        stream = ShardStream(cfg, accelerator.num_processes, accelerator.process_index)
-        batches = stream.keyed_micro_batches(0)
-        epochs = [[next(batches)[1] for _ in range(stream.batches_per_epoch)] for _ in range(args.epochs)]
-    except (StreamError, ConfigError) as e:
-        print(f"betavae_dist.stream: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"rank_{accelerator.process_index}.json").write_text(json.dumps({"epochs": epochs}))
-    accelerator.print(f"{accelerator.num_processes} rank(s), {stream.batches_per_epoch} batches of "
-                      f"{stream.micro_batch} per rank per epoch; keys in {args.out}")
-    shutdown(accelerator)
-
-
-if __name__ == "__main__":
-    main()

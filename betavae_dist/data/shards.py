@@ -1,8 +1,8 @@
 """Convert an image set into WebDataset tar shards once, for streaming to every rank.
 
-    python -m betavae_dist.shards folder SRC_DIR OUT_DIR [options]
-    python -m betavae_dist.shards celeba CELEBA_ROOT OUT_DIR [options]   # OUT_DIR/{train,valid,test}
-    python -m betavae_dist.shards dsprites OUT_DIR [--limit N] [options]
+    python -m betavae_dist.data.shards folder SRC_DIR OUT_DIR [options]
+    python -m betavae_dist.data.shards celeba CELEBA_ROOT OUT_DIR [options]   # OUT_DIR/{train,valid,test}
+    python -m betavae_dist.data.shards dsprites OUT_DIR [--limit N] [options]
 
 Each sample is `KEY.png` (or `.jpg`, `.npy` for raw uint8) plus `KEY.json` (source file, CelebA
 attributes, dSprites factors). Images are centre-cropped (`--crop`, CelebA: 148) and resized
@@ -30,6 +30,7 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import dsprites
+from .dsprites import DSprites
 
 MANIFEST = "manifest.json"
 FORMAT = "betavae-dist-shards/1"
@@ -87,7 +88,7 @@ def _file_sample(job: tuple[str, Path, dict, Preprocessing]) -> dict:
 
 def _dsprites_sample(job: tuple[int, Preprocessing]) -> dict:
     index, prep = job
-    factors = dsprites.index_to_factors(np.array([index]))[0]
+    factors = DSprites.index_to_factors(np.array([index]))[0]
     image = dsprites.render(factors[None])[0] * np.uint8(255)  # 0/255 so the PNG looks like the sprite
     meta = {"index": int(index), "factors": {n: int(v) for n, v in zip(dsprites.FACTOR_NAMES, factors)}}
     return {"__key__": f"{index:06d}", EXTENSIONS[prep.format]: encode(image, prep), "json": json.dumps(meta).encode()}
@@ -193,7 +194,7 @@ def celeba_jobs(root: Path, prep: Preprocessing) -> dict[str, list]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m betavae_dist.shards", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m betavae_dist.data.shards", description=__doc__.split("\n")[0])
     parser.add_argument("kind", choices=["folder", "celeba", "dsprites"])
     parser.add_argument("paths", nargs="+", help="SRC OUT (folder, celeba) or OUT (dsprites)")
     parser.add_argument("--size", type=int, default=64)

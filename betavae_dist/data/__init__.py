@@ -1,0 +1,51 @@
+"""Training data and the factor datasets the metrics use.
+
+    dataset.py   the FactorDataset interface (factors, images in [0, 1], sampling)
+    dsprites.py  dSprites, rendered from its factor grid (the built-in default)
+    batches.py   training batches of a factor dataset as a function of the step (host or GPU)
+    stream.py    training batches streamed from WebDataset tar shards
+    shards.py    writing those shards (`python -m betavae_dist.data.shards`)
+    tars.py      the tar reader the stream uses
+
+`data.name` picks the factor dataset from `DATASETS`: the training data when `data.source` is
+`dataset`, and always the dataset the disentanglement metrics sample from.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..registry import Registry
+from .batches import DeviceBatches, StepBatches
+from .dataset import DataError, FactorDataset
+from .dsprites import DSprites
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+DATASETS = Registry("dataset", {
+    "dsprites": DSprites,
+})
+SOURCES = ("dataset", "webdataset")  # data.source: the factor dataset `data.name`, or tar shards
+
+
+def build_dataset(cfg: Config) -> FactorDataset:
+    """The factor dataset `data.name`: training data of `data.source: dataset`, and what the metrics use."""
+    dataset = DATASETS.choose(cfg.data.name, "data.name")
+    try:
+        return dataset.from_config(cfg.data)
+    except (OSError, ValueError) as e:
+        raise DataError(str(e)) from None
+
+
+def build_batches(cfg: Config, world_size: int, rank: int, device: torch.device = torch.device("cpu")):
+    """The training micro-batch source named by `data.source`, yielding batches on `device`."""
+    if cfg.data.source == "webdataset":
+        from .stream import ShardStream  # webdataset is imported only by runs that stream
+
+        return ShardStream(cfg, world_size, rank, device)
+    if device.type == "cuda":
+        return DeviceBatches(build_dataset(cfg), cfg, world_size, rank, device)
+    return StepBatches(build_dataset(cfg), cfg, world_size, rank)

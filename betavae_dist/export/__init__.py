@@ -1,0 +1,94 @@
+"""The export format: `model.safetensors` (fp32) + `config.json`, loadable without pickle.
+
+`write_export` writes one atomically (training calls it at the end; `python -m betavae_dist.export`
+exports any checkpoint); `BetaVAE.from_pretrained` reads one, with the checks below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..checkpoint import write_failure
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+FORMAT = "betavae-dist/1"
+
+
+class ExportError(ValueError):
+    """An exported model directory that cannot be written or loaded; the message names the file."""
+
+
+def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path) -> None:
+    """Write the export atomically: a half-written OUT_DIR never replaces a good one."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".tmp-{out_dir.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
+    try:
+        tmp.mkdir(parents=True)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+    except (OSError, SafetensorError) as e:  # a full disk, permissions
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(write_failure(tmp / "model.safetensors", e, "the previous export is intact")) from None
+    meta = {
+        "format": FORMAT,
+        "model": {"arch": cfg.model.arch, "latents": cfg.model.latents, "channels": cfg.model.channels},
+        "likelihood": cfg.model.likelihood,
+        "training_config": cfg.to_dict(),
+    }
+    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+    old = out_dir.with_name(f".old-{out_dir.name}")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_export_config(directory: Path) -> tuple[str, int, int]:
+    """(arch, latents, channels) from an export's config.json; both files must exist."""
+    config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ExportError(f"missing {path}")
+    try:
+        arch = json.loads(config_path.read_text())["model"]
+        return arch["arch"], int(arch["latents"]), int(arch["channels"])
+    except (json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError, OverflowError) as e:
+        raise ExportError(f"{config_path}: not a betavae-dist export config ({type(e).__name__}: {e})") from None
+
+
+def check_header(model: nn.Module, weights_path: Path) -> None:
+    """The safetensors header must list exactly the model's float32 tensors, with its shapes."""
+    try:
+        with safe_open(weights_path, "pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
+    check_state_dict(model, {k: torch.empty(shape, device="meta") for k, (shape, _) in header.items()}, weights_path)
+    wrong = next((k for k, (_, dtype) in header.items() if dtype != "F32"), None)
+    if wrong:
+        raise ExportError(f"{weights_path}: tensor {wrong} is {header[wrong][1]}, exports are float32")
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Raise ExportError naming `source` unless `state` has exactly the model's keys and shapes."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    if missing or unexpected:
+        raise ExportError(f"{source}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    wrong = [k for k in expected if expected[k] != got[k]]
+    if wrong:
+        k = wrong[0]
+        raise ExportError(f"{source}: tensor {k} has shape {got[k]}, the model needs {expected[k]}")

@@ -1,0 +1,22 @@
+"""Training objectives, by the name `loss.objective` gives; one file each, one line here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..registry import Registry
+from .annealed import Annealed
+from .base import Objective
+from .beta import Beta
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+OBJECTIVES = Registry("objective", {
+    "beta": Beta,  # Higgins et al. 2017
+    "annealed": Annealed,  # Burgess et al. 2018
+})
+
+
+def build_objective(cfg: Config) -> Objective:
+    return OBJECTIVES.choose(cfg.loss.objective, "loss.objective")(cfg.loss, cfg.model)

@@ -1,0 +1,14 @@
+"""Capacity-annealed β-VAE (Burgess et al. 2018): recon + γ·|KL − C|, with the capacity C rising
+linearly from 0 to `loss.capacity_max` over `loss.capacity_steps` optimiser steps."""
+
+from __future__ import annotations
+
+from .base import Objective
+
+
+class Annealed(Objective):
+    def schedule(self, step: int) -> dict[str, float]:
+        return {"capacity": self.cfg.capacity_max * min(1.0, step / self.cfg.capacity_steps)}
+
+    def regulariser(self, mean, logvar, z, kl, schedule):
+        return self.cfg.gamma * (kl - schedule["capacity"]).abs(), {}

@@ -1,0 +1,67 @@
+"""The package's shape: no import cycles, and every part reachable through its registry."""
+
+import ast
+from pathlib import Path
+
+from helpers import ROOT
+
+PACKAGE = ROOT / "betavae_dist"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def type_checking_only(node: ast.AST, parents: dict) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def imports() -> dict[str, set[str]]:
+    """Each module's imports of modules of the package, wherever in the file they are (a function's
+    lazy import counts), except those under `if TYPE_CHECKING:` (never executed)."""
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        tree = ast.parse(path.read_text())
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not type_checking_only(node, parents):
+                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+                target = ".".join(p for p in (base, node.module) if p)
+                for alias in node.names:  # `from . import checkpoint` imports a module
+                    module = f"{target}.{alias.name}"
+                    is_module = (ROOT / module.replace(".", "/")).with_suffix(".py").exists()
+                    found.add(module if is_module else target)
+            elif isinstance(node, ast.Import) and not type_checking_only(node, parents):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found if m.startswith("betavae_dist") and m != name}
+    return graph
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    graph = imports()
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    cycles = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if reaches(b, a))
+    assert cycles == [], cycles
+
+
+def test_train_imports_no_command_line_module():
+    assert not {"betavae_dist.evaluate", "betavae_dist.export.__main__", "betavae_dist.sweep"} & imports()["betavae_dist.train"]

@@ -180,11 +180,11 @@ def usable(ckpt_dir: Path, named: Path | None = None, say=print) -> Path:
 
 
 def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
-    """The checkpoint to start from: `auto` = newest that verifies (none: start afresh, unless every
-    checkpoint there fails), `none`, or a path, which must verify."""
+    """The checkpoint to start from: `auto` (or `force`) = newest that verifies (none: start afresh,
+    unless every checkpoint there fails), `none`, or a path, which must verify."""
     if resume == "none":
         return None
-    if resume == "auto":
+    if resume in ("auto", "force"):
         chosen = latest_verified(ckpt_dir)
         if chosen is None and checkpoints(ckpt_dir):
             raise CheckpointError(f"no checkpoint under {ckpt_dir} verifies (see above); train.resume=PATH "

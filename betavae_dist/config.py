@@ -1,6 +1,8 @@
 """Experiment configuration: plain dataclasses, a YAML file, and typed `key=value` overrides.
 
-`load(argv)` reads `--config FILE` plus dotted overrides such as `loss.beta=8 train.steps=2000`.
+`load_or_exit(argv)` reads `--config FILE` (several layer in order) plus dotted overrides such as
+`loss.beta=8 train.steps=2000`; `--help` lists every key with its type, default and meaning, taken
+from the comments of the dataclasses below.
 Any unknown key or value of the wrong type raises ConfigError naming the key and where it came
 from (the YAML file or the command line); `main()` of each entry point turns it into exit code 2
 before any process group is started. The names a key accepts (architectures, objectives, datasets,
@@ -10,6 +12,7 @@ metrics, optimisers, likelihoods) are read from the registries of those parts.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import sys
 from dataclasses import dataclass, field
@@ -44,8 +47,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     arch: str = "conv64"  # "fc" (Higgins et al.), "conv64" (Burgess et al.), "conv64_deep" (CelebA)
-    latents: int = 10
-    channels: int = 1
+    latents: int = 10  # size of the code z
+    channels: int = 1  # image channels: 1 for dSprites, 3 for colour images
     likelihood: str = "bernoulli"  # "bernoulli" (binary images) or "gaussian" (natural images)
     gaussian_std: float = 0.7071067811865476  # sigma of the Gaussian likelihood; 1/sqrt(2) = summed MSE
 
@@ -53,33 +56,33 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     objective: str = "beta"  # "beta": recon + beta*KL (Higgins); "annealed": recon + gamma*|KL - C| (Burgess)
-    beta: float = 4.0
-    gamma: float = 1000.0
-    capacity_max: float = 25.0  # nats
+    beta: float = 4.0  # weight of the KL (objective beta); 1 is the plain VAE
+    gamma: float = 1000.0  # weight of |KL - C| (objective annealed)
+    capacity_max: float = 25.0  # objective annealed: final capacity C, in nats
     capacity_steps: int = 100_000  # C rises linearly from 0 to capacity_max over this many steps
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam, adamw, adagrad, sgd
-    lr: float = 5e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 0.0
+    name: str = "adam"  # the optimiser (optim.py)
+    lr: float = 5e-4  # learning rate
+    beta1: float = 0.9  # Adam's first-moment decay; SGD's momentum
+    beta2: float = 0.999  # Adam's second-moment decay
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
     grad_clip: float = 0.0  # max global grad norm; 0 disables clipping
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 10_000
+    steps: int = 10_000  # optimiser steps in all
     batch_size: int = 64  # global batch per optimiser step, whatever the number of ranks
-    grad_accum: int = 1
-    log_every: int = 50
-    ckpt_every: int = 1000
-    keep_checkpoints: int = 3
-    resume: str = "auto"  # "auto" (newest complete checkpoint, if any), "none", or a checkpoint path
-    tensorboard: bool = False
-    progress: bool = True
+    grad_accum: int = 1  # micro-batches per optimiser step on each rank
+    log_every: int = 50  # steps between lines of metrics.jsonl
+    ckpt_every: int = 1000  # steps between checkpoints
+    keep_checkpoints: int = 3  # newest checkpoints kept
+    resume: str = "auto"  # auto: newest verified checkpoint, same config only; force: any config; none; or a path
+    tensorboard: bool = False  # also log to TensorBoard (run_dir/tensorboard)
+    progress: bool = True  # a progress bar on rank 0
     cuda_graph: str = "auto"  # "auto" (one process on one GPU), "on" (say why when it cannot), "off"
     collective_timeout: int = 300  # seconds a rank waits for the others (a frozen or lost peer) before stopping
 
@@ -87,9 +90,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = 0  # evaluate every N training steps and at the end; 0 = not during training
-    metrics: str = "beta_vae"  # comma-separated: beta_vae, factor_vae, mig, dci, sap
+    metrics: str = "beta_vae"  # comma-separated metric names (metrics/)
     factors: str = "all"  # "all" (every varying factor; dSprites: all but colour) or "no_shape"
-    seed: int = 0
+    seed: int = 0  # the metrics' random draws
     pairs: int = 64  # L: image pairs per β-VAE point, images per FactorVAE vote
     n_train: int = 10_000  # classifier training points
     n_eval: int = 5_000  # held-out points
@@ -103,8 +106,8 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    run_dir: str = "runs/dsprites_beta4"
-    seed: int = 0
+    run_dir: str = "runs/dsprites_beta4"  # where config, metrics, checkpoints, export and figures go
+    seed: int = 0  # initial weights, data order and noise
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -264,24 +267,34 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> None:
     _check(cfg)
 
 
-def from_sources(config_file: str | None, overrides: list[str]) -> Config:
-    """Defaults, then the YAML file, then `key=value` overrides."""
+def from_sources(config_files: str | list[str] | None, overrides: list[str]) -> Config:
+    """Defaults, then each YAML file in order (a later one overrides what an earlier one set), then
+    `key=value` overrides."""
     cfg = Config()
-    if config_file:
-        path = Path(config_file)
-        try:
-            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file (a YAML config was expected)") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-        if data is not None and not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at top level")
-        apply_mapping(cfg, data or {}, f"in {path}")
+    files = [config_files] if isinstance(config_files, str) else list(config_files or [])
+    for config_file in files:
+        apply_mapping(cfg, read_yaml(Path(config_file)), f"in {config_file}")
     apply_overrides(cfg, overrides)
     return cfg
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping; a problem is a ConfigError naming the file (with line and column)."""
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config was expected)") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return data or {}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -297,30 +310,101 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def parse_cli(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Split `--config FILE key=value ...` into the file and the overrides."""
-    config_file, overrides, it = None, [], iter(argv)
+def parse_cli(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split `--config FILE [--config FILE2 ...] key=value ...` into the files and the overrides."""
+    config_files, overrides, it = [], [], iter(argv)
     for arg in it:
         if arg == "--config":
             config_file = next(it, None)
             if config_file is None:
                 raise ConfigError("--config needs a file path (command line)")
+            config_files.append(config_file)
         elif arg.startswith("--config="):
-            config_file = arg.split("=", 1)[1]
+            config_files.append(arg.split("=", 1)[1])
         elif arg.startswith("-"):
-            raise ConfigError(f"unknown option {arg!r} (command line); use --config FILE key=value ...")
+            raise ConfigError(f"unknown option {arg!r} (command line); use --config FILE key=value ..., or --help")
         else:
             overrides.append(arg)
-    return config_file, overrides
+    return config_files, overrides
+
+
+def usage(prog: str) -> str:
+    return (f"usage: python -m {prog} --config FILE [--config FILE ...] [key=value ...]\n"
+            f"       accelerate launch [--config_file launch/X.yaml] -m {prog} --config FILE [key=value ...]\n"
+            "Files layer in order, then key=value overrides (values parsed as YAML). --help lists the keys.")
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) of every config key, from the dataclasses and their comments."""
+    rows = []
+
+    def walk(cls, prefix: str) -> None:
+        comments = {}
+        for line in inspect.getsource(cls).splitlines():
+            name, _, rest = line.strip().partition(":")
+            if "#" in rest and name.isidentifier():
+                comments[name] = rest.split("#", 1)[1].strip()
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            value = getattr(defaults, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(type(value), f"{prefix}{f.name}.")
+            else:
+                rows.append((f"{prefix}{f.name}", get_type_hints(cls)[f.name].__name__, repr(value), comments.get(f.name, "")))
+
+    walk(Config, "")
+    return rows
+
+
+def help_text(prog: str) -> str:
+    rows = describe()
+    width = max(len(key) for key, *_ in rows)
+    lines = [usage(prog), "", "config keys (key  type  default  meaning):"]
+    lines += [f"  {key:<{width}}  {kind:<5}  {default:<12}  {meaning}" for key, kind, default, meaning in rows]
+    allowed = choices()
+    lines += ["", "names each key accepts:"] + [f"  {key}: {', '.join(names)}" for key, names in allowed.items()]
+    lines += [f"  eval.metrics (comma-separated): {', '.join(METRICS)}"]
+    return "\n".join(lines)
 
 
 def load_or_exit(argv: list[str], prog: str) -> Config:
-    """Parse the command line; on a config problem print one line and exit with code 2."""
+    """Parse the command line: no arguments print the usage and exit 2, --help prints every key and
+    exits 0; a config problem prints one line and exits 2."""
+    if not argv:
+        print(usage(prog), file=sys.stderr)
+        raise SystemExit(2)
+    if "--help" in argv or "-h" in argv:
+        print(help_text(prog))
+        raise SystemExit(0)
     try:
         return from_sources(*parse_cli(argv))
     except ConfigError as e:
         print(f"{prog}: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """A nested dict as {"a.b": value}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# What a resumed run may change: how long it trains, how it logs, checkpoints, evaluates and runs.
+# Everything else is the run's identity (model, objective, data, optimiser, seed, batch).
+RESUMABLE = ("run_dir", "train.steps", "train.grad_accum", "train.log_every", "train.ckpt_every",
+             "train.keep_checkpoints", "train.resume", "train.tensorboard", "train.progress", "train.cuda_graph",
+             "train.collective_timeout", "data.workers", "eval.")
+
+
+def identity_changes(recorded: Config, cfg: Config) -> list[str]:
+    """`key: old -> new` for each identity key in which `cfg` differs from a run's recorded config."""
+    old, new = flat(recorded.to_dict()), flat(cfg.to_dict())
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in old if old[k] != new[k] and not k.startswith(RESUMABLE)]
 
 
 def save_yaml(cfg: Config, path: Path) -> None:

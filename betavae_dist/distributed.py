@@ -64,6 +64,13 @@ def make_accelerator(collective_timeout: float | None = None, **kwargs) -> Accel
     `collective_timeout` (seconds) bounds how long a rank waits for the others in a collective."""
     expected = launched_world_size()
     cpu_only, deepspeed = not torch.cuda.is_available(), deepspeed_requested()
+    if deepspeed:
+        try:
+            import deepspeed as _  # noqa: F401  (Accelerate's DeepSpeed plugin needs both)
+            import transformers as _  # noqa: F401,F811
+        except ImportError as e:
+            raise LaunchError(f"the launch config asks for DeepSpeed but {e.name} is not installed: "
+                              "pip install 'betavae-dist[deepspeed]'") from None
     group = {}
     if cpu_only and deepspeed and "LOCAL_RANK" in os.environ:
         group["backend"] = "gloo"
@@ -80,6 +87,15 @@ def make_accelerator(collective_timeout: float | None = None, **kwargs) -> Accel
             "synchronised. On a CPU-only host use --config_file launch/cpu_ddp.yaml"
         )
     return accelerator
+
+
+def unwrap(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a prepared one. Accelerate's `unwrap_model` imports DeepSpeed whenever it is
+    installed (its "Setting accelerator" warning in every run, and ~1 ms per call), so only
+    DeepSpeed runs go through it."""
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return accelerator.unwrap_model(model)
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def shutdown(accelerator: Accelerator, *objects) -> None:

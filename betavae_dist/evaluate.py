@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import checkpoint
 from .config import Config, ConfigError, apply_mapping, apply_overrides
-from .data import DataError, build_dataset
+from .data import DataError, FactorDataset, build_dataset
 from .distributed import LaunchError, make_accelerator, shutdown
 from .export import ExportError, check_state_dict
 from .metrics import evaluate_model
@@ -54,6 +55,15 @@ def load_model(path: Path) -> tuple[BetaVAE, Config]:
     return model.eval(), cfg
 
 
+def check_input_shape(model: BetaVAE, dataset: FactorDataset, cfg: Config) -> None:
+    """The metrics feed the dataset's images to the model: their shapes must agree."""
+    takes = (model.channels, 64, 64)
+    if tuple(dataset.image_shape) != takes:
+        shape = "x".join(map(str, dataset.image_shape))
+        raise ConfigError(f"the model takes {'x'.join(map(str, takes))} images but data.name={cfg.data.name} has {shape}: "
+                          "the metrics need a factor dataset of the model's images (data.name=...)")
+
+
 def print_table(results: dict, source: Path) -> None:
     table = Table(title=f"disentanglement metrics: {source}")
     table.add_column("metric")
@@ -73,18 +83,22 @@ def main(argv: list[str] | None = None) -> None:
     try:
         model, cfg = load_model(args.model)
         apply_overrides(cfg, args.overrides)
+        dataset = build_dataset(cfg)
+        check_input_shape(model, dataset, cfg)
     except ConfigError as e:
         print(f"betavae_dist.evaluate: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (ExportError, checkpoint.CheckpointError) as e:
+    except (ExportError, DataError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     keep_heap()
     try:
         accelerator = make_accelerator()
         model = model.to(accelerator.device, memory_format=model.memory_format)
-        results = evaluate_model(model, build_dataset(cfg), cfg, accelerator)
-    except (LaunchError, DataError) as e:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, disable=not accelerator.is_main_process) as progress:
+            results = evaluate_model(model, dataset, cfg, accelerator, progress)
+    except LaunchError as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if accelerator.is_main_process:

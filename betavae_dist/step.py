@@ -24,6 +24,7 @@ from accelerate.utils import DistributedType
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
 from .config import Config
+from .distributed import unwrap
 from .data.batches import micro_batch_size, micro_slice
 from .objectives import Objective
 from .optim import CAPTURABLE
@@ -103,7 +104,7 @@ class EagerStep:
     def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, objective: Objective, stats: StepStats):
         self.model, self.optimizer, self.accelerator, self.cfg = model, optimizer, accelerator, cfg
         self.objective, self.stats = objective, stats
-        self.memory_format = accelerator.unwrap_model(model).memory_format
+        self.memory_format = unwrap(accelerator, model).memory_format
         self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
         self.check_grad = accelerator.scaler is None  # fp16 loss scaling expects the odd overflow and skips that step
         world, rank = accelerator.num_processes, accelerator.process_index
@@ -150,7 +151,7 @@ class GraphStep:
     def __init__(self, model, optimizer, accelerator: Accelerator, cfg: Config, objective: Objective, stats: StepStats):
         self.model, self.optimizer, self.cfg = model, optimizer.optimizer, cfg
         self.objective, self.stats = objective, stats
-        device, memory_format = accelerator.device, accelerator.unwrap_model(model).memory_format
+        device, memory_format = accelerator.device, unwrap(accelerator, model).memory_format
         micro, channels = micro_batch_size(cfg, 1), cfg.model.channels
         self.rows = [micro_slice(m, 1, 0, micro) for m in range(cfg.train.grad_accum)]
         # The graph's inputs: filled before each replay, never reallocated.

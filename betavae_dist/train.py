@@ -24,11 +24,11 @@ from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
-from .config import Config, ConfigError, load_or_exit, save_yaml
+from .config import Config, ConfigError, flat, from_sources, identity_changes, load_or_exit, save_yaml
 from .data import DataError, build_batches, build_dataset
 from .data.batches import NoiseWindow
 from .distributed import (LaunchError, configure_deepspeed, die_with_launcher, make_accelerator, offloads_optimizer,
-                          shutdown)
+                          shutdown, unwrap)
 from .export import ExportError, write_export
 from .metrics import evaluate_model
 from .models import BetaVAE
@@ -72,6 +72,18 @@ def prepare_run_dir(run_dir: Path, rank: int) -> None:
         raise TrainingError(f"cannot write the run directory {run_dir} (run_dir): {e.strerror}") from None
 
 
+def refuse_another_run(cfg: Config, run_dir: Path, ckpt_dir: Path) -> None:
+    """`resume=auto` continues a run only under its own config (recorded in config.yaml): the
+    schedule, logging and evaluation may change, not what is trained."""
+    recorded = run_dir / "config.yaml"
+    if cfg.train.resume != "auto" or not checkpoint.checkpoints(ckpt_dir) or not recorded.is_file():
+        return
+    changes = identity_changes(from_sources(str(recorded), []), cfg)
+    if changes:
+        raise ConfigError(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
+                          "train.resume=force continues it under this one, or choose a new run_dir")
+
+
 def progress_bar(enabled: bool) -> Progress:
     return Progress(
         TextColumn("step"), MofNCompleteColumn(), BarColumn(),
@@ -93,6 +105,8 @@ def train(cfg: Config) -> None:
     keep_heap()
     if cfg.train.tensorboard and not is_tensorboard_available():
         raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install 'betavae-dist[tensorboard]'")
+    run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
+    refuse_another_run(cfg, run_dir, ckpt_dir)
     die_with_launcher()
     accelerator = make_accelerator(
         cfg.train.collective_timeout,
@@ -101,7 +115,6 @@ def train(cfg: Config) -> None:
         project_dir=cfg.run_dir,
     )
     stop = StopSignal()
-    run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
     prepare_run_dir(run_dir, accelerator.process_index)
     accelerator.wait_for_everyone()
     is_main = accelerator.is_main_process
@@ -116,7 +129,7 @@ def train(cfg: Config) -> None:
         model = model.to(memory_format=model.memory_format)
     optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
     model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = unwrap(accelerator, model)
     set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
     resume_from = checkpoint.choose_resume(cfg.train.resume, ckpt_dir, accelerator)
@@ -131,7 +144,7 @@ def train(cfg: Config) -> None:
     run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
     noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
     if cfg.train.tensorboard:
-        accelerator.init_trackers("tensorboard", config=_flat(cfg.to_dict()))
+        accelerator.init_trackers("tensorboard", config=flat(cfg.to_dict()))
     accelerator.print(
         f"{accelerator.num_processes} process(es) on {accelerator.device} ({accelerator.distributed_type.value}, "
         f"{accelerator.mixed_precision}), {run_step.description}, global batch {cfg.train.batch_size}, "
@@ -213,16 +226,6 @@ def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> No
 
 def _summary(m: dict) -> str:
     return f"loss {m['loss']:.2f}  recon {m['recon']:.2f}  KL {m['kl']:.2f}  {m['img_per_s']:.0f} img/s"
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,7 +34,9 @@ def accelerate_cmd(nproc: int, *args: str) -> list[str]:
 
 
 def run(cmd: list[str], timeout: float = 300, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`env`: variables to set on top of ours; None removes one."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DS_ACCELERATOR": "cpu", **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

@@ -42,8 +42,8 @@ def test_bad_yaml_key_names_the_file(tmp_path):
 
 
 def test_cli_parsing():
-    assert parse_cli(["--config", "a.yaml", "x=1"]) == ("a.yaml", ["x=1"])
-    assert parse_cli(["--config=a.yaml"]) == ("a.yaml", [])
+    assert parse_cli(["--config", "a.yaml", "x=1"]) == (["a.yaml"], ["x=1"])
+    assert parse_cli(["--config=a.yaml"]) == (["a.yaml"], [])
     with pytest.raises(ConfigError, match="unknown option"):
         parse_cli(["--steps", "3"])
 
@@ -85,7 +85,7 @@ def test_out_of_range_values_name_the_key(override, message):
 def test_duplicate_yaml_keys_and_binary_files_are_refused(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("loss:\n  beta: 4\n  beta: 8\n")
-    with pytest.raises(ConfigError, match=r"duplicate key 'beta'.*line 3, column 3"):
+    with pytest.raises(ConfigError, match=r"line 3, column 3: invalid YAML: duplicate key 'beta'"):
         from_sources(str(path), [])
     path = tmp_path / "binary.yaml"
     path.write_bytes(bytes(range(256)) * 4)
@@ -113,3 +113,36 @@ def test_allowed_names_come_from_the_registries():
         del OPTIMIZERS["lion_test"]
     with pytest.raises(ConfigError, match="optim.name: 'lion_test' is not one of adam, adamw, adagrad, sgd"):
         from_sources(None, ["optim.name=lion_test"])
+
+
+def test_help_lists_every_key_with_type_default_and_meaning():
+    from betavae_dist.config import Config, flat
+    proc = run([sys.executable, "-m", "betavae_dist.train", "--help"])
+    table = proc.stdout.split("config keys")[1].split("\n\n")[0]
+    lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+    for key, default in flat(Config().to_dict()).items():
+        assert key in lines, key
+        assert repr(default) in lines[key]
+    assert "loss.objective: beta, annealed" in proc.stdout  # the names each key accepts, from the registries
+
+
+def test_no_arguments_print_the_usage_and_exit_2(tmp_path):
+    proc = run([sys.executable, "-m", "betavae_dist.train"], check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: python -m betavae_dist.train --config FILE")
+    assert proc.stdout == ""  # nothing started
+
+
+def test_config_files_layer_in_order(tmp_path):
+    base, change = tmp_path / "base.yaml", tmp_path / "change.yaml"
+    base.write_text("loss:\n  beta: 2.0\n  gamma: 50.0\ntrain:\n  steps: 7\n")
+    change.write_text("loss:\n  beta: 16.0\n")
+    cfg = from_sources([str(base), str(change)], ["train.steps=9"])
+    assert (cfg.loss.beta, cfg.loss.gamma, cfg.train.steps) == (16.0, 50.0, 9)
+    assert parse_cli(["--config", "a.yaml", "--config=b.yaml", "x=1"]) == (["a.yaml", "b.yaml"], ["x=1"])
+
+
+def test_yaml_syntax_errors_keep_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("loss:\n  beta: 4\n   gamma: 2\n")
+    with pytest.raises(ConfigError, match=f"{path}, line 3, column 9: invalid YAML: mapping values are not allowed here"):
+        from_sources(str(path), [])

@@ -63,3 +63,21 @@ def test_periodic_evaluation_is_logged_with_training_metrics(tmp_run):
     evals = [line for line in lines if "eval/beta_vae.eval_accuracy" in line]
     assert [line["step"] for line in evals] == [2, 4]
     assert 0 <= evals[-1]["eval/mig.score"] <= 1
+
+
+def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
+    from betavae_dist.config import from_sources
+    from betavae_dist.export import write_export
+    from betavae_dist.models import BetaVAE
+    cfg = from_sources("configs/celeba_beta.yaml", ["data.shards=unused"])  # 3 channels, trained from shards
+    write_export(BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels).state_dict(), cfg, tmp_path / "celeba")
+    proc = evaluate(tmp_path / "celeba", tmp_path / "x.json", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "betavae_dist.evaluate: config error: the model takes 3x64x64 images but data.name=dsprites has 1x64x64: "
+        "the metrics need a factor dataset of the model's images (data.name=...)")
+
+
+def test_progress_shows_the_encoding_and_each_metric(trained, tmp_path):
+    proc = evaluate(trained / "export", tmp_path / "p.json", extra=["eval.metrics=beta_vae,mig"])
+    assert "images encoded" in proc.stdout and "metric beta_vae" in proc.stdout and "metric mig" in proc.stdout

@@ -186,3 +186,28 @@ def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tm
                 os.kill(w, signal.SIGKILL)
     assert proc.returncode != 0
     assert "waited train.collective_timeout=10 s for another rank (frozen, killed or unreachable)" in log.read_text()
+
+
+def test_resume_into_a_run_with_another_config_is_refused_naming_the_keys(tmp_run):
+    train(tmp_run, "train.steps=2", "train.ckpt_every=2")
+    proc = train(tmp_run, "train.steps=4", "loss.beta=8", "model.latents=6", check=False)
+    assert proc.returncode == 2
+    assert (f"{tmp_run} holds a run with another config (model.latents: 10 -> 6; loss.beta: 4.0 -> 8.0); "
+            "train.resume=force") in proc.stderr.strip().splitlines()[-1]
+    assert "beta: 4.0" in (tmp_run / "config.yaml").read_text()
+    # The schedule, logging and evaluation may change; force continues under the new config.
+    train(tmp_run, "train.steps=4", "train.ckpt_every=4", "train.log_every=1", "eval.n_train=10")
+    forced = train(tmp_run, "train.steps=6", "loss.beta=8", "train.resume=force")
+    assert "resuming from" in forced.stdout and "beta: 8.0" in (tmp_run / "config.yaml").read_text()
+
+
+def test_plain_runs_do_not_import_deepspeed_and_a_missing_one_is_named(tmp_path):
+    proc = run([sys.executable, "-m", "betavae_dist.train", f"run_dir={tmp_path / 'a'}", *TINY, "train.steps=1"],
+               env={"DS_ACCELERATOR": None})
+    assert "Setting accelerator" not in proc.stdout + proc.stderr  # DeepSpeed's import-time warning
+    launcher = "import sys; sys.modules['deepspeed'] = None; from betavae_dist.train import main; main(sys.argv[1:])"
+    proc = run([sys.executable, "-c", launcher, f"run_dir={tmp_path / 'b'}", "train.steps=1"],
+               env={"ACCELERATE_USE_DEEPSPEED": "true"}, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == ("betavae_dist.train: error: the launch config asks for DeepSpeed but "
+                                                   "deepspeed is not installed: pip install 'betavae-dist[deepspeed]'")

@@ -24,6 +24,8 @@ from .factor_vae import factor_vae_score
 from .mig import mig
 from .sap import sap
 
+from rich.progress import Progress
+
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
@@ -55,16 +57,22 @@ def run_metric(name: str, dataset: FactorDataset, represent: Represent, factors:
     return {f"{name}.{score}": value for score, value in scores.items()}
 
 
-def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Accelerator | None) -> dict:
+def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Accelerator | None,
+                   progress: Progress | None = None) -> dict:
     """The metrics of `eval.metrics` for a model on a factor dataset; every rank must call this (each
-    runs its share of forward passes). Each distinct image is encoded once for all the metrics."""
+    runs its share of forward passes). Each distinct image is encoded once for all the metrics.
+    `progress` gets a line for the images encoded and one per metric."""
+    progress = progress or Progress(disable=True)
     device = accelerator.device if accelerator else next(model.parameters()).device
+    encoding = progress.add_task("images encoded", total=None)
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
-                      cfg.eval.batch_size)
+                      cfg.eval.batch_size, on_encoded=lambda n: progress.advance(encoding, n))
     factors = factor_set(dataset, cfg.eval.factors)
     results: dict = {}
     for name in cfg.eval.metric_names:
+        task = progress.add_task(f"metric {name}", total=1)
         start = time.perf_counter()
         results.update(run_metric(name, dataset, codes, factors, cfg.eval))
         results[f"{name}.seconds"] = round(time.perf_counter() - start, 2)
+        progress.update(task, completed=1)
     return results

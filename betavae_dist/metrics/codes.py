@@ -47,8 +47,11 @@ class Streams:
 
 
 class CodeTable:
-    def __init__(self, represent: Represent, factor_sizes, accelerator=None, batch_size: int = 64):
+    def __init__(self, represent: Represent, factor_sizes, accelerator=None, batch_size: int = 64,
+                 on_encoded: Callable[[int], None] = lambda n: None):
+        """`on_encoded(n)` is told of each round of n images encoded (by all ranks together)."""
         self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
+        self.on_encoded = on_encoded
         self.sizes = np.array(factor_sizes, np.int64)
         self.strides = np.array([math.prod(factor_sizes[i + 1 :]) for i in range(len(factor_sizes))], np.int64)
         self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
@@ -75,6 +78,7 @@ class CodeTable:
             chunk = np.pad(chunk, (0, self.batch_size - len(chunk)), mode="edge")  # fixed shape
             factors = (chunk[:, None] // self.strides) % self.sizes
             mine.append(torch.from_numpy(np.ascontiguousarray(self.represent(factors), np.float32)))
+            self.on_encoded(min(self.batch_size * world, len(flat) - k * world * self.batch_size))
         codes = torch.stack(mine)  # (rounds, batch, d)
         if world > 1:
             gathered = self.accelerator.gather(codes.to(self.accelerator.device)).cpu()

@@ -1,0 +1,25 @@
+"""Installing beside a researcher's own torch keeps it: pip plans no torch (and no DeepSpeed,
+an extra) for a venv that already holds another torch release within our range."""
+
+import json
+import sys
+
+from helpers import ROOT, run
+
+
+def test_install_keeps_an_existing_torch(tmp_path):
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", str(venv)])
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    dist = site / "torch-2.11.0.dist-info"  # what pip sees of an installed torch (the GPU image's release)
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.11.0\n")
+    (dist / "INSTALLER").write_text("pip\n")
+    (dist / "RECORD").write_text("")
+    report = tmp_path / "report.json"
+    run([str(venv / "bin" / "pip"), "install", "--dry-run", "--quiet", "--report", str(report), "-e", str(ROOT)],
+        timeout=900)
+    planned = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert "betavae-dist" in planned
+    assert "torch" not in planned and not any(name.startswith("nvidia") for name in planned), sorted(planned)
+    assert "deepspeed" not in planned and "transformers" not in planned

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
 from .data import DATASETS, SOURCES
 from .metrics import METRICS
@@ -81,10 +82,14 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between checkpoints
     keep_checkpoints: int = 3  # newest checkpoints kept
     resume: str = "auto"  # auto: newest verified checkpoint, same config only; force: any config; none; or a path
-    tensorboard: bool = False  # also log to TensorBoard (run_dir/tensorboard)
+    report_to: str = ""  # trackers (accelerate's names, comma-separated: tensorboard, wandb, mlflow, ...) or all
     progress: bool = True  # a progress bar on rank 0
     cuda_graph: str = "auto"  # "auto" (one process on one GPU), "on" (say why when it cannot), "off"
     collective_timeout: int = 300  # seconds a rank waits for the others (a frozen or lost peer) before stopping
+
+    @property
+    def trackers(self) -> list[str]:
+        return [t.strip() for t in self.report_to.split(",") if t.strip()]
 
 
 @dataclass
@@ -135,11 +140,13 @@ def choices() -> dict[str, tuple[str, ...]]:
     }
 
 
-# Old names still accepted for one release, with a line saying so: key -> {old: new}.
+# Old names still accepted for one release, with a line saying so: key -> {old value: new value},
+# and old key -> (new key, {old value: new value}).
 DEPRECATED = {
     "loss.objective": {"H": "beta", "B": "annealed"},
     "data.source": {"dsprites": "dataset"},
 }
+RENAMED = {"train.tensorboard": ("train.report_to", {True: "tensorboard", False: ""})}
 
 
 def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
@@ -165,6 +172,10 @@ def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
 
 
 def _apply(obj: Any, key: str, value: Any, source: str) -> None:
+    if key in RENAMED:
+        new_key, values = RENAMED[key]
+        print(f"config: {key} is deprecated, use {new_key} ({source})", file=sys.stderr)
+        key, value = new_key, values.get(value, value) if isinstance(value, bool) else value
     *parents, leaf = key.split(".")
     target = obj
     for i, name in enumerate(parents):
@@ -250,6 +261,10 @@ def _check(cfg: Config) -> None:
                           f"model.channels={cfg.model.channels}; set eval.every=0")
     for name in cfg.eval.metric_names:
         METRICS.choose(name, "eval.metrics")
+    trackers = ("all", *LOGGER_TYPE_TO_CLASS)
+    unknown = [t for t in cfg.train.trackers if t not in trackers]
+    if unknown:
+        raise ConfigError(f"train.report_to: unknown tracker {unknown[0]!r}; choose from {', '.join(trackers)}")
 
 
 def apply_mapping(cfg: Config, data: dict, source: str) -> None:
@@ -397,7 +412,7 @@ def flat(d: dict, prefix: str = "") -> dict:
 # What a resumed run may change: how long it trains, how it logs, checkpoints, evaluates and runs.
 # Everything else is the run's identity (model, objective, data, optimiser, seed, batch).
 RESUMABLE = ("run_dir", "train.steps", "train.grad_accum", "train.log_every", "train.ckpt_every",
-             "train.keep_checkpoints", "train.resume", "train.tensorboard", "train.progress", "train.cuda_graph",
+             "train.keep_checkpoints", "train.resume", "train.report_to", "train.progress", "train.cuda_graph",
              "train.collective_timeout", "data.workers", "eval.")
 
 

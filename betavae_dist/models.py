@@ -21,7 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from .export import ExportError, check_header, check_state_dict, read_export_config
+from huggingface_hub import PyTorchModelHubMixin, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from .export import CONFIG, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, write_files
 from .registry import Registry
 
 IMAGE_SIZE = 64
@@ -94,13 +97,17 @@ def _conv64_deep(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
 ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep})
 
 
-class BetaVAE(nn.Module):
+class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags=["beta-vae", "disentanglement"]):
+    """The network. `save_pretrained(dir)`, `push_to_hub(repo_id)` (from huggingface_hub's mixin) and
+    `from_pretrained(dir or repo_id)` read and write our export format (export/)."""
+
     def __init__(self, arch: str = "conv64", latents: int = 10, channels: int = 1):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
         self.arch, self.latents, self.channels = arch, latents, channels
         self.encoder, self.decoder = ARCHITECTURES[arch](latents, channels)
+        self.export_config: dict | None = None  # config.json of the export it was loaded from
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -126,16 +133,30 @@ class BetaVAE(nn.Module):
         z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
         return self.decode(z), mean, logvar, z
 
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The export format (the mixin's save_pretrained and push_to_hub call this)."""
+        config = self.export_config or {"model": {"arch": self.arch, "latents": self.latents, "channels": self.channels}}
+        write_files(self.state_dict(), {k: v for k, v in config.items() if k != "format"}, save_directory)
+
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "BetaVAE":
-        """Rebuild a model from `config.json` + `model.safetensors`; no pickle is involved.
+    def from_pretrained(cls, path_or_repo_id: str | Path, *, revision: str | None = None, cache_dir: str | None = None,
+                        token: str | bool | None = None, local_files_only: bool = False) -> "BetaVAE":
+        """Rebuild a model from `config.json` + `model.safetensors` in a directory or, for any other
+        name, a Hub repository (those two files only, through the Hub's cache); no pickle is involved.
 
         Nothing is allocated before the config is within bounds and the file's header (names,
         shapes, float32) matches the model it describes; weights that are not finite are refused.
         """
-        directory = Path(directory)
-        config_path, weights_path = directory / "config.json", directory / "model.safetensors"
-        name, latents, channels = read_export_config(directory)
+        directory = Path(path_or_repo_id)
+        if not directory.is_dir():
+            try:
+                directory = Path(snapshot_download(str(path_or_repo_id), allow_patterns=[CONFIG, WEIGHTS], revision=revision,
+                                                   cache_dir=cache_dir, token=token, local_files_only=local_files_only))
+            except (OSError, ValueError, HfHubHTTPError) as e:  # no such repository, offline, not a repo id
+                raise ExportError(f"{path_or_repo_id}: not an export directory, and not a Hub repository that can be "
+                                  f"read ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
+        config_path, weights_path = directory / CONFIG, directory / WEIGHTS
+        config, name, latents, channels = read_export_config(directory)
         if name not in ARCHITECTURES or not 1 <= latents <= MAX_LATENTS or not 1 <= channels <= MAX_CHANNELS:
             raise ExportError(f"{config_path}: model {name!r} with {latents} latents and {channels} channels is out of "
                               f"bounds (arch one of {', '.join(ARCHITECTURES)}, latents 1..{MAX_LATENTS}, "
@@ -152,4 +173,5 @@ class BetaVAE(nn.Module):
         model = cls(name, latents, channels)
         check_state_dict(model, state, weights_path)
         model.load_state_dict(state)
+        model.export_config = config
         return model.eval()

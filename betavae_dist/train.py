@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import DistributedType, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
@@ -103,15 +104,16 @@ def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, accelerator: Acce
 
 def train(cfg: Config) -> None:
     keep_heap()
-    if cfg.train.tensorboard and not is_tensorboard_available():
-        raise ConfigError("train.tensorboard=true needs the tensorboard package: pip install 'betavae-dist[tensorboard]'")
+    missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
+    if missing:
+        raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
     run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
     refuse_another_run(cfg, run_dir, ckpt_dir)
     die_with_launcher()
     accelerator = make_accelerator(
         cfg.train.collective_timeout,
         gradient_accumulation_steps=cfg.train.grad_accum,
-        log_with="tensorboard" if cfg.train.tensorboard else None,
+        log_with=cfg.train.trackers or None,
         project_dir=cfg.run_dir,
     )
     stop = StopSignal()
@@ -143,8 +145,8 @@ def train(cfg: Config) -> None:
     stats = StepStats(accelerator.device, objective.terms)
     run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
     noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
-    if cfg.train.tensorboard:
-        accelerator.init_trackers("tensorboard", config=flat(cfg.to_dict()))
+    if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
+        accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
     accelerator.print(
         f"{accelerator.num_processes} process(es) on {accelerator.device} ({accelerator.distributed_type.value}, "
         f"{accelerator.mixed_precision}), {run_step.description}, global batch {cfg.train.batch_size}, "

@@ -58,13 +58,17 @@ PartitionName=debug Nodes=node[1-2] Default=YES MaxTime=INFINITE State=UP OverSu
 def slurm(tmp_path_factory):
     """A real SLURM with 2 emulated nodes on this machine (Debian's slurmctld/slurmd, no systemd);
     yields the environment for sbatch & co. Missing SLURM skips, or fails under
-    BETAVAE_REQUIRE_SLURM=1 (set by .ci/run, which installs it)."""
+    BETAVAE_REQUIRE_SLURM=1 (set by .ci/run, which installs it); BETAVAE_SKIP_SLURM=1 skips it
+    locally (or `pytest -m "not slurm"`)."""
     import shutil
     import time
     binaries = ("slurmctld", "slurmd", "sbatch", "scontrol", "sinfo")
+    required = os.environ.get("BETAVAE_REQUIRE_SLURM") == "1"
+    if os.environ.get("BETAVAE_SKIP_SLURM") == "1" and not required:  # leave this machine's daemons alone
+        pytest.skip("BETAVAE_SKIP_SLURM=1")
     if not all(shutil.which(b) for b in binaries) or os.geteuid() != 0:
         message = "needs root and SLURM (Debian packages slurmctld slurmd slurm-client)"
-        if os.environ.get("BETAVAE_REQUIRE_SLURM") == "1":
+        if required:
             pytest.fail(f"BETAVAE_REQUIRE_SLURM=1 but this {message}")
         pytest.skip(message)
     d = tmp_path_factory.mktemp("slurm")

@@ -21,7 +21,8 @@ def test_vae_config_is_beta_one():
     ("nope.beta=2", "unknown config key 'nope'"),
     ("train.steps=abc", "train.steps: expected int, got str"),
     ("train.steps=1.5", "train.steps: expected int, got float"),
-    ("train.tensorboard=3", "train.tensorboard: expected bool"),
+    ("train.report_to=3", "train.report_to: unknown tracker '3'"),
+    ("train.report_to=tensorboard,wandbb", "train.report_to: unknown tracker 'wandbb'; choose from all, aim"),
     ("model.arch=resnet", "model.arch: 'resnet' is not one of"),
     ("train.batch_size=0", "train.batch_size: must be positive"),
     ("beta", "not of the form key=value"),
@@ -146,3 +147,9 @@ def test_yaml_syntax_errors_keep_line_and_column(tmp_path):
     path.write_text("loss:\n  beta: 4\n   gamma: 2\n")
     with pytest.raises(ConfigError, match=f"{path}, line 3, column 9: invalid YAML: mapping values are not allowed here"):
         from_sources(str(path), [])
+
+
+def test_old_tensorboard_switch_becomes_report_to(capsys):
+    assert from_sources(None, ["train.tensorboard=true"]).train.report_to == "tensorboard"
+    assert from_sources(None, ["train.tensorboard=false"]).train.report_to == ""
+    assert "train.tensorboard is deprecated, use train.report_to" in capsys.readouterr().err

@@ -118,3 +118,28 @@ def test_hostile_configs_are_refused_before_allocating(tmp_path, model, words):
 def test_non_float32_or_non_finite_weights_are_refused(tmp_path, tensors, words):
     with pytest.raises(ExportError, match=words):
         BetaVAE.from_pretrained(hostile(tmp_path, tensors=tensors))
+
+
+def test_hub_mixin_round_trip_writes_the_export_format(tmp_path):
+    model = BetaVAE("fc", 6).eval()
+    model.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["model"] == {"arch": "fc", "latents": 6, "channels": 1}
+    loaded = BetaVAE.from_pretrained(tmp_path / "saved")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    # A trained export keeps its training config through a save.
+    cfg = Config()
+    cfg.model.arch, cfg.model.latents = "fc", 6
+    write_export(model.state_dict(), cfg, tmp_path / "export")
+    BetaVAE.from_pretrained(tmp_path / "export").save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["training_config"] == cfg.to_dict()
+
+
+def test_a_repo_id_loads_from_the_hub_cache_and_a_missing_one_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing leaves this machine
+    snapshot = tmp_path / "hub" / "models--someone--betavae" / "snapshots" / ("0" * 40)
+    BetaVAE("fc", 4).save_pretrained(snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    assert BetaVAE.from_pretrained("someone/betavae", cache_dir=tmp_path / "hub").latents == 4
+    with pytest.raises(ExportError, match="someone/other: not an export directory, and not a Hub repository"):
+        BetaVAE.from_pretrained("someone/other", cache_dir=tmp_path / "hub")

@@ -34,7 +34,7 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
 
 
 def test_run_directory_has_everything(tmp_run):
-    train(tmp_run, "train.steps=4", "train.ckpt_every=2", "train.keep_checkpoints=1", "train.tensorboard=true")
+    train(tmp_run, "train.steps=4", "train.ckpt_every=2", "train.keep_checkpoints=1", "train.report_to=tensorboard")
     for name in ("config.yaml", "metrics.jsonl", "traversal.png", "reconstruction.png",
                  "export/model.safetensors", "export/config.json"):
         assert (tmp_run / name).is_file(), name
@@ -42,7 +42,7 @@ def test_run_directory_has_everything(tmp_run):
     lines = [json.loads(line) for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [2, 4]
     assert {"loss", "recon", "kl", "img_per_s", "grad_norm"} <= lines[0].keys()
-    assert list((tmp_run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert list((tmp_run / tmp_run.name).rglob("events.out.tfevents.*"))  # TensorBoard, under the run's name
     assert "steps: 4" in (tmp_run / "config.yaml").read_text()
     BetaVAE.from_pretrained(tmp_run / "export")
 

@@ -1,7 +1,8 @@
 """The export format: `model.safetensors` (fp32) + `config.json`, loadable without pickle.
 
 `write_export` writes one atomically (training calls it at the end; `python -m betavae_dist.export`
-exports any checkpoint); `BetaVAE.from_pretrained` reads one, with the checks below.
+exports any checkpoint; `BetaVAE.save_pretrained` too); `BetaVAE.from_pretrained` reads one, from a
+directory or a Hugging Face Hub repository, with the checks below.
 """
 
 from __future__ import annotations
@@ -29,7 +30,23 @@ class ExportError(ValueError):
     """An exported model directory that cannot be written or loaded; the message names the file."""
 
 
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+
+
+def export_config(cfg: Config) -> dict:
+    """What config.json holds: the architecture, the likelihood and the whole training config."""
+    return {
+        "model": {"arch": cfg.model.arch, "latents": cfg.model.latents, "channels": cfg.model.channels},
+        "likelihood": cfg.model.likelihood,
+        "training_config": cfg.to_dict(),
+    }
+
+
 def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path) -> None:
+    write_files(state_dict, export_config(cfg), out_dir)
+
+
+def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path) -> None:
     """Write the export atomically: a half-written OUT_DIR never replaces a good one."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
@@ -37,17 +54,11 @@ def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
     try:
         tmp.mkdir(parents=True)
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
     except (OSError, SafetensorError) as e:  # a full disk, permissions
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(write_failure(tmp / "model.safetensors", e, "the previous export is intact")) from None
-    meta = {
-        "format": FORMAT,
-        "model": {"arch": cfg.model.arch, "latents": cfg.model.latents, "channels": cfg.model.channels},
-        "likelihood": cfg.model.likelihood,
-        "training_config": cfg.to_dict(),
-    }
-    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+        raise ExportError(write_failure(tmp / WEIGHTS, e, "the previous export is intact")) from None
+    (tmp / CONFIG).write_text(json.dumps({"format": FORMAT, **config}, indent=2))
     old = out_dir.with_name(f".old-{out_dir.name}")
     if out_dir.exists():
         os.replace(out_dir, old)
@@ -55,15 +66,16 @@ def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_export_config(directory: Path) -> tuple[str, int, int]:
-    """(arch, latents, channels) from an export's config.json; both files must exist."""
-    config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+def read_export_config(directory: Path) -> tuple[dict, str, int, int]:
+    """(config.json, arch, latents, channels) of an export; both files must exist."""
+    config_path, weights_path = directory / CONFIG, directory / WEIGHTS
     for path in (config_path, weights_path):
         if not path.is_file():
             raise ExportError(f"missing {path}")
     try:
-        arch = json.loads(config_path.read_text())["model"]
-        return arch["arch"], int(arch["latents"]), int(arch["channels"])
+        config = json.loads(config_path.read_text())
+        arch = config["model"]
+        return config, arch["arch"], int(arch["latents"]), int(arch["channels"])
     except (json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError, OverflowError) as e:
         raise ExportError(f"{config_path}: not a betavae-dist export config ({type(e).__name__}: {e})") from None
 

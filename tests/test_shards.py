@@ -81,3 +81,47 @@ def test_bad_input_is_named(tmp_path):
     (root / "img_align_celeba" / "000002.jpg").write_bytes(b"not a jpeg")
     proc = run([sys.executable, "-m", "betavae_dist.data.shards", "celeba", str(root), str(tmp_path / "o")], check=False)
     assert proc.returncode == 1 and f"cannot read image {root / 'img_align_celeba' / '000002.jpg'}" in proc.stderr
+
+
+def test_colliding_keys_are_refused_naming_both_files(tmp_path):
+    for names in (("dup.jpg", "dup.png"), ("photo.v2.final.JPG", "photo_v2.final.jpg")):
+        src = tmp_path / names[0]
+        src.mkdir()
+        for name in names:
+            Image.new("RGB", (8, 8)).save(src / name, format="JPEG" if name.lower().endswith("jpg") else "PNG")
+        proc = run([sys.executable, "-m", "betavae_dist.data.shards", "folder", str(src), str(tmp_path / "out"),
+                    "--workers", "1"], check=False)
+        first, second = sorted(src / name for name in names)
+        assert proc.returncode == 1
+        assert f"{first} and {second} would both be sample" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_other_files_are_listed_and_bmp_tif_are_images(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (8, 8)).save(src / "a.bmp")
+    Image.new("RGB", (8, 8)).save(src / "b.tif")
+    (src / "notes.txt").write_text("x")
+    (src / "README").write_text("x")
+    proc = write("folder", src, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["total"] == 2
+    assert "skipped 2 file(s) that are not images (.txt: 1, no suffix: 1)" in proc.stderr
+
+
+def test_skip_lists_bad_images_and_a_failed_run_keeps_the_old_shards(tmp_path):
+    root = make_celeba(tmp_path / "celeba", 6, 1, 1)
+    out = tmp_path / "out"
+    write("celeba", root, out)
+    before = {p.name: p.read_bytes() for p in (out / "train").iterdir()}
+    bad = root / "img_align_celeba" / "000002.jpg"
+    bad.write_bytes(b"not a jpeg")
+    proc = run([sys.executable, "-m", "betavae_dist.data.shards", "celeba", str(root), str(out), "--workers", "2"],
+               check=False)
+    assert proc.returncode == 1
+    assert {p.name: p.read_bytes() for p in (out / "train").iterdir()} == before  # old shards and manifest intact
+    write("celeba", root, out, extra=["--on-error", "skip"])
+    manifest = json.loads((out / "train" / "manifest.json").read_text())
+    assert manifest["total"] == 5 and manifest["skipped"] == 1
+    skipped = json.loads((out / "train" / "skipped.json").read_text())
+    assert [s["file"] for s in skipped] == [str(bad)] and "cannot read image" in skipped[0]["reason"]
+    assert not (out / "train" / ".tmp-shards").exists()

@@ -189,3 +189,11 @@ def test_png_decodes_to_the_same_pixels_as_pillow(mode):
 def test_sixteen_bit_png_is_refused():
     with pytest.raises(ValueError, match="uint16 pixels; the stream reads 8-bit images"):
         decode({"png": png_bytes(Image.fromarray(np.full((64, 64), 1000, np.uint16)))}, (1, 64, 64))
+
+
+def test_a_shard_directory_or_its_manifest_stands_for_every_shard(celeba_shards):
+    expanded = ShardStream(stream_cfg(celeba_shards), 1, 0)
+    for spec in (celeba_shards, celeba_shards / "manifest.json"):
+        stream = ShardStream(stream_cfg(celeba_shards, f"data.shards={spec}"), 1, 0)  # the later setting wins
+        assert (stream.urls, stream.counts) == (expanded.urls, expanded.counts)
+        assert keys_of(stream, 0, 3) == keys_of(expanded, 0, 3)

@@ -11,6 +11,11 @@ bytes. OUT_DIR/manifest.json lists every shard with its sample count and sha256,
 image shape and the preprocessing; the streaming loader reads it. Workers preprocess in parallel
 and the results are written in input order with fixed tar metadata, so re-running on the same
 input gives byte-identical shards.
+
+Shards are written into a hidden directory first; only a finished run replaces what OUT_DIR held,
+the manifest last. Two files that would give the same sample key are refused, naming both; files
+that are not images are listed; `--on-error skip` leaves unreadable images out and lists them, with
+the reason, in OUT_DIR/skipped.json (`raise`, the default, stops at the first).
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import hashlib
 import io
 import json
 import multiprocessing
+import os
+import shutil
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,8 +41,9 @@ from . import dsprites
 from .dsprites import DSprites
 
 MANIFEST = "manifest.json"
+SKIPPED = "skipped.json"
 FORMAT = "betavae-dist-shards/1"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}  # what Pillow reads
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "raw": "npy"}
 SPLITS = {"0": "train", "1": "valid", "2": "test"}
 
@@ -80,9 +89,13 @@ def preprocess_file(path: Path, prep: Preprocessing) -> np.ndarray:
         raise ShardError(f"cannot read image {path}: {e}") from None
 
 
-def _file_sample(job: tuple[str, Path, dict, Preprocessing]) -> dict:
+def _file_sample(job: tuple[str, Path, dict, Preprocessing]) -> dict | str:
+    """The sample, or why the file cannot be one (the writer decides what a bad file does)."""
     key, path, meta, prep = job
-    image = preprocess_file(path, prep)
+    try:
+        image = preprocess_file(path, prep)
+    except ShardError as e:
+        return str(e)
     return {"__key__": key, EXTENSIONS[prep.format]: encode(image, prep), "json": json.dumps(meta, sort_keys=True).encode()}
 
 
@@ -95,49 +108,92 @@ def _dsprites_sample(job: tuple[int, Preprocessing]) -> dict:
 
 
 def write_shards(jobs: list, make_sample, out_dir: Path, prep: Preprocessing, maxcount: int, maxsize: int,
-                 workers: int, source: str, channels: int) -> dict:
-    """Preprocess `jobs` with `make_sample` in worker processes, write them in order, return the manifest."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+                 workers: int, source: str, channels: int, on_error: str = "raise") -> dict:
+    """Preprocess `jobs` with `make_sample` in worker processes, write them in order, return the
+    manifest. The shards go to a hidden directory and replace OUT_DIR's only once all is written."""
+    tmp = out_dir / ".tmp-shards"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest, skipped = _write(jobs, make_sample, tmp, prep, maxcount, maxsize, workers, on_error)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest.update(source=source, image={"size": prep.size, "channels": channels, "extension": EXTENSIONS[prep.format]})
+    (tmp / MANIFEST).write_text(json.dumps(dict(sorted(manifest.items())), indent=2))
+    new = {shard["name"] for shard in manifest["shards"]}
+    for name in sorted(new):
+        os.replace(tmp / name, out_dir / name)
     for old in out_dir.glob("shard-*.tar"):
-        old.unlink()
-    counts: dict[str, int] = {}
-    progress = Progress(TextColumn(f"[bold]{out_dir.name}"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn())
-    # mtime fixed so that the tar headers, and so the shards, are byte-identical on every run; an
-    # int, since tarfile stores a float mtime in an extra PAX header that readers must parse.
-    with progress, multiprocessing.get_context("fork").Pool(workers) as pool, \
-            wds.ShardWriter(str(out_dir / "shard-%06d.tar"), maxcount=maxcount, maxsize=maxsize, mtime=0,
-                            verbose=0) as sink:
-        task = progress.add_task("write", total=len(jobs))
-        for sample in pool.imap(make_sample, jobs, chunksize=16):
-            sink.write(sample)
-            name = Path(sink.fname).name
-            counts[name] = counts.get(name, 0) + 1
-            progress.advance(task)
-    shards = []
-    for name in sorted(counts):
-        data = (out_dir / name).read_bytes()
-        shards.append({"name": name, "samples": counts[name], "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    manifest = {
-        "format": FORMAT,
-        "source": source,
-        "total": sum(counts.values()),
-        "image": {"size": prep.size, "channels": channels, "extension": EXTENSIONS[prep.format]},
-        "preprocessing": asdict(prep),
-        "shards": shards,
-    }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if old.name not in new:
+            old.unlink()
+    (out_dir / SKIPPED).unlink(missing_ok=True)
+    if skipped:
+        (out_dir / SKIPPED).write_text(json.dumps(skipped, indent=2))
+    os.replace(tmp / MANIFEST, out_dir / MANIFEST)  # last: the manifest names only shards that exist
+    tmp.rmdir()
     return manifest
 
 
+def _write(jobs: list, make_sample, tmp: Path, prep: Preprocessing, maxcount: int, maxsize: int, workers: int,
+           on_error: str) -> tuple[dict, list[dict]]:
+    counts: dict[str, int] = {}
+    skipped = []
+    progress = Progress(TextColumn(f"[bold]{tmp.parent.name}"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn())
+    # mtime fixed so that the tar headers, and so the shards, are byte-identical on every run; an
+    # int, since tarfile stores a float mtime in an extra PAX header that readers must parse.
+    with progress, multiprocessing.get_context("fork").Pool(workers) as pool, \
+            wds.ShardWriter(str(tmp / "shard-%06d.tar"), maxcount=maxcount, maxsize=maxsize, mtime=0,
+                            verbose=0) as sink:
+        task = progress.add_task("write", total=len(jobs))
+        for job, sample in zip(jobs, pool.imap(make_sample, jobs, chunksize=16)):
+            progress.advance(task)
+            if isinstance(sample, str):  # a file that cannot be read
+                if on_error == "raise":
+                    raise ShardError(f"{sample} (--on-error skip leaves such files out and lists them)")
+                skipped.append({"file": str(job[1]), "reason": sample})
+                continue
+            sink.write(sample)
+            name = Path(sink.fname).name
+            counts[name] = counts.get(name, 0) + 1
+    if skipped:
+        print(f"warning: left out {len(skipped)} unreadable image(s), listed in {SKIPPED}; first: "
+              f"{skipped[0]['reason']}", file=sys.stderr)
+    shards = []
+    for name in sorted(counts):
+        data = (tmp / name).read_bytes()
+        shards.append({"name": name, "samples": counts[name], "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    manifest = {"format": FORMAT, "total": sum(counts.values()), "preprocessing": asdict(prep), "shards": shards,
+                "skipped": len(skipped)}
+    return manifest, skipped
+
+
+def check_unique_keys(jobs: list) -> None:
+    """Two files that would be stored under one sample key make a tar the stream cannot read."""
+    first: dict[str, Path] = {}
+    for key, path, *_ in jobs:
+        if key in first:
+            raise ShardError(f"{first[key]} and {path} would both be sample {key!r} (keys drop the extension and "
+                             "turn dots into underscores); rename one")
+        first[key] = path
+
+
 def folder_jobs(src: Path, prep: Preprocessing) -> list:
-    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    everything = sorted(p for p in src.rglob("*") if p.is_file())
+    files = [p for p in everything if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p for p in everything if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        by_suffix = sorted(Counter(p.suffix.lower() or "no suffix" for p in others).items())
+        kinds = ", ".join(f"{suffix}: {n}" for suffix, n in by_suffix)
+        print(f"warning: skipped {len(others)} file(s) that are not images ({kinds}), e.g. {others[0]}", file=sys.stderr)
     if not files:
-        raise ShardError(f"no jpg/png/webp images under {src}")
+        raise ShardError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {src}")
     jobs = []
     for path in files:
         rel = path.relative_to(src)
         key = str(rel.with_suffix("")).replace(".", "_")  # webdataset splits keys at the first dot
         jobs.append((key, path, {"file": str(rel)}, prep))
+    check_unique_keys(jobs)
     return jobs
 
 
@@ -189,7 +245,9 @@ def celeba_jobs(root: Path, prep: Preprocessing) -> dict[str, list]:
         if file not in attributes:
             raise ShardError(f"{root / 'list_attr_celeba.txt'}: no attributes for {file}")
         meta = {"file": file, "split": partition[file], "attributes": attributes[file]}
-        jobs[partition[file]].append((Path(file).stem, images / file, meta, prep))
+        jobs[partition[file]].append((Path(file).stem.replace(".", "_"), images / file, meta, prep))
+    for split_jobs in jobs.values():
+        check_unique_keys(split_jobs)
     return jobs
 
 
@@ -206,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--maxsize", type=int, default=1 << 30, help="bytes per shard")
     parser.add_argument("--workers", type=int, default=max(1, multiprocessing.cpu_count()))
     parser.add_argument("--limit", type=int, default=dsprites.NUM_IMAGES, help="dsprites: first N images")
+    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                        help="an unreadable image stops the run (raise) or is left out and listed in skipped.json")
     args = parser.parse_args(argv)
     expected = 1 if args.kind == "dsprites" else 2
     if len(args.paths) != expected:
@@ -214,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     crop = args.crop if args.crop is not None else (148 if args.kind == "celeba" else 0)
     prep = Preprocessing(size=args.size, crop=crop, mode=mode, format=args.format, quality=args.quality)
     channels = 1 if mode == "L" else 3
-    common = dict(prep=prep, maxcount=args.maxcount, maxsize=args.maxsize, workers=args.workers, channels=channels)
+    common = dict(prep=prep, maxcount=args.maxcount, maxsize=args.maxsize, workers=args.workers, channels=channels,
+                  on_error=args.on_error)
     try:
         if args.kind == "dsprites":
             if prep.size != 64 or prep.crop:

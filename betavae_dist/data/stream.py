@@ -51,16 +51,24 @@ class StreamError(DataError):
 
 
 def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
-    """Shard URLs (brace-expanded) with their sample counts from the manifest."""
-    urls = wds.shardlists.expand_urls(cfg.data.shards)
-    if not urls:
-        raise ConfigError("data.shards is empty; give shard URLs, e.g. data/train/shard-{000000..000009}.tar")
-    path = Path(cfg.data.manifest) if cfg.data.manifest else Path(urls[0]).parent / MANIFEST
+    """Shard URLs with their sample counts from the manifest. `data.shards` is a shard directory or
+    its manifest.json (every shard it lists), or brace-expanded URLs (those shards only)."""
+    spec = Path(cfg.data.shards)
+    listed = spec.is_dir() or (spec.suffix == ".json" and spec.is_file())
+    if listed:
+        path = Path(cfg.data.manifest) if cfg.data.manifest else spec / MANIFEST if spec.is_dir() else spec
+    else:
+        urls = wds.shardlists.expand_urls(cfg.data.shards)
+        if not urls:
+            raise ConfigError("data.shards is empty; give a shard directory, its manifest.json or shard URLs")
+        path = Path(cfg.data.manifest) if cfg.data.manifest else Path(urls[0]).parent / MANIFEST
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        counts = {shard["name"]: shard["samples"] for shard in manifest["shards"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise StreamError(f"cannot read the shard manifest {path} (data.manifest): {e}") from None
-    counts = {shard["name"]: shard["samples"] for shard in manifest["shards"]}
+    if listed:
+        urls = [str((spec if spec.is_dir() else spec.parent) / name) for name in counts]
     missing = [u for u in urls if Path(u).name not in counts]
     if missing:
         raise StreamError(f"shard {missing[0]} is not listed in the manifest {path}")

@@ -4,10 +4,11 @@
         --model PATH [--out results.json] [eval.metrics=beta_vae,mig,dci ...]
 
 PATH is an export directory (config.json + model.safetensors), a run directory (its newest
-complete checkpoint) or one checkpoint directory. Settings come from the model's training config,
-then `key=value` overrides (see EvalConfig in config.py). Every rank encodes its share of the
-images; the scores are the same whatever the number of ranks. Rank 0 prints a table and writes
-the JSON (default: PATH/evaluation.json).
+complete checkpoint) or one checkpoint directory; or a baseline that needs no training: `pixels`,
+`pca:N`, `ica:N` (baselines.py). Settings come from the model's training config (a baseline's from
+the defaults), then `key=value` overrides (see EvalConfig in config.py). Every rank encodes its
+share of the images; the scores are the same whatever the number of ranks. Rank 0 prints a table
+and writes the JSON (default: PATH/evaluation.json; a baseline's: runs/baselines/NAME/).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import checkpoint
+from .baselines import build_baseline, is_baseline
 from .config import Config, ConfigError, apply_mapping, apply_overrides
 from .data import DataError, FactorDataset, build_dataset
 from .distributed import LaunchError, make_accelerator, shutdown
@@ -76,15 +78,20 @@ def print_table(results: dict, source: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="betavae_dist.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="export, run or checkpoint directory")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="export, run or checkpoint directory, or a baseline: pixels, pca:N, ica:N")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: MODEL/evaluation.json)")
     parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. eval.metrics=beta_vae,mig")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    baseline = is_baseline(str(args.model)) and not args.model.exists()
     try:
-        model, cfg = load_model(args.model)
+        model, cfg = (None, Config()) if baseline else load_model(args.model)
         apply_overrides(cfg, args.overrides)
         dataset = build_dataset(cfg)
-        check_input_shape(model, dataset, cfg)
+        if baseline:
+            model = build_baseline(str(args.model), dataset, cfg.eval.seed)
+        else:
+            check_input_shape(model, dataset, cfg)
     except ConfigError as e:
         print(f"betavae_dist.evaluate: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -103,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     if accelerator.is_main_process:
         print_table(results, args.model)
-        out = args.out or args.model / "evaluation.json"
+        default = Path("runs/baselines") / str(args.model).replace(":", "_") if baseline else args.model
+        out = args.out or default / "evaluation.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         record = {"model": str(args.model), "ranks": accelerator.num_processes, "eval": dataclasses.asdict(cfg.eval)}
         out.write_text(json.dumps({**record, **results}, indent=2))
         print(f"wrote {out}")

@@ -81,3 +81,11 @@ def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
 def test_progress_shows_the_encoding_and_each_metric(trained, tmp_path):
     proc = evaluate(trained / "export", tmp_path / "p.json", extra=["eval.metrics=beta_vae,mig"])
     assert "images encoded" in proc.stdout and "metric beta_vae" in proc.stdout and "metric mig" in proc.stdout
+
+
+def test_baselines_need_no_training_and_pca_is_well_above_chance(tmp_path):
+    evaluate("pca:10", tmp_path / "pca.json", extra=["eval.metrics=beta_vae", "eval.n_train=1000", "eval.n_eval=500"])
+    result = json.loads((tmp_path / "pca.json").read_text())
+    assert result["model"] == "pca:10" and result["beta_vae.eval_accuracy"] > 0.4  # chance: 0.2 (measured 0.62)
+    proc = evaluate("pixels:3", tmp_path / "x.json", check=False)
+    assert proc.returncode == 2 and "--model pixels:3: raw pixels take no number of components" in proc.stderr

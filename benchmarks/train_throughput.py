@@ -32,7 +32,8 @@ from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
 from betavae_dist.config import Config
-from betavae_dist.data import NoiseWindow, build_batches
+from betavae_dist.data import build_batches
+from betavae_dist.data.batches import NoiseWindow
 from betavae_dist.distributed import make_accelerator
 from betavae_dist.data.dsprites import NUM_IMAGES, DSprites, render
 from betavae_dist.models import BetaVAE

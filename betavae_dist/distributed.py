@@ -17,7 +17,10 @@ import gc
 import os
 import signal
 import sys
+import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -87,6 +90,43 @@ def make_accelerator(collective_timeout: float | None = None, **kwargs) -> Accel
             "synchronised. On a CPU-only host use --config_file launch/cpu_ddp.yaml"
         )
     return accelerator
+
+
+class Heartbeat:
+    """Each rank touches RUN/.ranks/rank_R every few seconds from a thread, which goes on while the
+    main thread waits in a collective; a frozen or killed rank's file goes stale, so the rank that
+    times out can name it (`silent_ranks`)."""
+
+    INTERVAL = 2.0
+
+    def __init__(self, run_dir: Path, rank: int):
+        self.path = run_dir / ".ranks" / f"rank_{rank}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._beat, daemon=True, name="heartbeat").start()
+
+    def _beat(self) -> None:
+        while True:
+            self.path.touch()
+            if self.stopped.wait(self.INTERVAL):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.path.unlink(missing_ok=True)
+
+
+def silent_ranks(run_dir: Path, world_size: int) -> str:
+    """The ranks whose heartbeat is stale, e.g. "rank 1 silent for 12 s", or "" when none is."""
+    now, silent = time.time(), []
+    for rank in range(world_size):
+        try:
+            age = now - (run_dir / ".ranks" / f"rank_{rank}").stat().st_mtime
+        except FileNotFoundError:  # that rank never started, or ended cleanly
+            continue
+        if age > 3 * Heartbeat.INTERVAL:
+            silent.append(f"rank {rank} silent for {age:.0f} s")
+    return ", ".join(silent)
 
 
 def unwrap(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:

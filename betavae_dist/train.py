@@ -28,8 +28,8 @@ from . import checkpoint, visualize
 from .config import Config, ConfigError, flat, from_sources, identity_changes, load_or_exit, save_yaml
 from .data import DataError, build_batches, build_dataset
 from .data.batches import NoiseWindow
-from .distributed import (LaunchError, configure_deepspeed, die_with_launcher, make_accelerator, offloads_optimizer,
-                          shutdown, unwrap)
+from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_launcher, make_accelerator,
+                          offloads_optimizer, shutdown, silent_ranks, unwrap)
 from .export import ExportError, write_export
 from .metrics import evaluate_model
 from .models import BetaVAE
@@ -118,6 +118,7 @@ def train(cfg: Config) -> None:
     )
     stop = StopSignal()
     prepare_run_dir(run_dir, accelerator.process_index)
+    heartbeat = Heartbeat(run_dir, accelerator.process_index)
     accelerator.wait_for_everyone()
     is_main = accelerator.is_main_process
 
@@ -202,6 +203,7 @@ def train(cfg: Config) -> None:
     save_figures(unwrapped, first_images, cfg, accelerator)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)
+    heartbeat.stop()
 
 
 def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:
@@ -243,10 +245,11 @@ def main(argv: list[str] | None = None) -> None:
     except RuntimeError as e:  # a collective that timed out: gloo and NCCL raise RuntimeError subclasses
         if "timed out" not in str(e).lower() and "timeout" not in str(e).lower():
             raise
-        rank = os.environ.get("RANK", "0")
+        rank, silent = os.environ.get("RANK", "0"), silent_ranks(Path(cfg.run_dir), int(os.environ.get("WORLD_SIZE", "1")))
         print(f"betavae_dist.train: error: rank {rank} waited train.collective_timeout={cfg.train.collective_timeout} s "
-              f"for another rank (frozen, killed or unreachable); stopping. Last good checkpoint: "
-              f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}", file=sys.stderr)
+              f"for another rank (frozen, killed or unreachable): {silent or 'every rank still beats (the network?)'}; "
+              f"stopping. Last good checkpoint: {checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}",
+              file=sys.stderr)
         raise SystemExit(1) from None
 
 

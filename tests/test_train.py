@@ -185,7 +185,8 @@ def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tm
             if alive(w):
                 os.kill(w, signal.SIGKILL)
     assert proc.returncode != 0
-    assert "waited train.collective_timeout=10 s for another rank (frozen, killed or unreachable)" in log.read_text()
+    assert "waited train.collective_timeout=10 s for another rank (frozen, killed or unreachable): rank 1 silent for" \
+        in log.read_text()
 
 
 def test_resume_into_a_run_with_another_config_is_refused_naming_the_keys(tmp_run):

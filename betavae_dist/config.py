@@ -32,6 +32,11 @@ from .optim import OPTIMIZERS
 from .registry import ConfigError
 
 
+def comma_list(text: str) -> list[str]:
+    """"a, b," -> ["a", "b"]: the names of a comma-separated setting."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 @dataclass
 class DataConfig:
     name: str = "dsprites"  # the factor dataset: training data of source "dataset", and what the metrics use
@@ -89,7 +94,7 @@ class TrainConfig:
 
     @property
     def trackers(self) -> list[str]:
-        return [t.strip() for t in self.report_to.split(",") if t.strip()]
+        return comma_list(self.report_to)
 
 
 @dataclass
@@ -106,7 +111,7 @@ class EvalConfig:
 
     @property
     def metric_names(self) -> list[str]:
-        return [m.strip() for m in self.metrics.split(",") if m.strip()]
+        return comma_list(self.metrics)
 
 
 @dataclass

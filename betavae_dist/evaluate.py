@@ -20,19 +20,18 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import checkpoint
 from .baselines import build_baseline, is_baseline
-from .config import Config, ConfigError, apply_mapping, apply_overrides
+from .config import Config, ConfigError, apply_mapping, apply_overrides, read_yaml
 from .data import DataError, FactorDataset, build_dataset
 from .distributed import LaunchError, make_accelerator, shutdown
 from .export import ExportError, check_state_dict
 from .metrics import evaluate_model
-from .models import BetaVAE
+from .models import IMAGE_SIZE, BetaVAE
 from .runtime import keep_heap
 
 
@@ -47,7 +46,7 @@ def load_model(path: Path) -> tuple[BetaVAE, Config]:
     run_dir = path.parent.parent if (path / checkpoint.STATE_FILE).is_file() else path
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"not an export, run or checkpoint directory: {path}")
-    apply_mapping(cfg, yaml.safe_load((run_dir / "config.yaml").read_text()), f"in {run_dir / 'config.yaml'}")
+    apply_mapping(cfg, read_yaml(run_dir / "config.yaml"), f"in {run_dir / 'config.yaml'}")
     ckpt = checkpoint.usable(run_dir / "checkpoints", None if run_dir == path else path,
                              say=lambda line: print(line, file=sys.stderr))
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
@@ -59,7 +58,7 @@ def load_model(path: Path) -> tuple[BetaVAE, Config]:
 
 def check_input_shape(model: BetaVAE, dataset: FactorDataset, cfg: Config) -> None:
     """The metrics feed the dataset's images to the model: their shapes must agree."""
-    takes = (model.channels, 64, 64)
+    takes = (model.channels, IMAGE_SIZE, IMAGE_SIZE)
     if tuple(dataset.image_shape) != takes:
         shape = "x".join(map(str, dataset.image_shape))
         raise ConfigError(f"the model takes {'x'.join(map(str, takes))} images but data.name={cfg.data.name} has {shape}: "

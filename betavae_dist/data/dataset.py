@@ -32,6 +32,20 @@ def to_unit(pixels: torch.Tensor, pixel_max: int) -> torch.Tensor:
     return x if pixel_max == 1 else x.div_(pixel_max)
 
 
+def _strides(sizes) -> np.ndarray:
+    return np.array([math.prod(sizes[i + 1:]) for i in range(len(sizes))], np.int64)
+
+
+def grid_index(factors: np.ndarray, sizes) -> np.ndarray:
+    """(n, k) classes of a grid of `sizes` -> (n,) flat indices, the last factor running fastest."""
+    return np.asarray(factors, np.int64) @ _strides(sizes)
+
+
+def grid_factors(index: np.ndarray, sizes) -> np.ndarray:
+    """(n,) flat indices of a grid of `sizes` -> (n, k) classes; the inverse of `grid_index`."""
+    return (np.asarray(index, np.int64)[:, None] // _strides(sizes)) % np.array(sizes, np.int64)
+
+
 class FactorDataset:
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
@@ -52,19 +66,14 @@ class FactorDataset:
         return math.prod(self.factor_sizes)
 
     @classmethod
-    def _strides(cls) -> np.ndarray:
-        sizes = cls.factor_sizes
-        return np.array([math.prod(sizes[i + 1:]) for i in range(len(sizes))], np.int64)
-
-    @classmethod
     def factors_to_index(cls, factors: np.ndarray) -> np.ndarray:
         """(n, num_factors) factor classes -> (n,) indices, the last factor running fastest."""
-        return np.asarray(factors, np.int64) @ cls._strides()
+        return grid_index(factors, cls.factor_sizes)
 
     @classmethod
     def index_to_factors(cls, index: np.ndarray) -> np.ndarray:
         """(n,) indices -> (n, num_factors) factor classes."""
-        return (np.asarray(index, np.int64)[:, None] // cls._strides()) % np.array(cls.factor_sizes, np.int64)
+        return grid_factors(index, cls.factor_sizes)
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n factor vectors drawn uniformly from the grid."""

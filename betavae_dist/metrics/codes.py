@@ -18,6 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.dataset import grid_factors, grid_index
+
 Represent = Callable[[np.ndarray], np.ndarray]
 
 
@@ -52,12 +54,11 @@ class CodeTable:
         """`on_encoded(n)` is told of each round of n images encoded (by all ranks together)."""
         self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
         self.on_encoded = on_encoded
-        self.sizes = np.array(factor_sizes, np.int64)
-        self.strides = np.array([math.prod(factor_sizes[i + 1 :]) for i in range(len(factor_sizes))], np.int64)
+        self.sizes = tuple(factor_sizes)
         self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
-        flat = np.asarray(factors, np.int64) @ self.strides
+        flat = grid_index(factors, self.sizes)
         missing = np.unique(flat[~self._known[flat]])  # the same on every rank: calls come in the same order
         if len(missing):
             codes = self._encode(missing)
@@ -76,7 +77,7 @@ class CodeTable:
             j = k * world + rank
             chunk = flat[j * self.batch_size : (j + 1) * self.batch_size] if j < chunks else flat[:1]
             chunk = np.pad(chunk, (0, self.batch_size - len(chunk)), mode="edge")  # fixed shape
-            factors = (chunk[:, None] // self.strides) % self.sizes
+            factors = grid_factors(chunk, self.sizes)
             mine.append(torch.from_numpy(np.ascontiguousarray(self.represent(factors), np.float32)))
             self.on_encoded(min(self.batch_size * world, len(flat) - k * world * self.batch_size))
         codes = torch.stack(mine)  # (rounds, batch, d)

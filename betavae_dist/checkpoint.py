@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
@@ -83,27 +84,57 @@ def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path
     """Save the full training state at `step` (call on every rank)."""
     final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".tmp-step_{step}"
     if accelerator.is_main_process:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for stale in [*ckpt_dir.glob(".tmp-*"), *ckpt_dir.glob(".old-*")]:
-            shutil.rmtree(stale)
+        _clean(ckpt_dir)
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
-            _write_manifest(tmp, step)
-            _fsync_tree(tmp)
-            if final.exists():  # re-saving the same step after a resume
-                _remove(final)
-            os.replace(tmp, final)
-            for _, old in checkpoints(ckpt_dir)[:-keep]:
-                _remove(old)
+            _commit(tmp, final, step)
+            prune(ckpt_dir, keep)
     except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, permissions, a quota
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(write_failure(tmp, e, "the previous checkpoint is intact")) from None
     accelerator.wait_for_everyone()
     return final
+
+
+def write(ckpt_dir: Path, step: int, write_files: Callable[[Path], None]) -> Path:
+    """A checkpoint written by one process: `write_files(directory)` fills a hidden directory,
+    which is then committed as `save` does. Older checkpoints are left for `prune`."""
+    final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".tmp-step_{step}"
+    try:
+        _clean(ckpt_dir)
+        tmp.mkdir()
+        write_files(tmp)
+        _commit(tmp, final, step)
+    except (OSError, RuntimeError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(write_failure(tmp, e, "the previous checkpoint is intact")) from None
+    return final
+
+
+def _clean(ckpt_dir: Path) -> None:
+    """Create the directory; remove what an interrupted save or removal left behind."""
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*ckpt_dir.glob(".tmp-*"), *ckpt_dir.glob(".old-*")]:
+        shutil.rmtree(stale)
+
+
+def _commit(tmp: Path, final: Path, step: int) -> None:
+    """The trainer state, then the manifest, fsync, and the rename that makes `final` exist."""
+    (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
+    _write_manifest(tmp, step)
+    _fsync_tree(tmp)
+    if final.exists():  # re-saving the same step after a resume
+        _remove(final)
+    os.replace(tmp, final)
+
+
+def prune(ckpt_dir: Path, keep: int) -> None:
+    """Remove all but the newest `keep` checkpoints."""
+    for _, old in checkpoints(ckpt_dir)[:-keep]:
+        _remove(old)
 
 
 def write_failure(path: Path, error: Exception, kept: str) -> str:

@@ -75,6 +75,14 @@ def print_table(results: dict, source: Path) -> None:
     Console().print(table)
 
 
+def write_results(out: Path, model: Path | str, ranks: int, cfg: Config, results: dict) -> None:
+    """evaluation.json: what was scored, how, and the scores."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"model": str(model), "ranks": ranks, "eval": dataclasses.asdict(cfg.eval)}
+    out.write_text(json.dumps({**record, **results}, indent=2))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="betavae_dist.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True,
@@ -110,11 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         print_table(results, args.model)
         default = Path("runs/baselines") / str(args.model).replace(":", "_") if baseline else args.model
-        out = args.out or default / "evaluation.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"model": str(args.model), "ranks": accelerator.num_processes, "eval": dataclasses.asdict(cfg.eval)}
-        out.write_text(json.dumps({**record, **results}, indent=2))
-        print(f"wrote {out}")
+        write_results(args.out or default / "evaluation.json", args.model, accelerator.num_processes, cfg, results)
     shutdown(accelerator, model)
 
 

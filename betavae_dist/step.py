@@ -54,6 +54,11 @@ class StepStats:
         self.sums.zero_()
         self.steps = 0
 
+    def clear(self) -> None:
+        """Forget everything, bad steps included (after a graph's warm-up)."""
+        self.reset()
+        self.first_bad.fill_(NO_STEP)
+
     def read(self, model: torch.nn.Module, stop: bool, skipped: int, accelerator: Accelerator) -> dict:
         """Means over the steps since the last reset and ranks, whether any rank wants to stop,
         skipped samples of all ranks, the first bad step and whether the weights are finite.
@@ -160,7 +165,7 @@ class GraphStep:
         self.noise = [torch.randn(micro, cfg.model.latents, device=device) for _ in self.rows]
         self.step = torch.zeros((), dtype=torch.int64, device=device)
         self.schedule = {name: torch.zeros((), dtype=torch.float32, device=device) for name in objective.schedule(0)}
-        self.graph = self._capture()
+        self.graph = capture(self._body, self.optimizer, list(model.parameters()), stats.clear)
 
     def _body(self) -> None:
         losses = 0
@@ -176,48 +181,6 @@ class GraphStep:
         self.stats.add(losses / len(self.rows), grad_norm, self.step, check_grad=True)
         self.optimizer.step()
 
-    def _capture(self) -> torch.cuda.CUDAGraph:
-        set_capturable(self.optimizer, True)
-        params = list(self.model.parameters())
-        saved_params = [p.detach().clone() for p in params]
-        saved_state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in self.optimizer.state[p].items()}
-                       for p in params if p in self.optimizer.state}
-        try:
-            side = torch.cuda.Stream()  # warm-up off the default stream, as capture requires
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(WARMUP_STEPS):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self._body()
-            torch.cuda.current_stream().wait_stream(side)
-            self.optimizer.zero_grad(set_to_none=True)  # backward in the graph allocates the gradients
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._body()
-        except Exception:  # back to the state before the warm-up, for eager steps
-            with torch.no_grad():
-                for p, saved in zip(params, saved_params):
-                    p.copy_(saved)
-                    p.grad = None
-            self.optimizer.state.clear()
-            self.optimizer.state.update(saved_state)
-            set_capturable(self.optimizer, False)
-            raise
-        self._undo_warmup(params, saved_params, saved_state)
-        return graph
-
-    @torch.no_grad()
-    def _undo_warmup(self, params, saved_params, saved_state) -> None:
-        """The graph owns the parameters and the optimiser's state tensors: overwrite them in place.
-        State that did not exist before the warm-up becomes zeros, what Adam and SGD start from."""
-        for p, saved in zip(params, saved_params):
-            p.copy_(saved)
-            for k, v in self.optimizer.state[p].items():
-                if torch.is_tensor(v):
-                    v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
-        self.stats.sums.zero_()
-        self.stats.first_bad.fill_(NO_STEP)
-
     def __call__(self, step: int, micro_batches, noise: torch.Tensor, schedule: dict[str, float]) -> int:
         skipped = 0
         for x, noise_buffer, rows in zip(self.x, self.noise, self.rows):
@@ -230,6 +193,52 @@ class GraphStep:
         self.graph.replay()
         self.stats.steps += 1
         return skipped
+
+
+def capture(body, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], clear_stats) -> torch.cuda.CUDAGraph:
+    """`body` (a whole optimiser step) captured as one CUDA graph after warm-up steps; the parameters
+    and the optimiser's state are then put back as they were, and `clear_stats()` forgets what the
+    warm-up counted, so warm-up does not change the run. On failure everything is put back for
+    eager steps and the error raised."""
+    set_capturable(optimizer, True)
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in optimizer.state[p].items()}
+                   for p in params if p in optimizer.state}
+    try:
+        side = torch.cuda.Stream()  # warm-up off the default stream, as capture requires
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                optimizer.zero_grad(set_to_none=True)
+                body()
+        torch.cuda.current_stream().wait_stream(side)
+        optimizer.zero_grad(set_to_none=True)  # backward in the graph allocates the gradients
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+    except Exception:  # back to the state before the warm-up, for eager steps
+        with torch.no_grad():
+            for p, saved in zip(params, saved_params):
+                p.copy_(saved)
+                p.grad = None
+        optimizer.state.clear()
+        optimizer.state.update(saved_state)
+        set_capturable(optimizer, False)
+        raise
+    _undo_warmup(optimizer, params, saved_params, saved_state)
+    clear_stats()
+    return graph
+
+
+@torch.no_grad()
+def _undo_warmup(optimizer, params, saved_params, saved_state) -> None:
+    """The graph owns the parameters and the optimiser's state tensors: overwrite them in place.
+    State that did not exist before the warm-up becomes zeros, what Adam and SGD start from."""
+    for p, saved in zip(params, saved_params):
+        p.copy_(saved)
+        for k, v in optimizer.state[p].items():
+            if torch.is_tensor(v):
+                v.copy_(saved_state[p][k]) if p in saved_state else v.zero_()
 
 
 def graph_unsupported(accelerator: Accelerator, cfg: Config) -> str | None:

@@ -1,6 +1,7 @@
 """Sweeps over β (× seeds, × any key): grid expansion for SLURM job arrays, and the report.
 
-    python -m betavae_dist.sweep count SWEEP.yaml            # number of points
+    python -m betavae_dist.sweep run SWEEP.yaml [--pack K] [--index I]   # train, evaluate, report here
+    python -m betavae_dist.sweep count SWEEP.yaml [--pack K] # number of array tasks (points, or packs)
     python -m betavae_dist.sweep point SWEEP.yaml INDEX      # what point INDEX is
     python -m betavae_dist.sweep point SWEEP.yaml INDEX --shell   # the same, as bash variables
     python -m betavae_dist.sweep report SWEEP_DIR            # table (terminal, Markdown, CSV) + plot
@@ -14,6 +15,12 @@ A sweep file:
       seed: [0, 1, 2]
     train: [train.steps=30000]            # overrides for every point
     eval: [eval.metrics=beta_vae,mig]     # settings for the evaluation of every point
+    pack: 6                               # points trained together in one process (default 1)
+
+`run` trains the points in packs of K (pack/: one process, torch.func), evaluates them together
+and writes the report; with `--index I` only pack I (points I·K .. I·K+K-1), as array task I of
+slurm/sweep.sh does with PACK=K. Points already evaluated are skipped, and so are points that
+failed before (RUN/failed.json; delete it to retry); a killed pack resumes from its checkpoints.
 
 Point names come from the grid values (`beta4_seed1`), so they are stable across re-expansions.
 """
@@ -34,8 +41,11 @@ from pathlib import Path
 import yaml
 
 from . import checkpoint
-from .config import ConfigError, from_sources
+from .config import Config, ConfigError, from_sources
+from .data import DataError
+from .export import ExportError
 from .metrics import headline_keys
+from .train import TrainingError
 
 
 @dataclass
@@ -46,6 +56,7 @@ class Sweep:
     grid: dict[str, list]
     train: list[str]
     eval: list[str]
+    pack: int = 1
 
     @classmethod
     def load(cls, path: str | Path) -> "Sweep":
@@ -57,15 +68,18 @@ class Sweep:
             data = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as e:
             raise ConfigError(f"cannot read sweep file {path}: {e}") from None
-        unknown = set(data) - {"base", "out_dir", "grid", "train", "eval"}
+        unknown = set(data) - {"base", "out_dir", "grid", "train", "eval", "pack"}
         if unknown:
             raise ConfigError(f"unknown sweep key '{sorted(unknown)[0]}' (in {path})")
         grid = data.get("grid") or {}
         if not grid or not all(isinstance(v, list) and v for v in grid.values()):
             raise ConfigError(f"grid: expected a mapping of keys to non-empty lists (in {path})")
+        pack = data.get("pack", 1)
+        if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
+            raise ConfigError(f"pack: expected a positive number of points per process, got {pack!r} (in {path})")
         out_dir = directory or Path(data.get("out_dir", "runs/sweep"))
         return cls(path, data.get("base", ""), out_dir, grid,
-                   list(data.get("train") or []), list(data.get("eval") or []))
+                   list(data.get("train") or []), list(data.get("eval") or []), pack)
 
     @property
     def points(self) -> list[dict]:
@@ -87,6 +101,59 @@ class Sweep:
         point = points[index]
         from_sources(self.base or None, self.train_overrides(point) + self.eval)  # fail early on a bad key
         return point
+
+
+    def config(self, point: dict, evaluation: bool = False) -> Config:
+        """The point's training config, or (evaluation) the settings its evaluation runs with."""
+        return from_sources(self.base or None, self.train_overrides(point) + (self.eval if evaluation else []))
+
+    def pack_points(self, pack: int, index: int | None) -> list[dict]:
+        """Points index·pack .. index·pack+pack-1, or all of them (index None)."""
+        points = self.points
+        if index is None:
+            return points
+        count = math.ceil(len(points) / pack)
+        if not 0 <= index < count:
+            raise ConfigError(f"pack {index} does not exist: {len(points)} points in packs of {pack} make {count} "
+                              f"(0..{count - 1})")
+        return points[index * pack:(index + 1) * pack]
+
+    def copy_into_out_dir(self) -> None:
+        """sweep.yaml beside the runs, for the report."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.path.resolve() != (self.out_dir / "sweep.yaml").resolve():
+            (self.out_dir / "sweep.yaml").write_text(self.path.read_text())
+
+
+def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
+    """Train and evaluate the chosen points in packs of `pack`, then report; the exit status."""
+    from .pack.evaluate import evaluate_pack  # torch.func and the trainer: only for `run`
+    from .pack.train import failed_record, split_packs, train_pack
+
+    sweep.copy_into_out_dir()
+    todo, failed = [], []
+    for point in sweep.pack_points(pack, index):
+        run_dir, name = sweep.run_dir(point), sweep.name(point)
+        if (run_dir / "evaluation.json").is_file():
+            print(f"{name}: already evaluated")
+        elif record := failed_record(run_dir):
+            print(f"{name}: failed before ({record['problem']}; {run_dir / 'failed.json'}): skipped, delete that file to retry")
+            failed.append(name)
+        else:
+            todo.append(point)
+    configs = {str(sweep.run_dir(p)): (sweep.config(p), sweep.config(p, evaluation=True)) for p in todo}
+    for group in split_packs([train for train, _ in configs.values()]):
+        for start in range(0, len(group), pack):
+            cfgs = group[start:start + pack]
+            lost = train_pack(cfgs)
+            failed += [Path(c.run_dir).name for c in lost]
+            done = [c for c in cfgs if c not in lost]
+            if done:
+                evaluate_pack([configs[c.run_dir][1] for c in done], [Path(c.run_dir) / "export" for c in done])
+    print_report(report(sweep), sweep.out_dir)
+    if failed:
+        print(f"sweep: {len(failed)} point(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def point_status(run_dir: Path) -> tuple[str, dict]:
@@ -190,7 +257,14 @@ def print_report(result: dict, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m betavae_dist.sweep", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("count").add_argument("sweep")
+    p = sub.add_parser("count")
+    p.add_argument("sweep")
+    p.add_argument("--pack", type=int, default=None, help="points per array task (default: the file's pack)")
+    p.add_argument("--pack-size", action="store_true", help="print the pack size instead")
+    p = sub.add_parser("run")
+    p.add_argument("sweep")
+    p.add_argument("--pack", type=int, default=None, help="points per process (default: the file's pack, else 1)")
+    p.add_argument("--index", type=int, default=None, help="run pack INDEX only (a job array's task)")
     p = sub.add_parser("point")
     p.add_argument("sweep")
     p.add_argument("index", type=int)
@@ -199,14 +273,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         sweep = Sweep.load(args.sweep)
+        pack = sweep.pack if getattr(args, "pack", None) is None else args.pack
+        if pack < 1:
+            raise ConfigError(f"--pack: expected a positive number of points per process, got {pack}")
         if args.command == "count":
-            print(len(sweep.points))
+            print(pack if args.pack_size else math.ceil(len(sweep.points) / pack))
+        elif args.command == "run":
+            raise SystemExit(run(sweep, pack, args.index))
         elif args.command == "point":
             point = sweep.point(args.index)
             run_dir = sweep.run_dir(point)
             if args.shell:
-                sweep.out_dir.mkdir(parents=True, exist_ok=True)
-                (sweep.out_dir / "sweep.yaml").write_text(sweep.path.read_text())  # for the report
+                sweep.copy_into_out_dir()
                 train_args = (["--config", sweep.base] if sweep.base else []) + sweep.train_overrides(point)
                 print(f"RUN_DIR={shlex.quote(str(run_dir))}")
                 print(f"TRAIN_ARGS=({' '.join(map(shlex.quote, train_args))})")
@@ -219,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (TrainingError, DataError, ExportError, checkpoint.CheckpointError) as e:
+        print(f"sweep: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

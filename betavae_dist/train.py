@@ -93,11 +93,11 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
-def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, accelerator: Accelerator) -> None:
-    """Every rank runs the forward passes (a sharded model needs them all); rank 0 writes."""
+def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> None:
+    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes."""
     recon = visualize.reconstructions(model, x, cfg.model.likelihood)
     walk = visualize.traversal(model, x, cfg.model.likelihood)
-    if accelerator.is_main_process:
+    if write:
         visualize.save_grid(recon, Path(cfg.run_dir) / "reconstruction.png")
         visualize.save_grid(walk, Path(cfg.run_dir) / "traversal.png")
 
@@ -200,7 +200,7 @@ def train(cfg: Config) -> None:
     if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
         write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
     first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
-    save_figures(unwrapped, first_images, cfg, accelerator)
+    save_figures(unwrapped, first_images, cfg, accelerator.is_main_process)
     accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
     shutdown(accelerator, model, optimizer)
     heartbeat.stop()

@@ -77,17 +77,12 @@ class DeviceBatches(StepBatches):
     them, so each step costs one gather and one conversion, and no host work or copy.
     """
 
-    UPLOAD_CHUNK = 65_536  # images rendered and uploaded at a time: 256 MiB of host memory
-
-    def __init__(self, dataset: FactorDataset, cfg: Config, world_size: int, rank: int, device: torch.device):
+    def __init__(self, dataset: FactorDataset, cfg: Config, world_size: int, rank: int, device: torch.device,
+                 pixels: torch.Tensor | None = None):
+        """`pixels`: the dataset already on the device (`device_pixels`), e.g. shared by the points of a pack."""
         super().__init__(dataset, cfg, world_size, rank)
         self.device, self._orders_epoch, self._orders = device, -1, None
-        n = dataset.num_images
-        first = dataset.raw_images_at(np.arange(min(n, self.UPLOAD_CHUNK)))
-        self.pixels = torch.empty((n, *first.shape[1:]), dtype=torch.uint8, device=device)
-        for start in range(0, n, self.UPLOAD_CHUNK):
-            chunk = first if start == 0 else dataset.raw_images_at(np.arange(start, min(n, start + self.UPLOAD_CHUNK)))
-            self.pixels[start:start + len(chunk)].copy_(torch.from_numpy(chunk))
+        self.pixels = device_pixels(dataset, device) if pixels is None else pixels
 
     def _device_orders(self, epoch: int) -> torch.Tensor:
         if epoch != self._orders_epoch:
@@ -103,6 +98,20 @@ class DeviceBatches(StepBatches):
 
     def images(self, step: int, micro: int) -> torch.Tensor:
         return to_unit(self.pixels[self.indices(step, micro)], self.dataset.pixel_max)
+
+
+UPLOAD_CHUNK = 65_536  # images rendered and uploaded at a time: 256 MiB of host memory
+
+
+def device_pixels(dataset: FactorDataset, device: torch.device) -> torch.Tensor:
+    """Every raw image of `dataset` as one uint8 tensor on `device`, rendered and uploaded in chunks."""
+    n = dataset.num_images
+    first = dataset.raw_images_at(np.arange(min(n, UPLOAD_CHUNK)))
+    pixels = torch.empty((n, *first.shape[1:]), dtype=torch.uint8, device=device)
+    for start in range(0, n, UPLOAD_CHUNK):
+        chunk = first if start == 0 else dataset.raw_images_at(np.arange(start, min(n, start + UPLOAD_CHUNK)))
+        pixels[start:start + len(chunk)].copy_(torch.from_numpy(chunk))
+    return pixels
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:

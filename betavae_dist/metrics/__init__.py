@@ -67,12 +67,17 @@ def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Acce
     encoding = progress.add_task("images encoded", total=None)
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
                       cfg.eval.batch_size, on_encoded=lambda n: progress.advance(encoding, n))
-    factors = factor_set(dataset, cfg.eval.factors)
+    return score(codes, dataset, cfg.eval, progress)
+
+
+def score(represent: Represent, dataset: FactorDataset, cfg: EvalConfig, progress: Progress) -> dict:
+    """Every metric of `eval.metrics` for one representation, with its seconds."""
+    factors = factor_set(dataset, cfg.factors)
     results: dict = {}
-    for name in cfg.eval.metric_names:
+    for name in cfg.metric_names:
         task = progress.add_task(f"metric {name}", total=1)
         start = time.perf_counter()
-        results.update(run_metric(name, dataset, codes, factors, cfg.eval))
+        results.update(run_metric(name, dataset, represent, factors, cfg))
         results[f"{name}.seconds"] = round(time.perf_counter() - start, 2)
         progress.update(task, completed=1)
     return results

@@ -1,0 +1,43 @@
+"""The metrics of a pack's K trained models, computed together: each distinct image of the factor
+dataset is rendered and encoded once, by all K encoders in one vmapped pass, and its K codes are
+kept side by side (a CodeTable of K·latents columns); each point's metrics then read its own
+columns. Each point's evaluation.json is the one `betavae_dist.evaluate` writes for its export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from ..config import Config
+from ..data import build_dataset
+from ..evaluate import write_results
+from ..metrics import score
+from ..metrics.codes import CodeTable
+from ..models import BetaVAE
+from .model import PackedVAE
+
+
+def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device | None = None,
+                  progress: Progress | None = None) -> list[dict]:
+    """Score the exported models `exports` (one pack: same architecture and eval settings) with the
+    settings of `cfgs`; writes EXPORT/../evaluation.json for each and returns the results."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    progress = progress or Progress(disable=True)
+    model = PackedVAE(cfgs, device, [BetaVAE.from_pretrained(path).state_dict() for path in exports])
+    dataset, eval_cfg, d = build_dataset(cfgs[0]), cfgs[0].eval, model.latents
+
+    def represent(factors):  # (n, K·latents): point k's codes in columns k·d .. k·d+d-1
+        x = torch.from_numpy(dataset.images(factors)).to(device)
+        return model.encode_means(x).float().permute(1, 0, 2).reshape(len(factors), -1).cpu().numpy()
+
+    encoding = progress.add_task(f"images encoded ({model.size} models)", total=None)
+    codes = CodeTable(represent, dataset.factor_sizes, None, eval_cfg.batch_size,
+                      on_encoded=lambda n: progress.advance(encoding, n))
+    results = []
+    for k, (cfg, export) in enumerate(zip(cfgs, exports)):
+        results.append(score(lambda factors, k=k: codes(factors)[:, k * d:(k + 1) * d], dataset, cfg.eval, progress))
+        write_results(Path(export).parent / "evaluation.json", export, 1, cfg, results[-1])
+    return results

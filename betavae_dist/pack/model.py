@@ -1,0 +1,86 @@
+"""K β-VAEs of one architecture as stacked parameters, run together with torch.func.
+
+Parameter `name` of point k is row k of the stacked tensor `params[name]` (shape (K, ...)). One
+`vmap` over `functional_call` runs every point on its own images and noise, and evaluates the
+objective in the same vmap with each point's own loss settings as batched scalars: the objective
+classes run unchanged. Adam is elementwise, so one Adam over the stacked tensors is K
+independent Adams (the points step together, so their step counts agree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import get_type_hints
+
+import torch
+from accelerate.utils import set_seed
+from torch.func import functional_call, vmap
+
+from ..config import Config, LossConfig
+from ..models import BetaVAE
+from ..objectives import OBJECTIVES
+
+# Loss settings a point may have of its own: the float ones, given to the vmapped objective as
+# tensors. (Integer settings such as capacity_steps only enter the host-side schedule.)
+POINT_LOSS_SETTINGS = tuple(name for name, kind in get_type_hints(LossConfig).items() if kind is float)
+
+
+class PackedVAE:
+    def __init__(self, cfgs: list[Config], device: torch.device, states: list[dict] | None = None):
+        """`states`: the points' weights; by default each point's initial weights, those of its
+        solo run (train.py seeds, then builds the model)."""
+        m = cfgs[0].model
+        if states is None:
+            states = []
+            for cfg in cfgs:
+                set_seed(cfg.seed)
+                states.append(BetaVAE(m.arch, m.latents, m.channels).state_dict())
+        with torch.device("meta"):
+            self.base = BetaVAE(m.arch, m.latents, m.channels)  # the structure; weights come from `params`
+        self.params = {name: torch.stack([s[name] for s in states]).to(device).requires_grad_() for name in states[0]}
+        self.size, self.latents, self.device = len(cfgs), m.latents, device
+        self.objective, self.loss, self.model_cfg = OBJECTIVES[cfgs[0].loss.objective], cfgs[0].loss, m
+        self.settings = {name: torch.tensor([float(getattr(c.loss, name)) for c in cfgs], device=device)
+                         for name in POINT_LOSS_SETTINGS}
+        self._terms = vmap(self._point_terms)
+        self._means = vmap(self._point_means, in_dims=(0, None))
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return self.objective.terms
+
+    def _point_terms(self, params, x, noise, schedule, settings) -> torch.Tensor:
+        output, mean, logvar, z = functional_call(self.base, params, (x, noise))
+        objective = self.objective(dataclasses.replace(self.loss, **settings), self.model_cfg)
+        values = objective(output, x, mean, logvar, z, schedule)
+        return torch.stack([values[name] for name in objective.terms])
+
+    def loss_terms(self, x: torch.Tensor, noise: torch.Tensor, schedule: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(K, len(terms)): each point's objective terms on its own micro-batch; x (K, b, C, H, W),
+        noise (K, b, latents), schedule values (K,)."""
+        return self._terms(self.params, x, noise, schedule, self.settings)
+
+    def _point_means(self, params, x) -> torch.Tensor:
+        encoder = {name.removeprefix("encoder."): p for name, p in params.items() if name.startswith("encoder.")}
+        return functional_call(self.base.encoder, encoder, (x,)).chunk(2, dim=1)[0]
+
+    @torch.no_grad()
+    def encode_means(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, n, latents): every point's mean code of the same images x (n, C, H, W)."""
+        return self._means({name: p.detach() for name, p in self.params.items()}, x)
+
+    def point_state(self, k: int) -> dict[str, torch.Tensor]:
+        """Point k's weights as a BetaVAE state dict, on the CPU."""
+        return {name: p[k].detach().cpu().clone() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def set_point(self, k: int, state: dict[str, torch.Tensor] | None) -> None:
+        """Point k's weights from a state dict; None zeroes them (a failed point, frozen)."""
+        for name, p in self.params.items():
+            p[k].copy_(state[name]) if state is not None else p[k].zero_()
+
+    def point_model(self, k: int) -> BetaVAE:
+        m = self.model_cfg
+        model = BetaVAE(m.arch, m.latents, m.channels)
+        model.load_state_dict(self.point_state(k))
+        return model.to(self.device, memory_format=model.memory_format).eval()

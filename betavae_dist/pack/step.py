@@ -1,0 +1,131 @@
+"""One optimiser step of every point of a pack, eager or replayed as one CUDA graph.
+
+As in the solo step (../step.py), nothing is read back to the host at an ordinary step: each
+point's loss terms and gradient norm are summed on the device, and so is the first step at
+which its loss or gradient norm was not finite. A point whose step is not finite is marked
+failed on the device at once: its gradients are zeroed from that step on, so its weights stay
+finite and the other points never see it (every operation is per point). The trainer reads the
+flags at log and checkpoint steps, reports the point, and freezes it for good (`freeze`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import Config
+from ..data.batches import upload
+from ..objectives import build_objective
+from ..step import NO_STEP, capture, set_capturable
+from .model import PackedVAE
+
+
+class PackStats:
+    """Per point: sums of the terms and the gradient norm since the last reset, the first bad
+    (loss, gradient) step, and whether it is still alive; all on the device, updated in place."""
+
+    def __init__(self, size: int, terms: tuple[str, ...], device: torch.device):
+        self.terms = (*terms, "grad_norm")
+        self.sums = torch.zeros(size, len(self.terms), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((size, 2), NO_STEP, dtype=torch.int64, device=device)
+        self.alive = torch.ones(size, dtype=torch.bool, device=device)
+        self.steps = 0
+
+    def add(self, losses: torch.Tensor, grad_norms: torch.Tensor, step: torch.Tensor) -> None:
+        self.sums += torch.cat([losses, grad_norms[:, None]], 1).double()
+        finite = torch.stack([losses.isfinite().all(1), grad_norms.isfinite()], 1)
+        self.first_bad.copy_(torch.where(finite, self.first_bad, self.first_bad.clamp(max=step)))
+        self.alive &= finite.all(1)
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.steps = 0
+
+    def clear(self) -> None:
+        self.reset()
+        self.first_bad.fill_(NO_STEP)
+        self.alive.fill_(True)
+
+    def read(self, model: PackedVAE) -> list[dict]:
+        """Each point's means over the steps since the last reset, its first bad steps and whether
+        its weights are finite: one host read."""
+        weights_finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in model.params.values()]).all(0)
+        values = torch.cat([self.sums, self.first_bad.double(), weights_finite.double()[:, None]], 1).tolist()
+        out = []
+        for row in values:
+            point = {name: row[i] / max(self.steps, 1) for i, name in enumerate(self.terms)}
+            bad_loss, bad_grad, finite = row[len(self.terms):]
+            point.update(bad_loss_step=None if bad_loss >= NO_STEP else int(bad_loss),
+                         bad_grad_step=None if bad_grad >= NO_STEP else int(bad_grad), weights_finite=finite == 1)
+            out.append(point)
+        return out
+
+
+def per_point_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """(K,): the global gradient norm of each point (rows of the stacked gradients)."""
+    return torch.stack([g.flatten(1).float().square().sum(1) for g in grads]).sum(0).sqrt()
+
+
+class PackStep:
+    """`step(step, images, noise, schedule)`: one optimiser step of all points. `images` gives
+    (K, b, C, H, W) for a micro-batch index, `noise` is (K, batch, latents) and `schedule` maps
+    each schedule value to its K per-point values."""
+
+    def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, cfg: Config, stats: PackStats,
+                 use_graph: bool):
+        self.model, self.optimizer, self.stats, self.clip = model, optimizer, stats, cfg.optim.grad_clip
+        micro = cfg.train.batch_size // cfg.train.grad_accum
+        self.rows = [slice(m * micro, (m + 1) * micro) for m in range(cfg.train.grad_accum)]
+        device, k = model.device, model.size
+        # Inputs of the step: filled before each step, never reallocated (a graph reads them).
+        self.x = [torch.zeros(k, micro, cfg.model.channels, 64, 64, device=device) for _ in self.rows]
+        self.noise = [torch.zeros(k, micro, cfg.model.latents, device=device) for _ in self.rows]
+        self.step = torch.zeros((), dtype=torch.int64, device=device)
+        self.schedule = {name: torch.zeros(k, device=device) for name in build_objective(cfg).schedule(0)}
+        self.graph = None
+        if use_graph:
+            self.graph = capture(self._body, optimizer, list(model.params.values()), stats.clear)
+        else:
+            set_capturable(optimizer, False)
+        self.description = f"{k} points packed, " + ("one CUDA graph per step" if self.graph else "eager steps")
+
+    def _body(self) -> None:
+        losses = 0
+        for x, noise in zip(self.x, self.noise):
+            terms = self.model.loss_terms(x, noise, self.schedule)
+            (terms[:, 0].sum() / len(self.rows)).backward()  # points are independent: one backward for all
+            losses = losses + terms.detach()
+        grads = [p.grad for p in self.model.params.values()]
+        norms = per_point_norms(grads)
+        if self.clip > 0:  # clip_grad_norm_'s rule, per point
+            coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
+            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+        self.stats.add(losses / len(self.rows), norms, self.step)
+        alive = self.stats.alive
+        for g in grads:  # a failed point's gradient is zero from its bad step on
+            g.copy_(torch.where(alive.view(-1, *[1] * (g.dim() - 1)), g, 0.0))
+        self.optimizer.step()
+
+    def __call__(self, step: int, images, noise: torch.Tensor, schedule: dict[str, list[float]]) -> None:
+        for m, (x, noise_buffer, rows) in enumerate(zip(self.x, self.noise, self.rows)):
+            x.copy_(images(m))
+            noise_buffer.copy_(noise[:, rows])
+        self.step.fill_(step)
+        for name, values in schedule.items():
+            self.schedule[name].copy_(upload(torch.tensor(values, dtype=torch.float32), self.model.device))
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._body()
+        self.stats.steps += 1
+
+
+@torch.no_grad()
+def freeze(model: PackedVAE, optimizer: torch.optim.Optimizer, k: int) -> None:
+    """Point k stops for good: its weights and optimiser state become zeros, which (with its
+    gradients zeroed by the step) Adam, AdamW and SGD leave unchanged."""
+    model.set_point(k, None)
+    for p in model.params.values():
+        for value in optimizer.state.get(p, {}).values():
+            if torch.is_tensor(value) and value.dim() > 0:
+                value[k].zero_()

@@ -45,6 +45,8 @@ from .config import Config, ConfigError, from_sources
 from .data import DataError
 from .export import ExportError
 from .metrics import headline_keys
+from .pack.evaluate import evaluate_pack
+from .pack.train import failed_record, split_packs, train_pack
 from .train import TrainingError
 
 
@@ -127,9 +129,6 @@ class Sweep:
 
 def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
     """Train and evaluate the chosen points in packs of `pack`, then report; the exit status."""
-    from .pack.evaluate import evaluate_pack  # torch.func and the trainer: only for `run`
-    from .pack.train import failed_record, split_packs, train_pack
-
     sweep.copy_into_out_dir()
     todo, failed = [], []
     for point in sweep.pack_points(pack, index):
@@ -171,6 +170,8 @@ def point_status(run_dir: Path) -> tuple[str, dict]:
         return "evaluated", results
     if (run_dir / "export" / "model.safetensors").is_file():
         return "trained", results
+    if failed := failed_record(run_dir):
+        return f"failed ({failed['problem']})", results
     last = checkpoint.latest(run_dir / "checkpoints")
     return f"unfinished (last checkpoint: {last.name if last else 'none'})", results
 

@@ -1,10 +1,12 @@
 # Sourced by train.sh and sweep.sh: one `accelerate launch` per node, and preemption handling.
 #
-# run_on_nodes ARGS... runs `accelerate launch <flags> ARGS...` once per node of the allocation.
+# run_on_nodes ARGS... runs `accelerate launch <flags> ARGS...` once per node of the allocation;
+# run_once CMD... runs one process (a pack of sweep points).
 # Each node reads its own rank from $SLURM_NODEID (expanded on that node, not here); the first
 # node's address (SLURM's NodeAddr) and MAIN_PORT make the rendezvous. Processes per node: the GPUs
 # SLURM gave ($SLURM_GPUS_ON_NODE), else $PROCS_PER_NODE (default 1, CPU). It returns the exit
-# status of the step, or 3 after a preemption signal (the trainer then wrote a checkpoint).
+# status of the step, or 3 after a preemption signal (the trainer then wrote a checkpoint); so
+# does run_once.
 
 if [[ -n "${PYTHON_ENV:-}" ]]; then source "$PYTHON_ENV/bin/activate"
 elif [[ -f .venv/bin/activate ]]; then source .venv/bin/activate; fi
@@ -30,7 +32,17 @@ run_on_nodes() {
         if [[ -n "${LAUNCH_CONFIG:-}" ]]; then flags=(--config_file "$LAUNCH_CONFIG" "${flags[@]}")
         elif (( NNODES * PPN > 1 )); then flags=(--multi_gpu --rdzv_backend static "${flags[@]}"); fi
         exec accelerate launch "${flags[@]}" "$@"' bash "$@" &
-    local pid=$! status=0
+    wait_relaying_signals $!
+}
+
+run_once() {
+    # One process on the first node (a pack of sweep points): `run_once python -m ...`.
+    srun --nodes=1 --ntasks=1 "$@" &
+    wait_relaying_signals $!
+}
+
+wait_relaying_signals() {
+    local pid=$1 status=0
     # SLURM sends USR1 to this shell before the time limit or a preemption (--signal=B:USR1@...);
     # relay it to every process of the job's steps: they checkpoint, and the job is requeued.
     # TERM is `scancel` (or the end of the time limit's grace): the trainers got it too and write

@@ -112,3 +112,38 @@ def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
     assert "cancelled: the trainers checkpoint if they can; no requeue" in text
     assert "stop signal: checkpoint at step" in text
     assert not (run_dir / "export").exists()
+
+
+def test_packed_sweep_task_checkpoints_on_preemption_requeues_and_finishes(slurm, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"""
+base: configs/dsprites_beta4.yaml
+out_dir: {tmp_path / 'sweep'}
+grid:
+  loss.beta: [1, 4]
+train: [train.steps=1500, train.ckpt_every=100, {TINY.replace(' ', ', ')}]
+eval: [eval.metrics=beta_vae, eval.n_train=100, eval.n_eval=50, eval.pairs=8]
+""")
+    count = subprocess.run(["python", "-m", "betavae_dist.sweep", "count", str(sweep), "--pack", "2"],
+                           cwd=ROOT, env=slurm, capture_output=True, text=True).stdout.strip()
+    assert count == "1"  # one array task runs both points
+    log = tmp_path / "pack.out"
+    job = sbatch(slurm, "--array=0", f"--output={log}", "slurm/sweep.sh", wait=False, SWEEP=str(sweep), PACK="2").stdout.strip()
+    deadline = time.time() + 300
+    while not (tmp_path / "sweep" / "beta4" / "checkpoints" / "step_100").exists():
+        assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_0"], env=slurm, check=True)
+    while "requeueing job" not in log.read_text():
+        assert time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], env=slurm, capture_output=True)
+    while not (tmp_path / "sweep" / "report.md").exists():
+        assert time.time() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    text = log.read_text()
+    assert text.count("pack of 2 on cpu") == 2 and "stop signal: checkpoints at step" in text and "resuming at step" in text
+    for point in ("beta1", "beta4"):
+        lines = [json.loads(line) for line in (tmp_path / "sweep" / point / "metrics.jsonl").read_text().splitlines()]
+        assert lines[-1]["step"] == 1500 and (tmp_path / "sweep" / point / "evaluation.json").is_file()

@@ -172,3 +172,39 @@ def test_a_killed_pack_resumes_equal_to_an_uninterrupted_one(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), name
         steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / name / "metrics.jsonl").read_text().splitlines()]
         assert steps[-1] == 60
+
+
+def test_per_point_schedule_clipping_and_accumulation_match_solo_runs(tmp_path):
+    """Annealed capacity with each point's own γ and capacity steps, per-point clipping, two
+    micro-batches per step: in-process pack against in-process solo runs."""
+    from betavae_dist.pack.train import train_pack
+    from betavae_dist.train import train as train_solo
+
+    common = [*TRAIN, "optim.grad_clip=50", "train.grad_accum=2", "loss.objective=annealed"]
+    points = [("gamma=1", "capacity_steps=10", "seed=0"), ("gamma=4", "capacity_steps=30", "seed=1")]
+
+    def cfg(where, point):
+        return from_sources("configs/dsprites_beta4.yaml", [*common, *(f"loss.{p}" for p in point[:2]), point[2],
+                                                            f"run_dir={tmp_path / where / point[0]}"])
+
+    assert train_pack([cfg("pack", p) for p in points]) == []
+    for p in points:
+        train_solo(cfg("solo", p))
+        assert_close_weights(weights(tmp_path / "pack" / p[0] / "export"), weights(tmp_path / "solo" / p[0] / "export"))
+        mine, theirs = ((tmp_path / d / p[0] / "metrics.jsonl").read_text().splitlines()[-1] for d in ("pack", "solo"))
+        assert json.loads(mine)["capacity"] == json.loads(theirs)["capacity"] == 25 * min(1, 19 / int(p[1].split("=")[1]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (CUDA graphs)")
+def test_pack_as_one_cuda_graph_equals_eager_steps_on_the_gpu(tmp_path):
+    from betavae_dist.pack.train import train_pack
+
+    def cfgs(where, graph):
+        return [from_sources("configs/dsprites_beta4.yaml", [*TRAIN, f"loss.beta={b}", f"seed={s}",
+                                                             f"train.cuda_graph={graph}", f"run_dir={tmp_path / where / str(b)}"])
+                for b, s in ((1, 0), (16, 1))]
+
+    train_pack(cfgs("graph", "on"))
+    train_pack(cfgs("eager", "off"))
+    for b in (1, 16):
+        assert_close_weights(weights(tmp_path / "graph" / str(b) / "export"), weights(tmp_path / "eager" / str(b) / "export"))

@@ -81,12 +81,15 @@ class PackStep:
         self.noise = [torch.zeros(k, micro, cfg.model.latents, device=device) for _ in self.rows]
         self.step = torch.zeros((), dtype=torch.int64, device=device)
         self.schedule = {name: torch.zeros(k, device=device) for name in build_objective(cfg).schedule(0)}
-        self.graph = None
+        self.graph, why_eager = None, ""
         if use_graph:
-            self.graph = capture(self._body, optimizer, list(model.params.values()), stats.clear)
-        else:
+            try:
+                self.graph = capture(self._body, optimizer, list(model.params.values()), stats.clear)
+            except RuntimeError as e:  # capture puts everything back for eager steps
+                why_eager = f" (CUDA graph capture failed: {str(e).splitlines()[0]})"
+        if self.graph is None:
             set_capturable(optimizer, False)
-        self.description = f"{k} points packed, " + ("one CUDA graph per step" if self.graph else "eager steps")
+        self.description = f"{k} points packed, " + ("one CUDA graph per step" if self.graph else "eager steps" + why_eager)
 
     def _body(self) -> None:
         losses = 0
@@ -98,7 +101,8 @@ class PackStep:
         norms = per_point_norms(grads)
         if self.clip > 0:  # clip_grad_norm_'s rule, per point
             coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
-            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+            for g in grads:
+                g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
         self.stats.add(losses / len(self.rows), norms, self.step)
         alive = self.stats.alive
         for g in grads:  # a failed point's gradient is zero from its bad step on

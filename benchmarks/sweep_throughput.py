@@ -1,0 +1,99 @@
+"""Sweep throughput: K points trained as one pack against K solo runs in sequence, in one run.
+
+"solo" is the trainer's own step (`make_step`: a CUDA graph on a GPU, eager on the CPU, with
+`build_batches` and `NoiseWindow`, a statistics read every 50 steps); K solo runs one after
+another train at its rate, so its images/s is the reference for every K. "packed K" is the pack's
+step (pack/: `PackBatches`, `PackStep` over K stacked points with different β and seeds, one
+statistics read per 50 steps), counting the images of all K points. Each case runs in a fresh
+process; cases are interleaved over the repeats; the table gives medians and the ratio
+packed / solo.
+
+    python benchmarks/sweep_throughput.py                    # CPU: conv64, K = 1, 4
+    python benchmarks/sweep_throughput.py --device cuda      # GPU: K = 1, 4, 18
+
+The whole 18-point sweep on a GPU, trained, evaluated and reported (the issue's 10-minute target):
+    time python -m betavae_dist.sweep run configs/sweeps/dsprites_beta.yaml --pack 18
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from betavae_dist.optim import build_optimizer
+from betavae_dist.pack.model import PackedVAE
+from betavae_dist.pack.step import PackStats, PackStep
+from betavae_dist.pack.train import PackBatches
+from betavae_dist.runtime import keep_heap
+from isolated import run_isolated
+from train_throughput import READ_EVERY, config, images_per_s, ours
+
+BETAS = [1, 2, 4, 6, 8, 16]  # configs/sweeps/dsprites_beta.yaml's, with seeds 0, 1, 2, ...
+
+
+def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: torch.device) -> float:
+    keep_heap()
+    cfgs = []
+    for i in range(k):
+        cfg = config(arch, batch)
+        cfg.seed, cfg.loss.beta, cfg.run_dir = i // len(BETAS), float(BETAS[i % len(BETAS)]), f"point{i}"
+        cfgs.append(cfg)
+    model = PackedVAE(cfgs, device)
+    optimizer = build_optimizer(model.params.values(), cfgs[0])
+    batches, stats = PackBatches(cfgs, device), PackStats(k, model.terms, device)
+    run_step = PackStep(model, optimizer, cfgs[0], stats, graph)
+
+    def step(i):
+        run_step(i, batches.images(i), batches.noise(i), {})
+        if (i + 1) % READ_EVERY == 0:
+            stats.read(model)
+            stats.reset()
+
+    return images_per_s(step, k * batch, seconds, device)
+
+
+def solo(arch: str, batch: int, graph: bool, seconds: float) -> float:
+    keep_heap()
+    return ours(config(arch, batch), "no", graph, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--arch", default="conv64")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--packs", default=None, help="comma-separated K; default 1,4 (CPU), 1,4,18 (GPU)")
+    parser.add_argument("--seconds", type=float, default=None, help="timed seconds per case (default 10 CPU, 3 GPU)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    gpu = args.device == "cuda"
+    packs = [int(k) for k in (args.packs or ("1,4,18" if gpu else "1,4")).split(",")]
+    seconds = args.seconds or (3.0 if gpu else 10.0)
+    device = torch.device(args.device)
+
+    cases = {"solo (K runs in sequence)": (solo, args.arch, args.batch, gpu, seconds)}
+    cases.update({f"packed K={k}": (packed, k, args.arch, args.batch, gpu, seconds, device) for k in packs})
+    results: dict = {name: [] for name in cases}
+    for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every case alike
+        for name, (fn, *fn_args) in cases.items():
+            results[name].append(run_isolated(fn, *fn_args))
+
+    where = torch.cuda.get_device_name() if gpu else f"CPU, {torch.get_num_threads()} threads"
+    steps = "one CUDA graph per step" if gpu else "eager steps"
+    table = Table(title=f"sweep throughput on {where}: {args.arch}, batch {args.batch} per point, {steps}, "
+                        f"median of {args.repeats} x {seconds:g} s")
+    for column in ("case", "images/s, all points (median)", "min..max", "× solo"):
+        table.add_column(column, justify="left" if column == "case" else "right")
+    reference = statistics.median(results["solo (K runs in sequence)"])
+    for name, values in results.items():
+        median = statistics.median(values)
+        table.add_row(name, f"{median:,.0f}", f"{min(values):,.0f}..{max(values):,.0f}", f"{median / reference:.2f}")
+    Console(width=130).print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,9 +27,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import checkpoint, visualize
 from .config import Config, ConfigError, flat, from_sources, identity_changes, load_or_exit, save_yaml
 from .data import DataError, build_batches, build_dataset
-from .data.batches import NoiseWindow
-from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_launcher, make_accelerator,
-                          offloads_optimizer, shutdown, silent_ranks, unwrap)
+from .data.batches import NoiseWindow, micro_batch_size
+from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_launcher, launched_world_size,
+                          make_accelerator, offloads_optimizer, shutdown, silent_ranks, unwrap)
 from .export import ExportError, write_export
 from .metrics import evaluate_model
 from .models import BetaVAE
@@ -102,13 +102,20 @@ def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = Tru
         visualize.save_grid(walk, Path(cfg.run_dir) / "traversal.png")
 
 
-def train(cfg: Config) -> None:
-    keep_heap()
+def preflight(cfg: Config, world_size: int) -> None:
+    """The checks that need no process group: each rank runs them first, and `betavae_dist.launch`
+    before it starts any rank."""
     missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
     if missing:
         raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
+    micro_batch_size(cfg, world_size)
+    refuse_another_run(cfg, Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints")
+
+
+def train(cfg: Config) -> None:
+    keep_heap()
+    preflight(cfg, launched_world_size())
     run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
-    refuse_another_run(cfg, run_dir, ckpt_dir)
     die_with_launcher()
     accelerator = make_accelerator(
         cfg.train.collective_timeout,

@@ -1,6 +1,7 @@
 # Sourced by train.sh and sweep.sh: one `accelerate launch` per node, and preemption handling.
 #
-# run_on_nodes ARGS... runs `accelerate launch <flags> ARGS...` once per node of the allocation;
+# run_on_nodes ARGS... runs `accelerate launch <flags> ARGS...` once per node of the allocation
+# (through betavae_dist.launch: a bad training config is one line and exit 2 before any rank starts);
 # run_once CMD... runs one process (a pack of sweep points).
 # Each node reads its own rank from $SLURM_NODEID (expanded on that node, not here); the first
 # node's address (SLURM's NodeAddr) and MAIN_PORT make the rendezvous. Processes per node: the GPUs
@@ -31,7 +32,7 @@ run_on_nodes() {
                --mixed_precision "${MIXED_PRECISION:-no}")
         if [[ -n "${LAUNCH_CONFIG:-}" ]]; then flags=(--config_file "$LAUNCH_CONFIG" "${flags[@]}")
         elif (( NNODES * PPN > 1 )); then flags=(--multi_gpu --rdzv_backend static "${flags[@]}"); fi
-        exec accelerate launch "${flags[@]}" "$@"' bash "$@" &
+        exec python -m betavae_dist.launch "${flags[@]}" "$@"' bash "$@" &
     wait_relaying_signals $!
 }
 

@@ -1,7 +1,7 @@
 import pytest
 
 from betavae_dist.config import ConfigError, from_sources, parse_cli
-from helpers import ROOT, run
+from helpers import CPU_DDP, ROOT, run
 import sys
 
 
@@ -153,3 +153,20 @@ def test_old_tensorboard_switch_becomes_report_to(capsys):
     assert from_sources(None, ["train.tensorboard=true"]).train.report_to == "tensorboard"
     assert from_sources(None, ["train.tensorboard=false"]).train.report_to == ""
     assert "train.tensorboard is deprecated, use train.report_to" in capsys.readouterr().err
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=15", "train.batch_size=15 is not divisible by 2 ranks x train.grad_accum=1"),
+    ("train.steps=0", "train.steps: must be positive, got 0"),
+    ("model.arch=resnet", "model.arch: 'resnet' is not one of"),
+])
+def test_a_two_rank_launch_through_betavae_dist_launch_is_one_line_and_exit_2(tmp_path, override, message):
+    """Plain `accelerate launch` ends such a run with exit 1 and torch elastic's ChildFailedError
+    report after each rank's line; `python -m betavae_dist.launch` checks first and starts nothing."""
+    proc = run([sys.executable, "-m", "betavae_dist.launch", "--config_file", str(CPU_DDP), "--num_processes", "2",
+                "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={tmp_path / 'r'}", override],
+               check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert proc.stderr.startswith("betavae_dist.train: config error:") and message in proc.stderr
+    assert not (tmp_path / "r").exists()

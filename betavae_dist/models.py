@@ -97,6 +97,22 @@ def _conv64_deep(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
 ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep})
 
 
+def activation_bytes(arch: str, latents: int, channels: int) -> int:
+    """Bytes of fp32 layer outputs one sample makes in a forward pass (what backward keeps),
+    counted on the meta device: nothing is allocated."""
+    with torch.device("meta"):
+        model, total = BetaVAE(arch, latents, channels), [0]
+
+        def count(module, inputs, output):
+            total[0] += output.numel()
+
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+        model(torch.empty(1, channels, IMAGE_SIZE, IMAGE_SIZE), torch.empty(1, latents))
+    for hook in hooks:
+        hook.remove()
+    return 4 * total[0]
+
+
 class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags=["beta-vae", "disentanglement"]):
     """The network. `save_pretrained(dir)`, `push_to_hub(repo_id)` (from huggingface_hub's mixin) and
     `from_pretrained(dir or repo_id)` read and write our export format (export/)."""

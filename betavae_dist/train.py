@@ -32,7 +32,7 @@ from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_
                           make_accelerator, offloads_optimizer, shutdown, silent_ranks, unwrap)
 from .export import ExportError, write_export
 from .metrics import evaluate_model
-from .models import BetaVAE
+from .models import BetaVAE, activation_bytes
 from .objectives import build_objective
 from .optim import build_optimizer
 from .runtime import keep_heap
@@ -108,8 +108,22 @@ def preflight(cfg: Config, world_size: int) -> None:
     missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
     if missing:
         raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
-    micro_batch_size(cfg, world_size)
+    check_memory(cfg, micro_batch_size(cfg, world_size))
     refuse_another_run(cfg, Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints")
+
+
+def check_memory(cfg: Config, samples: int) -> None:
+    """Refuse a micro-batch whose activations alone (about twice the forward's layer outputs, for
+    backward's temporaries) would not fit in one device's memory: a GPU's, else this machine's."""
+    need = 2 * samples * activation_bytes(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+    if torch.cuda.is_available():
+        where, have = torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).total_memory
+    else:
+        where, have = "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: {samples} samples per micro-batch need about "
+                          f"{need / 2**30:,.0f} GiB of activations ({cfg.model.arch}), more than {where} has "
+                          f"({have / 2**30:,.0f} GiB); lower train.batch_size or raise train.grad_accum")
 
 
 def train(cfg: Config) -> None:

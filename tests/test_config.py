@@ -170,3 +170,15 @@ def test_a_two_rank_launch_through_betavae_dist_launch_is_one_line_and_exit_2(tm
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert proc.stderr.startswith("betavae_dist.train: config error:") and message in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_starting(tmp_path):
+    # 2^20 conv64 samples per micro-batch need over a terabyte of activations; 2^20 / 2^10 fit.
+    args = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+            f"run_dir={tmp_path / 'r'}", "train.batch_size=1048576"]
+    proc = run(args, check=False)
+    assert proc.returncode == 2 and "train.batch_size=1048576: 1048576 samples per micro-batch need about" in proc.stderr
+    assert "lower train.batch_size or raise train.grad_accum" in proc.stderr and not (tmp_path / "r").exists()
+    from betavae_dist.train import check_memory
+
+    check_memory(from_sources(None, ["train.batch_size=1048576", "train.grad_accum=1024"]), 1024)

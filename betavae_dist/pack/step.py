@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
-from ..data.batches import upload
+from ..data.batches import micro_batch_size, micro_slice, upload
 from ..objectives import build_objective
 from ..step import NO_STEP, capture, set_capturable
 from .model import PackedVAE
@@ -73,8 +73,8 @@ class PackStep:
     def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, cfg: Config, stats: PackStats,
                  use_graph: bool):
         self.model, self.optimizer, self.stats, self.clip = model, optimizer, stats, cfg.optim.grad_clip
-        micro = cfg.train.batch_size // cfg.train.grad_accum
-        self.rows = [slice(m * micro, (m + 1) * micro) for m in range(cfg.train.grad_accum)]
+        micro = micro_batch_size(cfg, 1)
+        self.rows = [micro_slice(m, 1, 0, micro) for m in range(cfg.train.grad_accum)]
         device, k = model.device, model.size
         # Inputs of the step: filled before each step, never reallocated (a graph reads them).
         self.x = [torch.zeros(k, micro, cfg.model.channels, 64, 64, device=device) for _ in self.rows]

@@ -23,13 +23,13 @@ from safetensors.torch import load_file, save_file
 from .. import checkpoint
 from ..config import Config, ConfigError, flat, save_yaml
 from ..data import build_dataset
-from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels
+from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels, micro_batch_size
 from ..export import write_export
 from ..objectives import build_objective
 from ..optim import CAPTURABLE, build_optimizer
 from ..runtime import keep_heap
-from ..train import (PREEMPTED_EXIT_CODE, StopSignal, TrainingError, prepare_run_dir, progress_bar, refuse_another_run,
-                     save_figures)
+from ..train import (PREEMPTED_EXIT_CODE, StopSignal, TrainingError, check_memory, prepare_run_dir, progress_bar,
+                     refuse_another_run, save_figures)
 from .model import POINT_LOSS_SETTINGS, PackedVAE
 from .step import PackStats, PackStep, freeze
 
@@ -169,6 +169,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     check_packable(cfgs)
     keep_heap()
     cfg = cfgs[0]
+    check_memory(cfg, len(cfgs) * micro_batch_size(cfg, 1))
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for c in cfgs:
         refuse_another_run(c, Path(c.run_dir), Path(c.run_dir) / "checkpoints")

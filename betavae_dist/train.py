@@ -48,18 +48,24 @@ PREEMPTED_EXIT_CODE = 3  # stopped by SIGTERM/SIGUSR1 after writing a checkpoint
 
 class StopSignal:
     """Remembers SIGTERM/SIGUSR1 (what SLURM sends before a time limit or preemption) so the loop
-    can checkpoint at the next step instead of dying mid-step. A second signal exits at once
-    (e.g. a launcher tearing down a job whose other rank already died)."""
+    can checkpoint at the next step instead of dying mid-step. A signal that comes again later
+    than REPEAT_GRACE seconds after the first exits at once (someone insisting, or a launcher
+    tearing down a job whose other rank died). Within the grace it is the same stop: under SLURM
+    with several nodes a cancel reaches each worker twice, from SLURM and forwarded by the elastic
+    agent, milliseconds apart (the agent waits 30 s for its workers before it kills them)."""
+
+    REPEAT_GRACE = 5.0
 
     def __init__(self):
-        self.received = None
+        self.received, self._first = None, 0.0
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
-        if self.received is not None:
+        if self.received is None:
+            self.received, self._first = signal.Signals(signum).name, time.monotonic()
+        elif time.monotonic() - self._first > self.REPEAT_GRACE:
             raise SystemExit(128 + signum)
-        self.received = signal.Signals(signum).name
 
 
 def prepare_run_dir(run_dir: Path, rank: int) -> None:

@@ -1,11 +1,13 @@
 """slurm/ scripts on a real SLURM (2 emulated nodes on this machine): sweeps, multi-node, requeue."""
 
 import json
+import re
 import subprocess
 import time
 
 import pytest
 
+from betavae_dist import checkpoint
 from helpers import ROOT
 
 pytestmark = pytest.mark.slurm
@@ -67,10 +69,10 @@ def test_two_node_training_has_two_ranks(slurm, tmp_path):
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
 
 
-def start_long_job(slurm, tmp_path):
+def start_long_job(slurm, tmp_path, nodes=1):
     """A 1,500-step training job, once it has written its step-100 checkpoint: (job, log, run dir, deadline)."""
     log, run_dir = tmp_path / "train.out", tmp_path / "run"
-    job = sbatch(slurm, f"--output={log}", "slurm/train.sh", wait=False,
+    job = sbatch(slurm, f"--output={log}", f"--nodes={nodes}", "slurm/train.sh", wait=False,
                  OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
     deadline = time.time() + 300
     while not (run_dir / "checkpoints" / "step_100").exists():
@@ -100,7 +102,8 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
 
 
 def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
-    job, log, run_dir, deadline = start_long_job(slurm, tmp_path)
+    # Two nodes, one rank each: both ranks write the stop checkpoint together, and it verifies.
+    job, log, run_dir, deadline = start_long_job(slurm, tmp_path, nodes=2)
     subprocess.run(["scancel", job], env=slurm, check=True)  # TERM, as a user cancelling the job
     queued = lambda: subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True, text=True).stdout.strip()
     while queued():
@@ -111,6 +114,9 @@ def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
     assert not queued() and "requeueing job" not in text, text[-3000:]
     assert "cancelled: the trainers checkpoint if they can; no requeue" in text
     assert "stop signal: checkpoint at step" in text
+    stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+)", text).group(1))
+    newest = checkpoint.latest(run_dir / "checkpoints")
+    assert newest.name == f"step_{stopped_at}" and checkpoint.verify(newest) is None
     assert not (run_dir / "export").exists()
 
 

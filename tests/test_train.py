@@ -212,3 +212,22 @@ def test_plain_runs_do_not_import_deepspeed_and_a_missing_one_is_named(tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == ("betavae_dist.train: error: the launch config asks for DeepSpeed but "
                                                    "deepspeed is not installed: pip install 'betavae-dist[deepspeed]'")
+
+
+def test_the_same_stop_delivered_twice_still_checkpoints(tmp_run):
+    """Under SLURM with several nodes, a cancel reaches each worker twice: from SLURM and forwarded
+    by the elastic agent, some milliseconds apart. That is one stop, not a request to die at once."""
+    cmd = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={tmp_run}",
+           *TINY, "train.steps=100000", "train.ckpt_every=20", "train.log_every=200"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not (tmp_run / "checkpoints" / "step_20").exists():
+        assert time.time() < deadline and proc.poll() is None, "the run did not reach step 20"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)  # handled separately, not coalesced into one
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 3 and "stop signal: checkpoint at step" in out, out[-2000:]
+    assert checkpoint.verify(checkpoint.latest(tmp_run / "checkpoints")) is None

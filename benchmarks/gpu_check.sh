@@ -6,7 +6,10 @@
 # 3. a smoke of real training runs under launch/single.yaml: CUDA graph on and off, bf16, fp16
 #    (falls back to eager steps), ZeRO-2 with one process, kill-free resume = straight run,
 #    a non-finite run, evaluation during training.
-# Skip parts with SKIP="tests bench smoke" (any of them); BENCH_ARGS passes options to the benchmark.
+# 4. packed sweeps: the GPU test of a pack as one CUDA graph, and benchmarks/sweep_throughput.py;
+#    with FULL_SWEEP=1 also the whole 18-point sweep (30,000 steps each, packed: the 10-minute
+#    target), timed, its report and evaluation JSONs copied to $OUT.
+# Skip parts with SKIP="tests bench smoke pack" (any of them); BENCH_ARGS passes options to the benchmark.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}
@@ -74,5 +77,20 @@ EOF
     grep -h "eval/\|step $STEPS:" "$RUNS/graph_fp32.log" | tail -n 2 | tee -a "$OUT/smoke.log"
     tail -n 3 "$RUNS/non_finite.log" | tee -a "$OUT/smoke.log"
     ls "$RUNS/non_finite/checkpoints" 2>&1 | tee -a "$OUT/smoke.log"
+fi
+if ! skip pack; then
+    python3 -m pytest -q -p no:cacheprovider tests/test_pack.py -k cuda >"$OUT/pack_tests.log" 2>&1
+    tail -n 3 "$OUT/pack_tests.log" | tee -a "$OUT/summary.txt"
+    python3 benchmarks/sweep_throughput.py --device cuda 2>&1 | grep -v "WARNING\|^$" | tee "$OUT/sweep_bench.log"
+fi
+
+if [[ -n "${FULL_SWEEP:-}" ]]; then
+    start=$SECONDS
+    python3 -m betavae_dist.sweep run configs/sweeps/dsprites_beta.yaml --pack 18 train.progress=false \
+        >"$OUT/full_sweep.log" 2>&1
+    echo "full sweep (exit $?): $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
+    sweep=runs/sweep_dsprites_beta
+    cp "$sweep"/report.md "$sweep"/report.csv "$sweep"/report.png "$OUT"/ 2>/dev/null
+    for point in "$sweep"/*/; do cp "$point/evaluation.json" "$OUT/evaluation_$(basename "$point").json" 2>/dev/null; done
 fi
 rm -rf "$RUNS"

@@ -1,6 +1,6 @@
 """Sweeps over β (× seeds, × any key): grid expansion for SLURM job arrays, and the report.
 
-    python -m betavae_dist.sweep run SWEEP.yaml [--pack K] [--index I]   # train, evaluate, report here
+    python -m betavae_dist.sweep run SWEEP.yaml [--pack K] [--index I] [key=value ...]   # train, evaluate, report
     python -m betavae_dist.sweep count SWEEP.yaml [--pack K] # number of array tasks (points, or packs)
     python -m betavae_dist.sweep point SWEEP.yaml INDEX      # what point INDEX is
     python -m betavae_dist.sweep point SWEEP.yaml INDEX --shell   # the same, as bash variables
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("sweep")
     p.add_argument("--pack", type=int, default=None, help="points per process (default: the file's pack, else 1)")
     p.add_argument("--index", type=int, default=None, help="run pack INDEX only (a job array's task)")
+    p.add_argument("overrides", nargs="*", help="key=value settings for every point, after the file's train list")
     p = sub.add_parser("point")
     p.add_argument("sweep")
     p.add_argument("index", type=int)
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "count":
             print(pack if args.pack_size else math.ceil(len(sweep.points) / pack))
         elif args.command == "run":
+            sweep.train += args.overrides
             raise SystemExit(run(sweep, pack, args.index))
         elif args.command == "point":
             point = sweep.point(args.index)

@@ -266,13 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("sweep")
     p.add_argument("--pack", type=int, default=None, help="points per process (default: the file's pack, else 1)")
     p.add_argument("--index", type=int, default=None, help="run pack INDEX only (a job array's task)")
-    p.add_argument("overrides", nargs="*", help="key=value settings for every point, after the file's train list")
+    p.epilog = "key=value settings after the arguments apply to every point (after the file's train list)"
     p = sub.add_parser("point")
     p.add_argument("sweep")
     p.add_argument("index", type=int)
     p.add_argument("--shell", action="store_true", help="print bash assignments for slurm/sweep.sh")
     sub.add_parser("report").add_argument("sweep", help="the sweep directory (or its sweep file)")
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and (args.command != "run" or any(o.startswith("-") or "=" not in o for o in overrides)):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     try:
         sweep = Sweep.load(args.sweep)
         pack = sweep.pack if getattr(args, "pack", None) is None else args.pack
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "count":
             print(pack if args.pack_size else math.ceil(len(sweep.points) / pack))
         elif args.command == "run":
-            sweep.train += args.overrides
+            sweep.train += overrides
             raise SystemExit(run(sweep, pack, args.index))
         elif args.command == "point":
             point = sweep.point(args.index)

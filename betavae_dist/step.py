@@ -36,18 +36,19 @@ WARMUP_STEPS = 3
 class StepStats:
     """Sums of the objective's terms and the gradient norm since the last reset, and the first step
     whose loss or gradient norm was not finite, all on the device; updated in place, so a graph can
-    own them."""
+    own them. With `points`, one row of each per point of a pack (pack/step.py)."""
 
-    def __init__(self, device: torch.device, terms: tuple[str, ...]):
+    def __init__(self, device: torch.device, terms: tuple[str, ...], points: int | None = None):
         self.terms = (*terms, "grad_norm")
-        self.sums = torch.zeros(len(self.terms), dtype=torch.float64, device=device)
-        self.first_bad = torch.full((2,), NO_STEP, dtype=torch.int64, device=device)  # loss, gradient
+        rows = () if points is None else (points,)
+        self.sums = torch.zeros(*rows, len(self.terms), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((*rows, 2), NO_STEP, dtype=torch.int64, device=device)  # loss, gradient
         self.steps = 0
 
     def add(self, losses: torch.Tensor, grad_norm: torch.Tensor, step: int | torch.Tensor, check_grad: bool) -> None:
-        """`losses`: the step's objective terms, averaged over micro-batches."""
-        self.sums += torch.cat([losses, grad_norm.reshape(1)]).double()
-        finite = torch.stack([losses.isfinite().all(), grad_norm.isfinite() | (not check_grad)])
+        """`losses`: the step's objective terms, averaged over micro-batches ((points,) terms)."""
+        self.sums += torch.cat([losses, grad_norm[..., None]], -1).double()
+        finite = torch.stack([losses.isfinite().all(-1), grad_norm.isfinite() | (not check_grad)], -1)
         self.first_bad.copy_(torch.where(finite, self.first_bad, self.first_bad.clamp(max=step)))
 
     def reset(self) -> None:

@@ -81,9 +81,9 @@ def start_long_job(slurm, tmp_path, nodes=1):
     return job, log, run_dir, deadline
 
 
-def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
-    job, log, run_dir, deadline = start_long_job(slurm, tmp_path)
-    # What SLURM does before a time limit or preemption with --signal=B:USR1@120:
+def preempt_and_finish(slurm, job, log, done, deadline) -> str:
+    """What SLURM does before a time limit or preemption with --signal=B:USR1@120; then wait for
+    the requeued job to write `done`. Returns the job's log."""
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm, check=True)
     while "requeueing job" not in log.read_text():
         assert time.time() < deadline, log.read_text()[-3000:]
@@ -91,10 +91,15 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
     # SLURM delays a requeued job's start by minutes; that wait is the scheduler's, not ours.
     time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, capture_output=True)
-    while not (run_dir / "export" / "model.safetensors").exists():
+    while not done.exists():
         assert time.time() < deadline, log.read_text()[-3000:]
         time.sleep(0.5)
-    text = log.read_text()
+    return log.read_text()
+
+
+def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
+    job, log, run_dir, deadline = start_long_job(slurm, tmp_path)
+    text = preempt_and_finish(slurm, job, log, run_dir / "export" / "model.safetensors", deadline)
     assert "stop signal: checkpoint at step" in text
     assert "requeueing job" in text and "resuming from" in text
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
@@ -139,16 +144,7 @@ eval: [eval.metrics=beta_vae, eval.n_train=100, eval.n_eval=50, eval.pairs=8]
     while not (tmp_path / "sweep" / "beta4" / "checkpoints" / "step_100").exists():
         assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
         time.sleep(0.2)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_0"], env=slurm, check=True)
-    while "requeueing job" not in log.read_text():
-        assert time.time() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
-    time.sleep(2)
-    subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], env=slurm, capture_output=True)
-    while not (tmp_path / "sweep" / "report.md").exists():
-        assert time.time() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
-    text = log.read_text()
+    text = preempt_and_finish(slurm, f"{job}_0", log, tmp_path / "sweep" / "report.md", deadline)
     assert text.count("pack of 2 on cpu") == 2 and "stop signal: checkpoints at step" in text and "resuming at step" in text
     for point in ("beta1", "beta4"):
         lines = [json.loads(line) for line in (tmp_path / "sweep" / point / "metrics.jsonl").read_text().splitlines()]

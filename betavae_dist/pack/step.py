@@ -15,35 +15,20 @@ import torch
 from ..config import Config
 from ..data.batches import micro_batch_size, micro_slice, upload
 from ..objectives import build_objective
-from ..step import NO_STEP, capture, set_capturable
+from ..step import NO_STEP, StepStats, capture, set_capturable
 from .model import PackedVAE
 
 
-class PackStats:
-    """Per point: sums of the terms and the gradient norm since the last reset, the first bad
-    (loss, gradient) step, and whether it is still alive; all on the device, updated in place."""
+class PackStats(StepStats):
+    """The solo step's statistics with one row per point; a point is alive while no bad step is
+    recorded for it."""
 
     def __init__(self, size: int, terms: tuple[str, ...], device: torch.device):
-        self.terms = (*terms, "grad_norm")
-        self.sums = torch.zeros(size, len(self.terms), dtype=torch.float64, device=device)
-        self.first_bad = torch.full((size, 2), NO_STEP, dtype=torch.int64, device=device)
-        self.alive = torch.ones(size, dtype=torch.bool, device=device)
-        self.steps = 0
+        super().__init__(device, terms, points=size)
 
-    def add(self, losses: torch.Tensor, grad_norms: torch.Tensor, step: torch.Tensor) -> None:
-        self.sums += torch.cat([losses, grad_norms[:, None]], 1).double()
-        finite = torch.stack([losses.isfinite().all(1), grad_norms.isfinite()], 1)
-        self.first_bad.copy_(torch.where(finite, self.first_bad, self.first_bad.clamp(max=step)))
-        self.alive &= finite.all(1)
-
-    def reset(self) -> None:
-        self.sums.zero_()
-        self.steps = 0
-
-    def clear(self) -> None:
-        self.reset()
-        self.first_bad.fill_(NO_STEP)
-        self.alive.fill_(True)
+    @property
+    def alive(self) -> torch.Tensor:
+        return (self.first_bad == NO_STEP).all(1)
 
     def read(self, model: PackedVAE) -> list[dict]:
         """Each point's means over the steps since the last reset, its first bad steps and whether
@@ -103,7 +88,7 @@ class PackStep:
             coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
             for g in grads:
                 g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
-        self.stats.add(losses / len(self.rows), norms, self.step)
+        self.stats.add(losses / len(self.rows), norms, self.step, check_grad=True)
         alive = self.stats.alive
         for g in grads:  # a failed point's gradient is zero from its bad step on
             g.copy_(torch.where(alive.view(-1, *[1] * (g.dim() - 1)), g, 0.0))
@@ -125,9 +110,11 @@ class PackStep:
 
 
 @torch.no_grad()
-def freeze(model: PackedVAE, optimizer: torch.optim.Optimizer, k: int) -> None:
-    """Point k stops for good: its weights and optimiser state become zeros, which (with its
-    gradients zeroed by the step) Adam, AdamW and SGD leave unchanged."""
+def freeze(model: PackedVAE, optimizer: torch.optim.Optimizer, stats: PackStats, k: int, step: int) -> None:
+    """Point k stops for good: it counts as failed at `step` on the device (its gradients are zeroed
+    from now on) and its weights and optimiser state become zeros, which Adam, AdamW and SGD then
+    leave unchanged."""
+    stats.first_bad[k].clamp_(max=step)
     model.set_point(k, None)
     for p in model.params.values():
         for value in optimizer.state.get(p, {}).values():

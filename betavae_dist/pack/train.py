@@ -213,7 +213,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
                     alive[k] = False
                     failed.append(cfgs[k])
                     _fail(cfgs[k], problem, done)
-                    freeze(model, optimizer, k)
+                    freeze(model, optimizer, stats, k, done)
             if not any(alive):
                 raise TrainingError("every point of the pack failed (see the lines above)")
             if log_now:

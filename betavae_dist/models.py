@@ -107,7 +107,8 @@ def activation_bytes(arch: str, latents: int, channels: int) -> int:
             total[0] += output.numel()
 
         hooks = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
-        model(torch.empty(1, channels, IMAGE_SIZE, IMAGE_SIZE), torch.empty(1, latents))
+        model.encoder(torch.empty(1, channels, IMAGE_SIZE, IMAGE_SIZE))  # the layers only, not the model's methods
+        model.decoder(torch.empty(1, latents))
     for hook in hooks:
         hook.remove()
     return 4 * total[0]

@@ -188,14 +188,17 @@ def verify(checkpoint: Path) -> str | None:
     return None
 
 
+def verifies(checkpoint: Path, say=print) -> bool:
+    """Whether a checkpoint verifies; if not, `say` names it and why."""
+    problem = verify(checkpoint)
+    if problem:
+        say(f"skipping checkpoint {checkpoint}: {problem}")
+    return problem is None
+
+
 def latest_verified(ckpt_dir: Path, say=print) -> Path | None:
     """The newest checkpoint that verifies; each newer one that fails is named by `say`."""
-    for _, path in reversed(checkpoints(ckpt_dir)):
-        problem = verify(path)
-        if problem is None:
-            return path
-        say(f"skipping checkpoint {path}: {problem}")
-    return None
+    return next((path for _, path in reversed(checkpoints(ckpt_dir)) if verifies(path, say)), None)
 
 
 def usable(ckpt_dir: Path, named: Path | None = None, say=print) -> Path:

@@ -76,9 +76,25 @@ class StepStats:
         out = {name: values[i] / count for i, name in enumerate(self.terms)}
         stop_votes, skipped_all, bad_weights, bad_loss, bad_grad = values[len(self.terms):]
         out.update(stop=stop_votes > 0, data_skipped=round(skipped_all), weights_finite=bad_weights == 0,
-                   bad_loss_step=None if bad_loss >= NO_STEP else int(bad_loss),
-                   bad_grad_step=None if bad_grad >= NO_STEP else int(bad_grad))
+                   **bad_steps(bad_loss, bad_grad))
         return out
+
+
+def bad_steps(bad_loss: float, bad_grad: float) -> dict:
+    """The first bad steps as read back from the device: None where there was none."""
+    return {"bad_loss_step": None if bad_loss >= NO_STEP else int(bad_loss),
+            "bad_grad_step": None if bad_grad >= NO_STEP else int(bad_grad)}
+
+
+def non_finite(stats: dict, done: int) -> str | None:
+    """What went non-finite first in statistics `read` after step `done` (loss, gradient norm or
+    weights), or None."""
+    bad = [(step, what) for step, what in ((stats["bad_loss_step"], "loss"), (stats["bad_grad_step"], "gradient norm"))
+           if step is not None]
+    if bad:
+        step, what = min(bad)
+        return f"non-finite {what} at step {step}"
+    return None if stats["weights_finite"] else f"non-finite weights after step {done}"
 
 
 def loss_terms(model, x: torch.Tensor, noise: torch.Tensor, objective: Objective,

@@ -36,7 +36,7 @@ from .models import BetaVAE, activation_bytes
 from .objectives import build_objective
 from .optim import build_optimizer
 from .runtime import keep_heap
-from .step import StepStats, make_step
+from .step import StepStats, make_step, non_finite
 
 
 class TrainingError(RuntimeError):
@@ -235,16 +235,9 @@ def train(cfg: Config) -> None:
 
 def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:
     """Stop before anything is saved from a run that went non-finite, naming the first bad step."""
-    bad = [(step, what) for step, what in ((metrics["bad_loss_step"], "loss"), (metrics["bad_grad_step"], "gradient norm"))
-           if step is not None]
-    if bad:
-        step, what = min(bad)
-        problem = f"non-finite {what} at step {step}"
-    elif not metrics["weights_finite"]:
-        problem = f"non-finite weights after step {done}"
-    else:
-        return
-    raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none yet'}")
+    problem = non_finite(metrics, done)
+    if problem:
+        raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none yet'}")
 
 
 def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> None:

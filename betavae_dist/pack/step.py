@@ -15,7 +15,7 @@ import torch
 from ..config import Config
 from ..data.batches import micro_batch_size, micro_slice, upload
 from ..objectives import build_objective
-from ..step import NO_STEP, StepStats, capture, set_capturable
+from ..step import NO_STEP, StepStats, bad_steps, capture, set_capturable
 from .model import PackedVAE
 
 
@@ -39,8 +39,7 @@ class PackStats(StepStats):
         for row in values:
             point = {name: row[i] / max(self.steps, 1) for i, name in enumerate(self.terms)}
             bad_loss, bad_grad, finite = row[len(self.terms):]
-            point.update(bad_loss_step=None if bad_loss >= NO_STEP else int(bad_loss),
-                         bad_grad_step=None if bad_grad >= NO_STEP else int(bad_grad), weights_finite=finite == 1)
+            point.update(**bad_steps(bad_loss, bad_grad), weights_finite=finite == 1)
             out.append(point)
         return out
 

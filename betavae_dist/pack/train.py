@@ -28,6 +28,7 @@ from ..export import write_export
 from ..objectives import build_objective
 from ..optim import CAPTURABLE, build_optimizer
 from ..runtime import keep_heap
+from ..step import non_finite
 from ..train import (PREEMPTED_EXIT_CODE, StopSignal, TrainingError, check_memory, prepare_run_dir, progress_bar,
                      refuse_another_run, save_figures)
 from .model import POINT_LOSS_SETTINGS, PackedVAE
@@ -115,18 +116,11 @@ def resume_step(cfgs: list[Config]) -> int:
     steps = []
     for cfg in cfgs:
         ckpt_dir = Path(cfg.run_dir) / "checkpoints"
-        steps.append({step for step, path in checkpoint.checkpoints(ckpt_dir) if _verified(path)})
+        steps.append({step for step, path in checkpoint.checkpoints(ckpt_dir) if checkpoint.verifies(path)})
     common = set.intersection(*steps)
     if not common and any(steps):
         print("pack: no step has a verified checkpoint of every point; the pack starts at step 0")
     return max(common, default=0)
-
-
-def _verified(path: Path) -> bool:
-    problem = checkpoint.verify(path)
-    if problem:
-        print(f"skipping checkpoint {path}: {problem}")
-    return problem is None
 
 
 def load_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, cfgs: list[Config], step: int) -> None:
@@ -152,16 +146,6 @@ def save_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, cfgs: list[Con
         checkpoint.write(Path(cfg.run_dir) / "checkpoints", step, write)
     for _, cfg in live:
         checkpoint.prune(Path(cfg.run_dir) / "checkpoints", cfg.train.keep_checkpoints)
-
-
-def failure(point: dict, done: int) -> str | None:
-    """Why a point's statistics show it failed, or None."""
-    bad = [(s, what) for s, what in ((point["bad_loss_step"], "loss"), (point["bad_grad_step"], "gradient norm"))
-           if s is not None]
-    if bad:
-        step, what = min(bad)
-        return f"non-finite {what} at step {step}"
-    return None if point["weights_finite"] else f"non-finite weights after step {done}"
 
 
 def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[Config]:
@@ -208,7 +192,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
                 continue
             points = stats.read(model)
             for k, point in enumerate(points):
-                problem = alive[k] and failure(point, done)
+                problem = alive[k] and non_finite(point, done)
                 if problem:
                     alive[k] = False
                     failed.append(cfgs[k])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +137,11 @@ def make_celeba(root, n_train=28, n_valid=4, n_test=4):
     (root / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(names) + " \n" + "\n".join(rows) + "\n")
     (root / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
     return root
+
+
+def write_sweep(path: Path, out_dir: Path, grid: dict, train: list[str], eval: list[str], pack: int | None = None) -> Path:
+    """A sweep file over configs/dsprites_beta4.yaml (see betavae_dist/sweep.py)."""
+    data = {"base": "configs/dsprites_beta4.yaml", "out_dir": str(out_dir), "grid": grid, "train": list(train),
+            "eval": list(eval), **({"pack": pack} if pack else {})}
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -14,27 +14,22 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from betavae_dist import checkpoint
 from betavae_dist.config import from_sources
 from betavae_dist.models import BetaVAE
 from betavae_dist.pack.train import FAILED, split_packs
 from betavae_dist.sweep import Sweep
-from helpers import ROOT, TINY, run, train, weights
+from helpers import ROOT, TINY, run, train, weights, write_sweep
 
 BETAS, SEEDS = [1, 16], [0, 1]  # 4 points; in packs of 3: (1, 0), (1, 1), (16, 0) together, then (16, 1)
 TRAIN = [*TINY, "train.steps=20", "train.ckpt_every=10"]
 EVAL = ["eval.metrics=beta_vae,mig", "eval.n_train=200", "eval.n_eval=100", "eval.pairs=8", "eval.n_samples=200"]
 
 
-def write_sweep(path, out_dir, betas, seeds, train_args=TRAIN, pack=None):
-    data = {"base": "configs/dsprites_beta4.yaml", "out_dir": str(out_dir),
-            "grid": {"loss.beta": betas, "seed": seeds}, "train": list(train_args), "eval": EVAL}
-    if pack:
-        data["pack"] = pack
-    path.write_text(yaml.safe_dump(data))
-    return path
+def beta_seed_sweep(path, out_dir, betas, seeds, train_args=TRAIN, pack=None):
+    """A sweep over loss.beta x seed with this file's training and evaluation settings."""
+    return write_sweep(path, out_dir, {"loss.beta": betas, "seed": seeds}, train_args, EVAL, pack)
 
 
 def sweep_run(sweep_file, *args, check=True):
@@ -55,8 +50,8 @@ def packed_and_solo(tmp_path_factory):
     evaluator on its export, as slurm/sweep.sh runs them."""
     root = tmp_path_factory.mktemp("pack")
     packed, solo = root / "packed", root / "solo"
-    out = sweep_run(write_sweep(root / "packed.yaml", packed, BETAS, SEEDS, pack=3))
-    sweep = Sweep.load(write_sweep(root / "solo.yaml", solo, BETAS, SEEDS))
+    out = sweep_run(beta_seed_sweep(root / "packed.yaml", packed, BETAS, SEEDS, pack=3))
+    sweep = Sweep.load(beta_seed_sweep(root / "solo.yaml", solo, BETAS, SEEDS))
     sweep.copy_into_out_dir()
     for point in sweep.points:
         run_dir = sweep.run_dir(point)
@@ -133,7 +128,7 @@ def test_points_that_differ_in_shapes_or_optimiser_are_split_into_packs():
 
 def test_a_diverging_point_fails_alone_and_the_others_go_on(tmp_path):
     # β = 3e38 overflows the loss of that point; the other point is unaffected.
-    sweep_file = write_sweep(tmp_path / "sweep.yaml", tmp_path / "sweep", [4, 3e38], [0], pack=2)
+    sweep_file = beta_seed_sweep(tmp_path / "sweep.yaml", tmp_path / "sweep", [4, 3e38], [0], pack=2)
     proc = sweep_run(sweep_file, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     bad, good = tmp_path / "sweep" / "beta3e+38_seed0", tmp_path / "sweep" / "beta4_seed0"
@@ -142,7 +137,7 @@ def test_a_diverging_point_fails_alone_and_the_others_go_on(tmp_path):
     assert "failed: non-finite" in proc.stdout and "1 point(s) failed: beta3e+38_seed0" in proc.stderr
     assert not (bad / "export").exists() and not (bad / "evaluation.json").exists()
     assert (good / "evaluation.json").is_file()
-    alone = write_sweep(tmp_path / "alone.yaml", tmp_path / "alone", [4], [0])
+    alone = beta_seed_sweep(tmp_path / "alone.yaml", tmp_path / "alone", [4], [0])
     sweep_run(alone)
     assert_close_weights(weights(good / "export"), weights(tmp_path / "alone" / "beta4_seed0" / "export"))
     report = (tmp_path / "sweep" / "report.md").read_text()
@@ -153,8 +148,8 @@ def test_a_diverging_point_fails_alone_and_the_others_go_on(tmp_path):
 
 def test_a_killed_pack_resumes_equal_to_an_uninterrupted_one(tmp_path):
     long = [*TINY, "train.steps=60", "train.ckpt_every=5", "train.keep_checkpoints=1"]
-    whole = write_sweep(tmp_path / "whole.yaml", tmp_path / "whole", [1, 16], [0], long, pack=2)
-    killed = write_sweep(tmp_path / "killed.yaml", tmp_path / "killed", [1, 16], [0], long, pack=2)
+    whole = beta_seed_sweep(tmp_path / "whole.yaml", tmp_path / "whole", [1, 16], [0], long, pack=2)
+    killed = beta_seed_sweep(tmp_path / "killed.yaml", tmp_path / "killed", [1, 16], [0], long, pack=2)
     sweep_run(whole)
     cmd = [sys.executable, "-m", "betavae_dist.sweep", "run", str(killed)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from betavae_dist import checkpoint
-from helpers import ROOT
+from helpers import ROOT, write_sweep
 
 pytestmark = pytest.mark.slurm
 
@@ -21,15 +21,10 @@ def sbatch(env, *args, wait=True, **extra_env):
 
 
 def test_sweep_array_trains_evaluates_exports_and_reports(slurm, tmp_path):
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"""
-base: configs/dsprites_beta4.yaml
-out_dir: {tmp_path / 'sweep'}
-grid:
-  loss.beta: [1, 4]
-train: [train.steps=4, train.batch_size=16, train.progress=false]
-eval: ["eval.metrics=beta_vae,mig", eval.n_train=100, eval.n_eval=50, eval.pairs=8, eval.n_samples=200]
-""")
+    sweep = write_sweep(tmp_path / "sweep.yaml", tmp_path / "sweep", {"loss.beta": [1, 4]},
+                        ["train.steps=4", "train.batch_size=16", "train.progress=false"],
+                        ["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=8",
+                         "eval.n_samples=200"])
     # Each array task spans both nodes: 2 ranks per point.
     proc = sbatch(slurm, "--array=0-1", "--nodes=2", f"--output={tmp_path}/slurm-%A_%a.out", "slurm/sweep.sh",
                   SWEEP=str(sweep))
@@ -126,15 +121,9 @@ def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
 
 
 def test_packed_sweep_task_checkpoints_on_preemption_requeues_and_finishes(slurm, tmp_path):
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(f"""
-base: configs/dsprites_beta4.yaml
-out_dir: {tmp_path / 'sweep'}
-grid:
-  loss.beta: [1, 4]
-train: [train.steps=1500, train.ckpt_every=100, {TINY.replace(' ', ', ')}]
-eval: [eval.metrics=beta_vae, eval.n_train=100, eval.n_eval=50, eval.pairs=8]
-""")
+    sweep = write_sweep(tmp_path / "sweep.yaml", tmp_path / "sweep", {"loss.beta": [1, 4]},
+                        ["train.steps=1500", "train.ckpt_every=100", *TINY.split()],
+                        ["eval.metrics=beta_vae", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=8"])
     count = subprocess.run(["python", "-m", "betavae_dist.sweep", "count", str(sweep), "--pack", "2"],
                            cwd=ROOT, env=slurm, capture_output=True, text=True).stdout.strip()
     assert count == "1"  # one array task runs both points

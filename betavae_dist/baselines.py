@@ -24,10 +24,17 @@ DEFAULT_COMPONENTS = 10
 NAME = re.compile(r"^(pixels|pca|ica)(?::(\d+))?$")
 
 
-class Baseline(nn.Module):
-    """codes = (flattened pixels − mean) @ components.T; `encode` as a trained model's, no log-variance."""
+class Pixels(nn.Module):
+    """The flattened pixels as codes; `encode` as a trained model's, no log-variance."""
 
     memory_format = torch.contiguous_format
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return x.flatten(1).float(), None
+
+
+class Projection(Pixels):
+    """codes = (flattened pixels − mean) @ components.T: PCA's or ICA's map."""
 
     def __init__(self, mean: np.ndarray, components: np.ndarray):
         super().__init__()
@@ -35,21 +42,21 @@ class Baseline(nn.Module):
         self.register_buffer("components", torch.from_numpy(components.astype(np.float32)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return (x.flatten(1).float() - self.mean) @ self.components.T, None
+        return (super().encode(x)[0] - self.mean) @ self.components.T, None
 
 
 def is_baseline(name: str) -> bool:
     return NAME.match(name) is not None
 
 
-def build_baseline(name: str, dataset: FactorDataset, seed: int) -> Baseline:
+def build_baseline(name: str, dataset: FactorDataset, seed: int) -> Pixels:
     """`pixels`, `pca[:N]` or `ica[:N]` (N components, default 10) for `dataset`."""
     kind, n = NAME.match(name).groups()
     pixels = int(np.prod(dataset.image_shape))
     if kind == "pixels":
         if n:
             raise ConfigError(f"--model {name}: raw pixels take no number of components")
-        return Baseline(np.zeros(pixels), np.eye(pixels)).eval()
+        return Pixels().eval()
     n = int(n or DEFAULT_COMPONENTS)
     if not 1 <= n <= min(pixels, FIT_IMAGES):
         raise ConfigError(f"--model {name}: components must be 1..{min(pixels, FIT_IMAGES)}")
@@ -60,4 +67,4 @@ def build_baseline(name: str, dataset: FactorDataset, seed: int) -> Baseline:
             fitted = PCA(n, random_state=seed).fit(x)
         else:
             fitted = FastICA(n, whiten="unit-variance", random_state=seed, max_iter=400).fit(x)
-    return Baseline(fitted.mean_, fitted.components_).eval()
+    return Projection(fitted.mean_, fitted.components_).eval()

@@ -4,6 +4,7 @@ import sys
 import numpy as np
 import pytest
 
+from betavae_dist.metrics import codes
 from betavae_dist.metrics.beta_vae import beta_vae_points
 from betavae_dist.metrics.codes import CodeTable, Streams, factor_set
 from helpers import (SMALL_EVAL, constant, dlib_constant, dlib_noisy, dlib_oracle, dlib_rotated, metric, oracle, rotated,
@@ -35,15 +36,15 @@ def test_pairs_share_exactly_the_chosen_factor(dsprites):
         seen.append(factors.copy())
         return oracle(factors)
     points, labels = beta_vae_points(dsprites, spy, [1, 2, 3, 4, 5], Streams(0, "beta_vae"), 8, 50)
-    first, second = np.split(seen[0], 2)
-    first, second = first.reshape(50, 8, 6), second.reshape(50, 8, 6)
+    pairs = seen[0].reshape(50, 2, 8, 6)
+    first, second = pairs[:, 0], pairs[:, 1]
     for i in range(50):
         y = [1, 2, 3, 4, 5][labels[i]]
         assert (first[i, :, y] == second[i, :, y]).all()
         assert points[i, y] == 0
 
 
-def test_points_do_not_depend_on_chunking_and_images_are_encoded_once(dsprites):
+def test_points_do_not_depend_on_chunking_and_images_are_encoded_once(dsprites, monkeypatch):
     calls = []
     def counting(factors):
         calls.append(len(factors))
@@ -56,6 +57,12 @@ def test_points_do_not_depend_on_chunking_and_images_are_encoded_once(dsprites):
     encoded = sum(calls)
     assert encoded < 2 * 16 * 100  # fewer than one encode per image of every pair...
     assert all(n == 7 for n in calls)  # ...in fixed-shape chunks
+    # Codes too wide to keep (raw pixels) are encoded per request, and points a few at a time: the same points.
+    calls.clear()
+    monkeypatch.setattr(codes, "POINT_CODES", 3 * 2 * 16)
+    c, _ = beta_vae_points(dsprites, CodeTable(counting, dsprites.factor_sizes, batch_size=7, keep_bytes=0), fs, rng, 16, 100)
+    np.testing.assert_array_equal(a, c)
+    assert sum(calls) > 2 * 16 * 100 * 0.9 and len(calls) > 34 * 4  # 34 chunks of 3 points, each encoded anew
 
 
 def test_seed_changes_points_and_same_seed_repeats(dsprites):

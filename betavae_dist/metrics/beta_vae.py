@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
-from .codes import Represent, Streams
+from .codes import Represent, Streams, point_codes
 
 if TYPE_CHECKING:
     from ..config import EvalConfig
@@ -34,17 +34,14 @@ if TYPE_CHECKING:
 def beta_vae_points(dataset: FactorDataset, represent: Represent, factors: list[int], rng: Streams, pairs: int, n: int):
     """(points (n, d), labels (n,) indexing `factors`)."""
     labels = np.empty(n, np.int64)
-    first = np.empty((n, pairs, len(dataset.factor_sizes)), np.int64)
-    second = np.empty_like(first)
+    images = np.empty((n, 2, pairs, len(dataset.factor_sizes)), np.int64)  # point i: pairs (images[i, 0, j], images[i, 1, j])
     for i in range(n):
         point = rng(i)
         labels[i] = point.integers(len(factors))
         y = factors[labels[i]]
-        first[i], second[i] = dataset.sample_factors(pairs, point), dataset.sample_factors(pairs, point)
-        second[i, :, y] = first[i, :, y]
-    codes = represent(np.concatenate([first.reshape(n * pairs, -1), second.reshape(n * pairs, -1)]))
-    z1, z2 = codes[: n * pairs], codes[n * pairs :]
-    return np.abs(z1 - z2).reshape(n, pairs, -1).mean(1), labels
+        images[i, 0], images[i, 1] = dataset.sample_factors(pairs, point), dataset.sample_factors(pairs, point)
+        images[i, 1, :, y] = images[i, 0, :, y]
+    return point_codes(represent, images, lambda z: np.abs(z[:, 0] - z[:, 1]).mean(1)), labels
 
 
 def beta_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig,

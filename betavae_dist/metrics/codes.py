@@ -4,7 +4,9 @@ A representation function maps (n, num_factors) factor vectors to (n, d) codes. 
 wraps one for the metrics: it encodes each distinct factor vector once (dSprites is a finite
 grid, so the ~1.9 million images of the β-VAE metric hold far fewer distinct ones) and keeps its
 code for the metrics that follow (FactorVAE's images are then nearly all known), in fixed chunks
-of `batch_size` that are dealt round-robin to the ranks and gathered back in order.
+of `batch_size` that are dealt round-robin to the ranks and gathered back in order. Codes too wide
+to keep for the whole grid (raw pixels: 4,096 floats for each of dSprites' 737,280 images, 12 GB)
+are encoded per request instead, and `point_codes` has metrics encode a chunk of points at a time.
 A chunk's contents and shape never depend on the number of ranks, so neither do the codes, and
 every rank runs the same number of forward passes (which a ZeRO-3 sharded model needs).
 """
@@ -21,6 +23,9 @@ import torch
 from ..data.dataset import grid_factors, grid_index
 
 Represent = Callable[[np.ndarray], np.ndarray]
+
+KEEP_BYTES = 2 << 30  # the most a CodeTable keeps: a 10-latent model's codes for dSprites take 30 MB
+POINT_CODES = 1 << 16  # the most codes a metric holds at once (raw pixels: 1 GB)
 
 
 def model_representation(model: torch.nn.Module, dataset, device: torch.device | str) -> Represent:
@@ -50,21 +55,25 @@ class Streams:
 
 class CodeTable:
     def __init__(self, represent: Represent, factor_sizes, accelerator=None, batch_size: int = 64,
-                 on_encoded: Callable[[int], None] = lambda n: None):
+                 on_encoded: Callable[[int], None] = lambda n: None, keep_bytes: int = KEEP_BYTES):
         """`on_encoded(n)` is told of each round of n images encoded (by all ranks together)."""
         self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
-        self.on_encoded = on_encoded
+        self.on_encoded, self.keep_bytes = on_encoded, keep_bytes
         self.sizes = tuple(factor_sizes)
         self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         flat = grid_index(factors, self.sizes)
+        if self._codes is None:  # the first call, or codes too wide to keep
+            unique, inverse = np.unique(flat, return_inverse=True)
+            codes = self._encode(unique)
+            if codes.shape[1] * codes.itemsize * len(self._known) <= self.keep_bytes:
+                self._codes = np.empty((len(self._known), codes.shape[1]), codes.dtype)
+                self._codes[unique], self._known[unique] = codes, True
+            return codes[inverse.ravel()]
         missing = np.unique(flat[~self._known[flat]])  # the same on every rank: calls come in the same order
         if len(missing):
-            codes = self._encode(missing)
-            if self._codes is None:
-                self._codes = np.empty((len(self._known), codes.shape[1]), codes.dtype)
-            self._codes[missing], self._known[missing] = codes, True
+            self._codes[missing], self._known[missing] = self._encode(missing), True
         return self._codes[flat]
 
     def _encode(self, flat: np.ndarray) -> np.ndarray:
@@ -85,6 +94,18 @@ class CodeTable:
             gathered = self.accelerator.gather(codes.to(self.accelerator.device)).cpu()
             codes = gathered.view(world, rounds, *codes.shape[1:]).transpose(0, 1)  # chunk j = k*world + r
         return codes.reshape(-1, codes.shape[-1])[: len(flat)].numpy()
+
+
+def point_codes(represent: Represent, factors: np.ndarray, reduce: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`reduce` of the codes of each point's images: factors (n, *images, F) -> codes (c, *images, d)
+    for c points at a time (at most POINT_CODES codes), so that wide codes fit in memory."""
+    per_point = math.prod(factors.shape[1:-1])
+    step = max(1, POINT_CODES // per_point)
+    reduced = []
+    for start in range(0, len(factors), step):
+        chunk = factors[start:start + step]
+        reduced.append(reduce(represent(chunk.reshape(-1, chunk.shape[-1])).reshape(*chunk.shape[:-1], -1)))
+    return np.concatenate(reduced)
 
 
 FACTOR_SETS = ("all", "no_shape")

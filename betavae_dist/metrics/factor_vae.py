@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..data.dataset import FactorDataset
-from .codes import Represent, Streams
+from .codes import Represent, Streams, point_codes
 
 if TYPE_CHECKING:
     from ..config import EvalConfig
@@ -35,9 +35,12 @@ def factor_vae_score(dataset: FactorDataset, represent: Represent, factors: list
         labels[i] = point.integers(len(factors))
         batches[i] = dataset.sample_factors(pairs, point)
         batches[i, :, factors[labels[i]]] = batches[i, 0, factors[labels[i]]]
-    codes = represent(batches.reshape(n * pairs, -1)).reshape(n, pairs, -1)
-    local_var = codes.var(1, ddof=1) / np.where(active, global_var, 1.0)
-    dims = np.where(active, local_var, np.inf).argmin(1)
+
+    def quietest_active_dim(codes):  # (points, pairs, d) -> (points,)
+        local_var = codes.var(1, ddof=1) / np.where(active, global_var, 1.0)
+        return np.where(active, local_var, np.inf).argmin(1)
+
+    dims = point_codes(represent, batches, quietest_active_dim)
     votes = np.zeros((len(global_var), len(factors)), np.int64)
     np.add.at(votes, (dims[:n_train], labels[:n_train]), 1)
     predicted = votes.argmax(1)

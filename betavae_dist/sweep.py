@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("sweep")
     p.add_argument("--pack", type=int, default=None, help="points per process (default: the file's pack, else 1)")
     p.add_argument("--index", type=int, default=None, help="run pack INDEX only (a job array's task)")
-    p.epilog = "key=value settings after the arguments apply to every point (after the file's train list)"
+    p.epilog = ("key=value settings after the arguments apply to every point: eval.* ones after the file's eval "
+                "list, the others after its train list")
     p = sub.add_parser("point")
     p.add_argument("sweep")
     p.add_argument("index", type=int)
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "count":
             print(pack if args.pack_size else math.ceil(len(sweep.points) / pack))
         elif args.command == "run":
-            sweep.train += overrides
+            sweep.eval += [o for o in overrides if o.startswith("eval.")]
+            sweep.train += [o for o in overrides if not o.startswith("eval.")]
             raise SystemExit(run(sweep, pack, args.index))
         elif args.command == "point":
             point = sweep.point(args.index)

@@ -27,9 +27,9 @@ TRAIN = [*TINY, "train.steps=20", "train.ckpt_every=10"]
 EVAL = ["eval.metrics=beta_vae,mig", "eval.n_train=200", "eval.n_eval=100", "eval.pairs=8", "eval.n_samples=200"]
 
 
-def beta_seed_sweep(path, out_dir, betas, seeds, train_args=TRAIN, pack=None):
+def beta_seed_sweep(path, out_dir, betas, seeds, train_args=TRAIN, pack=None, eval_args=EVAL):
     """A sweep over loss.beta x seed with this file's training and evaluation settings."""
-    return write_sweep(path, out_dir, {"loss.beta": betas, "seed": seeds}, train_args, EVAL, pack)
+    return write_sweep(path, out_dir, {"loss.beta": betas, "seed": seeds}, train_args, eval_args, pack)
 
 
 def sweep_run(sweep_file, *args, check=True):
@@ -50,7 +50,9 @@ def packed_and_solo(tmp_path_factory):
     evaluator on its export, as slurm/sweep.sh runs them."""
     root = tmp_path_factory.mktemp("pack")
     packed, solo = root / "packed", root / "solo"
-    out = sweep_run(beta_seed_sweep(root / "packed.yaml", packed, BETAS, SEEDS, pack=3))
+    # The command line's eval.* settings win over the file's eval list (n_train 150 -> 200, as solo).
+    out = sweep_run(beta_seed_sweep(root / "packed.yaml", packed, BETAS, SEEDS, pack=3, eval_args=[*EVAL, "eval.n_train=150"]),
+                    "eval.n_train=200")
     sweep = Sweep.load(beta_seed_sweep(root / "solo.yaml", solo, BETAS, SEEDS))
     sweep.copy_into_out_dir()
     for point in sweep.points:

@@ -6,7 +6,9 @@ another train at its rate, so its images/s is the reference for every K. "packed
 step (pack/: `PackBatches`, `PackStep` over K stacked points with different β and seeds, one
 statistics read per 50 steps), counting the images of all K points. Each case runs in a fresh
 process; cases are interleaved over the repeats; the table gives medians and the ratio
-packed / solo.
+packed / solo. Below it, the solo rate in FLOP/s (the step's convolutions and matmuls, forward
+and backward, as torch's FlopCounterMode counts them) against this device's fp32 matmul rate: how
+much room any packing has, where the solo step is bound by arithmetic rather than overhead.
 
     python benchmarks/sweep_throughput.py                    # CPU: conv64, K = 1, 4
     python benchmarks/sweep_throughput.py --device cuda      # GPU: K = 1, 4, 18
@@ -19,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
 
+from betavae_dist.models import IMAGE_SIZE, BetaVAE
 from betavae_dist.optim import build_optimizer
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.step import PackStats, PackStep
@@ -61,6 +66,25 @@ def solo(arch: str, batch: int, graph: bool, seconds: float) -> float:
     return ours(config(arch, batch), "no", graph, seconds)
 
 
+def arithmetic(arch: str, batch: int, device: torch.device) -> tuple[float, float]:
+    """(FLOPs of one training step per image, this device's fp32 matmul FLOP/s: 2048² products)."""
+    cfg = config(arch, batch).model
+    model = BetaVAE(cfg.arch, cfg.latents, cfg.channels).to(device)
+    x = torch.rand(batch, cfg.channels, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x, torch.randn(batch, cfg.latents, device=device))[0].float().sum().backward()
+    a = torch.randn(2048, 2048, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rates = []
+    for _ in range(10):
+        sync()
+        start = time.perf_counter()
+        a @ a
+        sync()
+        rates.append(2 * 2048**3 / (time.perf_counter() - start))
+    return counter.get_total_flops() / batch, statistics.median(rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -92,7 +116,14 @@ def main() -> None:
     for name, values in results.items():
         median = statistics.median(values)
         table.add_row(name, f"{median:,.0f}", f"{min(values):,.0f}..{max(values):,.0f}", f"{median / reference:.2f}")
-    Console(width=130).print(table)
+    console = Console(width=130)
+    console.print(table)
+    per_image, matmul = run_isolated(arithmetic, args.arch, args.batch, device)
+    achieved = reference * per_image
+    console.print(f"solo: {per_image / 1e6:.0f} MFLOP per image per step (convolutions and matmuls, forward and backward) "
+                  f"× {reference:,.0f} img/s = {achieved / 1e9:,.0f} GFLOP/s, {achieved / matmul:.0%} of this device's "
+                  f"fp32 matmul rate ({matmul / 1e9:,.0f} GFLOP/s): packing that ran every layer at matmul speed would "
+                  f"reach {matmul / achieved:.1f}× solo")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,12 @@ def test_each_packed_point_directory_passes_a_solo_runs_checks(packed_and_solo, 
         assert (run_dir / "reconstruction.png").is_file() and (run_dir / "traversal.png").is_file()
         evaluation = json.loads((run_dir / "evaluation.json").read_text())
         assert evaluation["model"] == str(run_dir / "export") and evaluation["eval"]["n_train"] == 200
+        alone = json.loads((solo / name / "evaluation.json").read_text())
+        assert alone["encode.seconds"] > 0 and "encode.models" not in alone
+    # Each pack's images were encoded once for all its models, and its points say so (packs of 3, then 1).
+    shared = [{k: v for k, v in json.loads((packed / name / "evaluation.json").read_text()).items() if k.startswith("encode.")}
+              for name in names]
+    assert [e["encode.models"] for e in shared] == [3, 3, 3, 1] and shared[0] == shared[1] == shared[2] != shared[3]
     # The solo trainer resumes a packed point's checkpoint: its files are Accelerate's.
     assert names[0] == "beta1_seed0"
     copy = shutil.copytree(packed / names[0], tmp_path / names[0])

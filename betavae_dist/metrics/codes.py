@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -56,11 +57,17 @@ class Streams:
 class CodeTable:
     def __init__(self, represent: Represent, factor_sizes, accelerator=None, batch_size: int = 64,
                  on_encoded: Callable[[int], None] = lambda n: None, keep_bytes: int = KEEP_BYTES):
-        """`on_encoded(n)` is told of each round of n images encoded (by all ranks together)."""
+        """`on_encoded(n)` is told of each round of n images encoded (by all ranks together).
+        `seconds` adds up the time spent rendering, encoding and gathering."""
         self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
         self.on_encoded, self.keep_bytes = on_encoded, keep_bytes
         self.sizes = tuple(factor_sizes)
         self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
+        self.seconds = 0.0
+
+    def columns(self, start: int, stop: int) -> Represent:
+        """The representation of columns start..stop-1 of the codes (one model of a pack)."""
+        return lambda factors: self(factors)[:, start:stop]
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         flat = grid_index(factors, self.sizes)
@@ -77,6 +84,7 @@ class CodeTable:
         return self._codes[flat]
 
     def _encode(self, flat: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
         world = self.accelerator.num_processes if self.accelerator else 1
         rank = self.accelerator.process_index if self.accelerator else 0
         chunks = math.ceil(len(flat) / self.batch_size)
@@ -93,6 +101,7 @@ class CodeTable:
         if world > 1:
             gathered = self.accelerator.gather(codes.to(self.accelerator.device)).cpu()
             codes = gathered.view(world, rounds, *codes.shape[1:]).transpose(0, 1)  # chunk j = k*world + r
+        self.seconds += time.perf_counter() - start
         return codes.reshape(-1, codes.shape[-1])[: len(flat)].numpy()
 
 

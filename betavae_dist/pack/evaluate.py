@@ -1,7 +1,8 @@
 """The metrics of a pack's K trained models, computed together: each distinct image of the factor
 dataset is rendered and encoded once, by all K encoders in one vmapped pass, and its K codes are
 kept side by side (a CodeTable of K·latents columns); each point's metrics then read its own
-columns. Each point's evaluation.json is the one `betavae_dist.evaluate` writes for its export.
+columns. Each point's evaluation.json is the one `betavae_dist.evaluate` writes for its export,
+except that `encode.seconds` is the whole pack's, shared by its `encode.models` models.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
     encoding = progress.add_task(f"images encoded ({model.size} models)", total=None)
     codes = CodeTable(represent, dataset.factor_sizes, None, eval_cfg.batch_size,
                       on_encoded=lambda n: progress.advance(encoding, n))
-    results = []
-    for k, (cfg, export) in enumerate(zip(cfgs, exports)):
-        results.append(score(lambda factors, k=k: codes(factors)[:, k * d:(k + 1) * d], dataset, cfg.eval, progress))
-        write_results(Path(export).parent / "evaluation.json", export, 1, cfg, results[-1])
+    results = [score(codes.columns(k * d, (k + 1) * d), codes, dataset, cfg.eval, progress) for k, cfg in enumerate(cfgs)]
+    shared = {"encode.seconds": round(codes.seconds, 2), "encode.models": model.size}
+    for cfg, export, result in zip(cfgs, exports, results):
+        result.update(shared)
+        write_results(Path(export).parent / "evaluation.json", export, 1, cfg, result)
     return results

@@ -6,14 +6,27 @@
 # 3. a smoke of real training runs under launch/single.yaml: CUDA graph on and off, bf16, fp16
 #    (falls back to eager steps), ZeRO-2 with one process, kill-free resume = straight run,
 #    a non-finite run, evaluation during training.
-# 4. packed sweeps: the GPU test of a pack as one CUDA graph, and benchmarks/sweep_throughput.py;
-#    with FULL_SWEEP=1 also the whole 18-point sweep (30,000 steps each, packed: the 10-minute
-#    target), timed, its report and evaluation JSONs copied to $OUT.
-# Skip parts with SKIP="tests bench smoke pack" (any of them); BENCH_ARGS passes options to the benchmark.
+# 4. packed sweeps: the GPU test of a pack as one CUDA graph, and benchmarks/sweep_throughput.py.
+# 5. With FULL_SWEEP=1, before everything else: the whole 18-point sweep packed (30,000 steps each:
+#    the 10-minute target), stopped by SIGTERM after SWEEP_SECONDS (default 540; the pack then
+#    checkpoints and exits), its training rate, steps reached and projected time in summary.txt,
+#    and the sweep directory without checkpoints (report, evaluation JSONs, logs) in sweep.tar.gz.
+#    SWEEP_ARGS adds settings (e.g. train.steps=10000); SWEEP_FILE names another sweep file.
+# Skip parts with SKIP="tests bench smoke pack" (any of them); BENCH_ARGS passes options to the
+# training benchmark, PACK_BENCH_ARGS to the sweep benchmark (e.g. --repeats 1).
+# Packages the GPU image lacks (deepspeed, webdataset, pyspng) are installed from .whl/ if it is
+# there (the device README's wheels: carry [".whl"]). $OUT gets at most 8 files, as the device returns.
+# On a 15-minute lease (start-up included): two calls, the second at once on the warm machine:
+#   FULL_SWEEP=1 SKIP="tests bench smoke pack" bash benchmarks/gpu_check.sh     # timeout_s 600
+#   SKIP="tests bench smoke" PACK_BENCH_ARGS="--repeats 1" bash benchmarks/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}
 mkdir -p "$OUT"
+if [[ -d .whl ]]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+        export PYTHONPATH=/tmp/site
+fi
 RUNS=$(mktemp -d)
 STEPS=${STEPS:-300}
 export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
@@ -21,6 +34,38 @@ skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
 
 nvidia-smi -L | tee "$OUT/summary.txt"
 python3 -c "import torch, accelerate; print('torch', torch.__version__, 'accelerate', accelerate.__version__)" | tee -a "$OUT/summary.txt"
+
+if [[ -n "${FULL_SWEEP:-}" ]]; then
+    sweep_file=${SWEEP_FILE:-configs/sweeps/dsprites_beta.yaml}
+    start=$SECONDS
+    timeout -s TERM -k 60 "${SWEEP_SECONDS:-540}" python3 -m betavae_dist.sweep run "$sweep_file" --pack 18 \
+        train.progress=false ${SWEEP_ARGS:-} >"$RUNS/full_sweep.log" 2>&1
+    echo "full sweep: $sweep_file --pack 18 ${SWEEP_ARGS:-} (exit $?): $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
+    python3 - "$sweep_file" "$RUNS/full_sweep.log" "$OUT/sweep.tar.gz" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
+import json, statistics, sys, tarfile
+from betavae_dist.config import from_sources
+from betavae_dist.sweep import Sweep
+sweep, steps, rates = Sweep.load(sys.argv[1]), {}, []
+with tarfile.open(sys.argv[3], "w:gz") as tar:  # one file back: the log and the sweep without checkpoints and exports
+    tar.add(sys.argv[2], "full_sweep.log")
+    if sweep.out_dir.is_dir():
+        tar.add(sweep.out_dir, sweep.out_dir.name,
+                filter=lambda info: None if info.name.endswith(("/checkpoints", "/export")) else info)
+for point in sweep.points:
+    run_dir = sweep.run_dir(point)
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"img_per_s"' in line]
+    steps[sweep.name(point)] = lines[-1]["step"] if lines else 0
+    rates += [line["img_per_s"] for line in lines]  # one point's rate; the pack's points run together
+cfg = from_sources(str(run_dir / "config.yaml"), [])
+print(f"steps reached per point: {min(steps.values())}..{max(steps.values())} of {cfg.train.steps}")
+if rates:
+    rate = statistics.median(rates) * len(sweep.points)
+    images = len(sweep.points) * cfg.train.steps * cfg.train.batch_size
+    print(f"training: median {rate:,.0f} img/s for the {len(sweep.points)} points together: {cfg.train.steps} steps each "
+          f"take {images / rate / 60:.1f} minutes (the target: the whole sweep in <= 10 minutes, >= 70,000 img/s)")
+print(f"evaluated: {sum((sweep.run_dir(p) / 'evaluation.json').is_file() for p in sweep.points)} of {len(sweep.points)} points")
+EOF
+fi
 
 if ! skip tests; then
     python3 -m pytest -q -p no:cacheprovider tests/test_step.py >"$OUT/tests.log" 2>&1
@@ -81,16 +126,7 @@ fi
 if ! skip pack; then
     python3 -m pytest -q -p no:cacheprovider tests/test_pack.py -k cuda >"$OUT/pack_tests.log" 2>&1
     tail -n 3 "$OUT/pack_tests.log" | tee -a "$OUT/summary.txt"
-    python3 benchmarks/sweep_throughput.py --device cuda 2>&1 | grep -v "WARNING\|^$" | tee "$OUT/sweep_bench.log"
+    python3 benchmarks/sweep_throughput.py --device cuda ${PACK_BENCH_ARGS:-} 2>&1 | grep -v "WARNING\|^$" | tee "$OUT/sweep_bench.log"
 fi
 
-if [[ -n "${FULL_SWEEP:-}" ]]; then
-    start=$SECONDS
-    python3 -m betavae_dist.sweep run configs/sweeps/dsprites_beta.yaml --pack 18 train.progress=false \
-        >"$OUT/full_sweep.log" 2>&1
-    echo "full sweep (exit $?): $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
-    sweep=runs/sweep_dsprites_beta
-    cp "$sweep"/report.md "$sweep"/report.csv "$sweep"/report.png "$OUT"/ 2>/dev/null
-    for point in "$sweep"/*/; do cp "$point/evaluation.json" "$OUT/evaluation_$(basename "$point").json" 2>/dev/null; done
-fi
 rm -rf "$RUNS"

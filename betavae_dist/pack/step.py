@@ -46,7 +46,7 @@ class PackStats(StepStats):
 
 def per_point_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     """(K,): the global gradient norm of each point (rows of the stacked gradients)."""
-    return torch.stack([g.flatten(1).float().square().sum(1) for g in grads]).sum(0).sqrt()
+    return torch.stack([g.float().square().sum(list(range(1, g.dim()))) for g in grads]).sum(0).sqrt()
 
 
 class PackStep:
@@ -61,7 +61,7 @@ class PackStep:
         self.rows = [micro_slice(m, 1, 0, micro) for m in range(cfg.train.grad_accum)]
         device, k = model.device, model.size
         # Inputs of the step: filled before each step, never reallocated (a graph reads them).
-        self.x = [torch.zeros(k, micro, cfg.model.channels, 64, 64, device=device) for _ in self.rows]
+        self.x = [model.images(micro) for _ in self.rows]
         self.noise = [torch.zeros(k, micro, cfg.model.latents, device=device) for _ in self.rows]
         self.step = torch.zeros((), dtype=torch.int64, device=device)
         self.schedule = {name: torch.zeros(k, device=device) for name in build_objective(cfg).schedule(0)}

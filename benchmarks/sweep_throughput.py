@@ -6,9 +6,11 @@ another train at its rate, so its images/s is the reference for every K. "packed
 step (pack/: `PackBatches`, `PackStep` over K stacked points with different β and seeds, one
 statistics read per 50 steps), counting the images of all K points. Each case runs in a fresh
 process; cases are interleaved over the repeats; the table gives medians and the ratio
-packed / solo. Below it, the solo rate in FLOP/s (the step's convolutions and matmuls, forward
-and backward, as torch's FlopCounterMode counts them) against this device's fp32 matmul rate: how
-much room any packing has, where the solo step is bound by arithmetic rather than overhead.
+packed / solo, and the largest K once more with its stacked weights and images in plain
+(contiguous) layout instead of the pack's channels-last one. Below it, the solo rate in FLOP/s
+(the step's convolutions and matmuls, forward and backward, as torch's FlopCounterMode counts
+them) against this device's fp32 matmul rate: how much room any packing has, where the solo step
+is bound by arithmetic rather than overhead.
 
     python benchmarks/sweep_throughput.py                    # CPU: conv64, K = 1, 4
     python benchmarks/sweep_throughput.py --device cuda      # GPU: K = 1, 4, 18
@@ -39,14 +41,15 @@ from train_throughput import READ_EVERY, config, images_per_s, ours
 BETAS = [1, 2, 4, 6, 8, 16]  # configs/sweeps/dsprites_beta.yaml's, with seeds 0, 1, 2, ...
 
 
-def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: torch.device) -> float:
+def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: torch.device,
+           memory_format: torch.memory_format | None = None) -> float:
     keep_heap()
     cfgs = []
     for i in range(k):
         cfg = config(arch, batch)
         cfg.seed, cfg.loss.beta, cfg.run_dir = i // len(BETAS), float(BETAS[i % len(BETAS)]), f"point{i}"
         cfgs.append(cfg)
-    model = PackedVAE(cfgs, device)
+    model = PackedVAE(cfgs, device, memory_format=memory_format)
     optimizer = build_optimizer(model.params.values(), cfgs[0])
     batches, stats = PackBatches(cfgs, device), PackStats(k, model.terms, device)
     run_step = PackStep(model, optimizer, cfgs[0], stats, graph)
@@ -93,6 +96,9 @@ def main() -> None:
 
     cases = {"solo (K runs in sequence)": (solo, args.arch, args.batch, gpu, seconds)}
     cases.update({f"packed K={k}": (packed, k, args.arch, args.batch, gpu, seconds, device) for k in packs})
+    # The pack's layout against plain stacking (pack/model.py), at the largest K.
+    cases[f"packed K={packs[-1]}, plain layout"] = (packed, packs[-1], args.arch, args.batch, gpu, seconds, device,
+                                                   torch.contiguous_format)
     results: dict = {name: [] for name in cases}
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every case alike
         for name, (fn, *fn_args) in cases.items():

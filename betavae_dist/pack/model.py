@@ -41,9 +41,11 @@ def stack(tensors: list[torch.Tensor], memory_format: torch.memory_format) -> to
 
 
 class PackedVAE:
-    def __init__(self, cfgs: list[Config], device: torch.device, states: list[dict] | None = None):
+    def __init__(self, cfgs: list[Config], device: torch.device, states: list[dict] | None = None,
+                 memory_format: torch.memory_format | None = None):
         """`states`: the points' weights; by default each point's initial weights, those of its
-        solo run (train.py seeds, then builds the model)."""
+        solo run (train.py seeds, then builds the model). `memory_format`: the layout of the
+        convolutions, by default the solo model's (benchmarks/sweep_throughput.py compares)."""
         m = cfgs[0].model
         if states is None:
             states = []
@@ -52,7 +54,7 @@ class PackedVAE:
                 states.append(BetaVAE(m.arch, m.latents, m.channels).state_dict())
         with torch.device("meta"):
             self.base = BetaVAE(m.arch, m.latents, m.channels)  # the structure; weights come from `params`
-        self.memory_format = self.base.memory_format
+        self.memory_format = memory_format or self.base.memory_format
         self.params = {name: stack([s[name] for s in states], self.memory_format).to(device).requires_grad_()
                        for name in states[0]}
         self.size, self.latents, self.device = len(cfgs), m.latents, device

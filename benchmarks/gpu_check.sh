@@ -41,9 +41,9 @@ if [[ -n "${FULL_SWEEP:-}" ]]; then
     timeout -s TERM -k 60 "${SWEEP_SECONDS:-540}" python3 -m betavae_dist.sweep run "$sweep_file" --pack 18 \
         train.progress=false ${SWEEP_ARGS:-} >"$RUNS/full_sweep.log" 2>&1
     echo "full sweep: $sweep_file --pack 18 ${SWEEP_ARGS:-} (exit $?): $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
-    python3 - "$sweep_file" "$RUNS/full_sweep.log" "$OUT/sweep.tar.gz" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
+    python3 - "$sweep_file" "$RUNS/full_sweep.log" "$OUT/sweep.tar.gz" ${SWEEP_ARGS:-} <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
 import json, statistics, sys, tarfile
-from betavae_dist.config import from_sources
+from betavae_dist.config import apply_overrides
 from betavae_dist.sweep import Sweep
 sweep, steps, rates = Sweep.load(sys.argv[1]), {}, []
 with tarfile.open(sys.argv[3], "w:gz") as tar:  # one file back: the log and the sweep without checkpoints and exports
@@ -52,11 +52,12 @@ with tarfile.open(sys.argv[3], "w:gz") as tar:  # one file back: the log and the
         tar.add(sweep.out_dir, sweep.out_dir.name,
                 filter=lambda info: None if info.name.endswith(("/checkpoints", "/export")) else info)
 for point in sweep.points:
-    run_dir = sweep.run_dir(point)
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"img_per_s"' in line]
+    log = sweep.run_dir(point) / "metrics.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines() if '"img_per_s"' in line] if log.is_file() else []
     steps[sweep.name(point)] = lines[-1]["step"] if lines else 0
     rates += [line["img_per_s"] for line in lines]  # one point's rate; the pack's points run together
-cfg = from_sources(str(run_dir / "config.yaml"), [])
+cfg = sweep.config(sweep.points[0])
+apply_overrides(cfg, sys.argv[4:])  # SWEEP_ARGS, as the sweep ran with them
 print(f"steps reached per point: {min(steps.values())}..{max(steps.values())} of {cfg.train.steps}")
 if rates:
     rate = statistics.median(rates) * len(sweep.points)

@@ -68,13 +68,14 @@ def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Acce
     encoding = progress.add_task("images encoded", total=None)
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
                       cfg.eval.batch_size, on_encoded=lambda n: progress.advance(encoding, n))
-    results = score(codes, codes, dataset, cfg.eval, progress)
+    results = score(codes, dataset, cfg.eval, progress)
     return {**results, "encode.seconds": round(codes.seconds, 2)}
 
 
-def score(represent: Represent, codes: CodeTable, dataset: FactorDataset, cfg: EvalConfig, progress: Progress) -> dict:
-    """Every metric of `eval.metrics` for one representation (`codes` or some of its columns), with
-    the seconds of each apart from the time `codes` spent encoding images for it."""
+def score(codes: CodeTable, dataset: FactorDataset, cfg: EvalConfig, progress: Progress, columns: slice | None = None) -> dict:
+    """Every metric of `eval.metrics` for the representation `codes` (or its `columns`: one model of
+    a pack), with the seconds of each apart from the time `codes` spent encoding images for it."""
+    represent = codes if columns is None else codes.columns(columns)
     factors = factor_set(dataset, cfg.factors)
     results: dict = {}
     for name in cfg.metric_names:

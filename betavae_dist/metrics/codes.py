@@ -65,9 +65,9 @@ class CodeTable:
         self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
         self.seconds = 0.0
 
-    def columns(self, start: int, stop: int) -> Represent:
-        """The representation of columns start..stop-1 of the codes (one model of a pack)."""
-        return lambda factors: self(factors)[:, start:stop]
+    def columns(self, columns: slice) -> Represent:
+        """The representation made of some columns of the codes (one model of a pack)."""
+        return lambda factors: self(factors)[:, columns]
 
     def __call__(self, factors: np.ndarray) -> np.ndarray:
         flat = grid_index(factors, self.sizes)

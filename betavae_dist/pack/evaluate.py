@@ -37,7 +37,7 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
     encoding = progress.add_task(f"images encoded ({model.size} models)", total=None)
     codes = CodeTable(represent, dataset.factor_sizes, None, eval_cfg.batch_size,
                       on_encoded=lambda n: progress.advance(encoding, n))
-    results = [score(codes.columns(k * d, (k + 1) * d), codes, dataset, cfg.eval, progress) for k, cfg in enumerate(cfgs)]
+    results = [score(codes, dataset, cfg.eval, progress, slice(k * d, (k + 1) * d)) for k, cfg in enumerate(cfgs)]
     shared = {"encode.seconds": round(codes.seconds, 2), "encode.models": model.size}
     for cfg, export, result in zip(cfgs, exports, results):
         result.update(shared)

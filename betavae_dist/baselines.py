@@ -12,7 +12,6 @@ import re
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA, FastICA
 from threadpoolctl import threadpool_limits
 from torch import nn
 
@@ -62,6 +61,8 @@ def build_baseline(name: str, dataset: FactorDataset, seed: int) -> Pixels:
         raise ConfigError(f"--model {name}: components must be 1..{min(pixels, FIT_IMAGES)}")
     rng = np.random.default_rng([seed, 7])
     x = dataset.images(dataset.sample_factors(FIT_IMAGES, rng)).reshape(FIT_IMAGES, -1)
+    from sklearn.decomposition import PCA, FastICA  # here, not at import (metrics/classifiers.py)
+
     with threadpool_limits(1):
         if kind == "pca":
             fitted = PCA(n, random_state=seed).fit(x)

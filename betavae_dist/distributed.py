@@ -103,7 +103,8 @@ class Heartbeat:
         self.path = run_dir / ".ranks" / f"rank_{rank}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.stopped = threading.Event()
-        threading.Thread(target=self._beat, daemon=True, name="heartbeat").start()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
+        self.thread.start()
 
     def _beat(self) -> None:
         while True:
@@ -111,8 +112,12 @@ class Heartbeat:
             if self.stopped.wait(self.INTERVAL):
                 return
 
-    def stop(self) -> None:
+    def __enter__(self) -> Heartbeat:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.stopped.set()
+        self.thread.join()
         self.path.unlink(missing_ok=True)
 
 

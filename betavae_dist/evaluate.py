@@ -83,6 +83,7 @@ def write_results(out: Path, model: Path | str, ranks: int, cfg: Config, results
     print(f"wrote {out}")
 
 
+@torch.no_grad()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="betavae_dist.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True,
@@ -123,5 +124,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    with torch.no_grad():
-        main()
+    main()

@@ -55,11 +55,17 @@ class StopSignal:
     agent, milliseconds apart (the agent waits 30 s for its workers before it kills them)."""
 
     REPEAT_GRACE = 5.0
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-    def __init__(self):
+    def __enter__(self) -> StopSignal:
+        """Listen; leaving the `with` puts the process's own handlers back (tests train in-process)."""
         self.received, self._first = None, 0.0
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handle)
+        self._before = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame):
         if self.received is None:
@@ -143,94 +149,92 @@ def train(cfg: Config) -> None:
         log_with=cfg.train.trackers or None,
         project_dir=cfg.run_dir,
     )
-    stop = StopSignal()
     prepare_run_dir(run_dir, accelerator.process_index)
-    heartbeat = Heartbeat(run_dir, accelerator.process_index)
-    accelerator.wait_for_everyone()
-    is_main = accelerator.is_main_process
+    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index):
+        accelerator.wait_for_everyone()
+        is_main = accelerator.is_main_process
 
-    batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index, accelerator.device)
-    if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
-        eval_dataset = batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
-    configure_deepspeed(accelerator, cfg, batches.micro_batch)
-    set_seed(cfg.seed)  # identical initial weights on every rank
-    model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
-        model = model.to(memory_format=model.memory_format)
-    optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = unwrap(accelerator, model)
-    set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
+        batches = build_batches(cfg, accelerator.num_processes, accelerator.process_index, accelerator.device)
+        if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
+            eval_dataset = batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
+        configure_deepspeed(accelerator, cfg, batches.micro_batch)
+        set_seed(cfg.seed)  # identical initial weights on every rank
+        model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+        if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
+            model = model.to(memory_format=model.memory_format)
+        optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
+        model, optimizer = accelerator.prepare(model, optimizer)
+        unwrapped = unwrap(accelerator, model)
+        set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
-    resume_from = checkpoint.choose_resume(cfg.train.resume, ckpt_dir, accelerator)
-    start = checkpoint.load(accelerator, resume_from) if resume_from else 0
-    if start > cfg.train.steps:
-        raise TrainingError(f"{resume_from} is at step {start}, past train.steps={cfg.train.steps}: this run went "
-                            "further; a new run_dir (or train.resume=none) trains a shorter one")
-    if is_main:
-        save_yaml(cfg, run_dir / "config.yaml")
-    objective = build_objective(cfg)
-    stats = StepStats(accelerator.device, objective.terms)
-    run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
-    noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
-    if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
-        accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
-    accelerator.print(
-        f"{accelerator.num_processes} process(es) on {accelerator.device} ({accelerator.distributed_type.value}, "
-        f"{accelerator.mixed_precision}), {run_step.description}, global batch {cfg.train.batch_size}, "
-        + (f"resuming from {resume_from} at step {start}" if resume_from else "starting at step 0")
-    )
+        resume_from = checkpoint.choose_resume(cfg.train.resume, ckpt_dir, accelerator)
+        start = checkpoint.load(accelerator, resume_from) if resume_from else 0
+        if start > cfg.train.steps:
+            raise TrainingError(f"{resume_from} is at step {start}, past train.steps={cfg.train.steps}: this run went "
+                                "further; a new run_dir (or train.resume=none) trains a shorter one")
+        if is_main:
+            save_yaml(cfg, run_dir / "config.yaml")
+        objective = build_objective(cfg)
+        stats = StepStats(accelerator.device, objective.terms)
+        run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
+        noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
+        if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
+            accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
+        accelerator.print(
+            f"{accelerator.num_processes} process(es) on {accelerator.device} ({accelerator.distributed_type.value}, "
+            f"{accelerator.mixed_precision}), {run_step.description}, global batch {cfg.train.batch_size}, "
+            + (f"resuming from {resume_from} at step {start}" if resume_from else "starting at step 0")
+        )
 
-    metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()
-    with progress_bar(is_main and cfg.train.progress) as progress, metrics_file as metrics_log:
-        task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
-        window_start, window_steps = time.perf_counter(), 0
-        micro_batches = batches.micro_batches(start)
-        for step in range(start, cfg.train.steps):
-            schedule = objective.schedule(step)
-            skipped = run_step(step, micro_batches, noise(step), schedule)
-            done, window_steps = step + 1, window_steps + 1
-            last = done == cfg.train.steps
-            log_now = done % cfg.train.log_every == 0 or last
-            save_now = done % cfg.train.ckpt_every == 0 or last
-            eval_now = cfg.eval.every and (done % cfg.eval.every == 0 or last)
-            if not (log_now or save_now or eval_now):
-                continue  # an ordinary step: nothing is read back from the device
-            metrics = stats.read(unwrapped, stop.received is not None, skipped, accelerator)
-            check_finite(metrics, done, ckpt_dir)
-            if log_now:
-                elapsed = time.perf_counter() - window_start  # after the read, so the GPU's work is in it
-                logged = {k: metrics[k] for k in stats.terms}
-                logged.update(img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"],
-                              **schedule)
-                if cfg.data.source == "webdataset":  # bad samples skipped so far this epoch, all ranks together
-                    logged["data_skipped"] = metrics["data_skipped"]
-                record(logged, done, metrics_log, accelerator)
-                progress.update(task, completed=done, stats=_summary(logged))
-                stats.reset()
-                window_start, window_steps = time.perf_counter(), 0
-            if save_now or metrics["stop"]:
-                checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
-            if metrics["stop"]:
-                accelerator.print(f"stop signal: checkpoint at step {done} written; exiting to be resumed")
-                shutdown(accelerator, model, optimizer)
-                raise SystemExit(PREEMPTED_EXIT_CODE)
-            if eval_now:
-                eval_start = time.perf_counter()
-                with torch.no_grad():
-                    scores = evaluate_model(unwrapped, eval_dataset, cfg, accelerator)
-                window_start += time.perf_counter() - eval_start  # keep img/s about training
-                scores = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
-                record(scores, done, metrics_log, accelerator)
-                progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+        metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()
+        with progress_bar(is_main and cfg.train.progress) as progress, metrics_file as metrics_log:
+            task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
+            window_start, window_steps = time.perf_counter(), 0
+            micro_batches = batches.micro_batches(start)
+            for step in range(start, cfg.train.steps):
+                schedule = objective.schedule(step)
+                skipped = run_step(step, micro_batches, noise(step), schedule)
+                done, window_steps = step + 1, window_steps + 1
+                last = done == cfg.train.steps
+                log_now = done % cfg.train.log_every == 0 or last
+                save_now = done % cfg.train.ckpt_every == 0 or last
+                eval_now = cfg.eval.every and (done % cfg.eval.every == 0 or last)
+                if not (log_now or save_now or eval_now):
+                    continue  # an ordinary step: nothing is read back from the device
+                metrics = stats.read(unwrapped, stop.received is not None, skipped, accelerator)
+                check_finite(metrics, done, ckpt_dir)
+                if log_now:
+                    elapsed = time.perf_counter() - window_start  # after the read, so the GPU's work is in it
+                    logged = {k: metrics[k] for k in stats.terms}
+                    logged.update(img_per_s=window_steps * cfg.train.batch_size / elapsed, lr=optimizer.param_groups[0]["lr"],
+                                  **schedule)
+                    if cfg.data.source == "webdataset":  # bad samples skipped so far this epoch, all ranks together
+                        logged["data_skipped"] = metrics["data_skipped"]
+                    record(logged, done, metrics_log, accelerator)
+                    progress.update(task, completed=done, stats=_summary(logged))
+                    stats.reset()
+                    window_start, window_steps = time.perf_counter(), 0
+                if save_now or metrics["stop"]:
+                    checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
+                if metrics["stop"]:
+                    accelerator.print(f"stop signal: checkpoint at step {done} written; exiting to be resumed")
+                    shutdown(accelerator, model, optimizer)
+                    raise SystemExit(PREEMPTED_EXIT_CODE)
+                if eval_now:
+                    eval_start = time.perf_counter()
+                    with torch.no_grad():
+                        scores = evaluate_model(unwrapped, eval_dataset, cfg, accelerator)
+                    window_start += time.perf_counter() - eval_start  # keep img/s about training
+                    scores = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
+                    record(scores, done, metrics_log, accelerator)
+                    progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
-    if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
-        write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
-    first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
-    save_figures(unwrapped, first_images, cfg, accelerator.is_main_process)
-    accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
-    shutdown(accelerator, model, optimizer)
-    heartbeat.stop()
+        if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
+            write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
+        first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
+        save_figures(unwrapped, first_images, cfg, accelerator.is_main_process)
+        accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
+        shutdown(accelerator, model, optimizer)
 
 
 def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:

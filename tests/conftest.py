@@ -1,4 +1,9 @@
-"""Fixtures: a run directory, the built-in dSprites and a real SLURM (helpers.py has the rest)."""
+"""The test tiers, and fixtures: a run directory, the built-in dSprites and a real SLURM (helpers.py
+has the rest).
+
+`python -m pytest` runs the default tier: in-process tests, a few minutes on 2 cores. The other
+tiers are marked by what they need (pyproject.toml lists the markers); `--all` runs every tier (what
+CI runs), `-m` picks tiers, and tests named on the command line run whatever their tier."""
 
 from __future__ import annotations
 
@@ -10,7 +15,36 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port
+from helpers import HUNG, free_port
+
+# Markers of the tiers that `python -m pytest` leaves out unless asked (--all, -m, or a named test).
+OTHER_TIERS = ("integration", "distributed", "deepspeed", "slurm", "slow")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true",
+                     help=f"run every tier ({', '.join(OTHER_TIERS)} too), as CI does")
+
+
+def default_tier_only(config) -> bool:
+    return (not config.getoption("--all") and not config.getoption("markexpr")
+            and config.args_source == pytest.Config.ArgsSource.TESTPATHS)
+
+
+def pytest_report_header(config):
+    if default_tier_only(config):
+        return f"default tier: in-process tests only; --all adds the {', '.join(OTHER_TIERS)} tiers (CI runs --all)"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not default_tier_only(config):
+        return
+    keep, other = [], []
+    for item in items:
+        (other if any(item.get_closest_marker(m) for m in OTHER_TIERS) else keep).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -83,7 +117,7 @@ def slurm(tmp_path_factory):
     for node in ("node1", "node2"):
         subprocess.run(["slurmd", "-f", str(conf), "-N", node], env=env, check=True)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + HUNG
         while time.time() < deadline:
             states = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.split()
             if states and all(s == "idle" for s in states):

@@ -15,6 +15,10 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_DDP = ROOT / "launch" / "cpu_ddp.yaml"
+# How long a test waits for a process or job before calling it hung: a backstop, not a timing. Waits
+# end on events (a file written, a process or job gone); a loaded 2-core machine ran the suite ~3x
+# slower than an idle one, so anything shorter could fail a healthy run.
+HUNG = 1800
 # A small, fast schedule; tests add their own overrides after these.
 TINY = ["train.batch_size=16", "train.log_every=2", "train.progress=false"]
 
@@ -34,7 +38,7 @@ def accelerate_cmd(nproc: int, *args: str) -> list[str]:
             "--main_process_port", str(free_port()), *args]
 
 
-def run(cmd: list[str], timeout: float = 300, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(cmd: list[str], timeout: float = HUNG, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """`env`: variables to set on top of ours; None removes one."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DS_ACCELERATOR": "cpu", **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}
@@ -48,6 +52,30 @@ def train(run_dir: Path, *overrides: str, nproc: int = 1, check: bool = True, co
     cmd = accelerate_cmd(nproc, "-m", "betavae_dist.train", "--config", config,
                          f"run_dir={run_dir}", *TINY, *overrides)
     return run(cmd, check=check)
+
+
+def in_process(main, argv: list[str]) -> subprocess.CompletedProcess:
+    """An entry point's `main(argv)` called in this process, with its exit code and output as
+    `run` gives them for a launched one (the default tier's stand-in for a process start)."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def train_here(run_dir: Path, *overrides: str, check: bool = True, config: str = "configs/dsprites_beta4.yaml"):
+    """`train` in this process: the trainer's `main`, as `python -m betavae_dist.train` runs it."""
+    from betavae_dist.train import main
+    proc = in_process(main, ["--config", str(ROOT / config), f"run_dir={run_dir}", *TINY, *overrides])
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
 
 
 def weights(export_dir: Path) -> dict[str, torch.Tensor]:
@@ -145,3 +173,16 @@ def write_sweep(path: Path, out_dir: Path, grid: dict, train: list[str], eval: l
             "eval": list(eval), **({"pack": pack} if pack else {})}
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def adam_drift_bound(steps: int, lr: float, beta1: float = 0.9, beta2: float = 0.999) -> float:
+    """How far apart two Adam runs from the same weights can end, element by element, whatever their
+    gradients: Adam's step m̂/√v̂ is at most B_t in size (Cauchy-Schwarz over the moving averages),
+    so each step can part them by 2·lr·B_t. Rounding differences of ~1e-7 in a near-zero gradient can
+    flip its sign, which is why runs equal in exact arithmetic may use up this bound."""
+    import math
+    total = 0.0
+    for t in range(1, steps + 1):
+        ratio = sum((1 - beta1) ** 2 * beta1 ** (2 * (t - i)) / ((1 - beta2) * beta2 ** (t - i)) for i in range(1, t + 1))
+        total += 2 * lr * math.sqrt(ratio) * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+    return total

@@ -1,25 +1,47 @@
-"""Checkpoints verify themselves: a damaged newest checkpoint is named and skipped, never trained on."""
+"""Checkpoints verify themselves: a damaged newest checkpoint is named and skipped, never trained on.
+The trainer runs in this process (helpers.train_here) unless a test needs a process of its own."""
 
 import json
 import resource
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from betavae_dist import checkpoint
-from helpers import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
+from helpers import HUNG, ROOT, TINY, accelerate_cmd, in_process, max_abs_diff, train, train_here, weights
 
 STEPS = ["train.ckpt_every=2", "train.keep_checkpoints=3"]
+
+
+def test_write_verify_prune_on_a_directory(tmp_path):
+    """The checkpoint files alone, no trainer: what a save leaves, what verify says, what prune keeps."""
+    ckpts = tmp_path / "checkpoints"
+    for step in (2, 4, 6):
+        checkpoint.write(ckpts, step, lambda d, step=step: (d / "model.safetensors").write_bytes(bytes([step]) * 100))
+    assert [step for step, _ in checkpoint.checkpoints(ckpts)] == [2, 4, 6]
+    assert all(checkpoint.verify(path) is None for _, path in checkpoint.checkpoints(ckpts))
+    assert checkpoint.read_step(ckpts / "step_4") == 4
+    (ckpts / ".tmp-step_8").mkdir()  # what a kill during a save leaves: ignored, then cleaned by the next save
+    assert checkpoint.latest(ckpts) == ckpts / "step_6"
+    flip_bytes(ckpts / "step_6" / "model.safetensors")
+    said = []
+    assert checkpoint.latest_verified(ckpts, said.append) == ckpts / "step_4"
+    assert said == [f"skipping checkpoint {ckpts / 'step_6'}: {ckpts / 'step_6' / 'model.safetensors'} is damaged "
+                    "(its sha256 differs from the manifest's)"]
+    (ckpts / "step_4").rename(ckpts / "step_5")  # a directory renamed by hand is not the step it claims
+    assert checkpoint.verify(ckpts / "step_5") == f"{ckpts / 'step_5' / checkpoint.MANIFEST} is for step 4, not 5"
+    checkpoint.write(ckpts, 8, lambda d: (d / "model.safetensors").write_bytes(b"8"))
+    checkpoint.prune(ckpts, keep=2)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_6", "step_8"]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A run with checkpoints at steps 2 and 4, and the same run trained straight to step 6."""
     root = tmp_path_factory.mktemp("ckpt")
-    train(root / "run", "train.steps=4", *STEPS)
-    train(root / "straight", "train.steps=6", *STEPS)
+    train_here(root / "run", "train.steps=4", *STEPS)
+    train_here(root / "straight", "train.steps=6", *STEPS)
     return root
 
 
@@ -47,7 +69,7 @@ def test_damaged_newest_checkpoint_is_named_and_skipped(finished, tmp_path, kind
     shutil.copytree(finished / "run", run_dir)
     damage, words = DAMAGE[kind]
     damage(run_dir / "checkpoints" / "step_4")
-    resumed = train(run_dir, "train.steps=6", *STEPS)
+    resumed = train_here(run_dir, "train.steps=6", *STEPS)
     assert f"skipping checkpoint {run_dir / 'checkpoints' / 'step_4'}:" in resumed.stdout
     assert words in resumed.stdout
     assert f"resuming from {run_dir / 'checkpoints' / 'step_2'} at step 2" in resumed.stdout
@@ -70,13 +92,13 @@ def test_no_checkpoint_that_verifies_or_a_bad_path_is_one_line(finished, tmp_pat
     shutil.copytree(finished / "run", run_dir)
     for step in (2, 4):
         flip_bytes(run_dir / "checkpoints" / f"step_{step}" / "model.safetensors")
-    proc = train(run_dir, "train.steps=6", *STEPS, check=False)
+    proc = train_here(run_dir, "train.steps=6", *STEPS, check=False)
     assert proc.returncode == 1
     last_line = proc.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"betavae_dist.train: error: no checkpoint under {run_dir / 'checkpoints'} verifies")
-    proc = train(run_dir, "train.steps=6", f"train.resume={run_dir / 'checkpoints' / 'step_4'}", check=False)
+    proc = train_here(run_dir, "train.steps=6", f"train.resume={run_dir / 'checkpoints' / 'step_4'}", check=False)
     assert proc.returncode == 1 and f"cannot resume from {run_dir / 'checkpoints' / 'step_4'} (train.resume)" in proc.stderr
-    proc = train(run_dir, "train.steps=6", f"train.resume={tmp_path / 'nowhere'}", check=False)
+    proc = train_here(run_dir, "train.steps=6", f"train.resume={tmp_path / 'nowhere'}", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"checkpoint to resume from does not exist: {tmp_path / 'nowhere'} (train.resume)" in proc.stderr
 
@@ -89,7 +111,7 @@ def test_a_kill_during_cleanup_leaves_only_complete_checkpoints(finished, tmp_pa
     (ckpts / "step_2").rename(ckpts / ".old-step_2")
     (ckpts / ".old-step_2" / "model.safetensors").unlink()
     assert [p.name for _, p in checkpoint.checkpoints(ckpts)] == ["step_4"]
-    train(run_dir, "train.steps=6", *STEPS)
+    train_here(run_dir, "train.steps=6", *STEPS)
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_4", "step_6"]  # the stray .old-step_2 is gone
     for _, path in checkpoint.checkpoints(ckpts):
         assert checkpoint.verify(path) is None
@@ -98,10 +120,11 @@ def test_a_kill_during_cleanup_leaves_only_complete_checkpoints(finished, tmp_pa
 
 
 def test_export_skips_a_damaged_newest_checkpoint(finished, tmp_path):
+    from betavae_dist.export.__main__ import main
     run_dir = tmp_path / "run"
     shutil.copytree(finished / "run", run_dir)
     flip_bytes(run_dir / "checkpoints" / "step_4" / "model.safetensors")
-    proc = run([sys.executable, "-m", "betavae_dist.export", str(run_dir), str(tmp_path / "out")])
+    proc = in_process(main, [str(run_dir), str(tmp_path / "out")])
     assert "skipping checkpoint" in proc.stderr and f"exported {run_dir / 'checkpoints' / 'step_2'}" in proc.stdout
 
 
@@ -110,12 +133,13 @@ def test_an_older_versions_checkpoint_resumes_only_when_named(finished, tmp_path
     shutil.copytree(finished / "run", run_dir)
     for step in (2, 4):
         (run_dir / "checkpoints" / f"step_{step}" / checkpoint.MANIFEST).unlink()
-    assert train(run_dir, "train.steps=6", *STEPS, check=False).returncode == 1  # auto: nothing verifies
-    named = train(run_dir, "train.steps=6", *STEPS, f"train.resume={run_dir / 'checkpoints' / 'step_4'}")
+    assert train_here(run_dir, "train.steps=6", *STEPS, check=False).returncode == 1  # auto: nothing verifies
+    named = train_here(run_dir, "train.steps=6", *STEPS, f"train.resume={run_dir / 'checkpoints' / 'step_4'}")
     assert "has no manifest.json (written by an older version): resuming from it unverified" in named.stdout
     assert max_abs_diff(weights(finished / "straight" / "export"), weights(run_dir / "export")) < 1e-6
 
 
+@pytest.mark.integration
 def test_a_failed_write_is_one_line_and_keeps_the_previous_checkpoint(finished, tmp_path):
     # A 1 MiB file-size limit makes the next checkpoint's writes fail as a full disk would.
     run_dir = tmp_path / "run"
@@ -123,7 +147,7 @@ def test_a_failed_write_is_one_line_and_keeps_the_previous_checkpoint(finished, 
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
     proc = subprocess.run(accelerate_cmd(1, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
                                          f"run_dir={run_dir}", *TINY, "train.steps=6", *STEPS),
-                          cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=HUNG)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"cannot write {run_dir / 'checkpoints' / '.tmp-step_6'}: " in proc.stderr
     assert "File too large" in proc.stderr and "the previous checkpoint is intact" in proc.stderr

@@ -1,8 +1,12 @@
+import sys
+
 import pytest
 
 from betavae_dist.config import ConfigError, from_sources, parse_cli
-from helpers import CPU_DDP, ROOT, run
-import sys
+from betavae_dist.train import main as train_main
+from helpers import CPU_DDP, ROOT, in_process, run
+
+BETA4 = str(ROOT / "configs" / "dsprites_beta4.yaml")
 
 
 def test_yaml_then_typed_overrides():
@@ -50,8 +54,7 @@ def test_cli_parsing():
 
 
 def test_train_exits_2_on_bad_config_before_starting(tmp_path):
-    proc = run([sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
-                f"run_dir={tmp_path / 'r'}", "loss.betta=3"], check=False)
+    proc = in_process(train_main, ["--config", BETA4, f"run_dir={tmp_path / 'r'}", "loss.betta=3"])
     assert proc.returncode == 2
     assert "unknown config key 'loss.betta' (on the command line)" in proc.stderr
     assert not (tmp_path / "r").exists()
@@ -118,7 +121,8 @@ def test_allowed_names_come_from_the_registries():
 
 def test_help_lists_every_key_with_type_default_and_meaning():
     from betavae_dist.config import Config, flat
-    proc = run([sys.executable, "-m", "betavae_dist.train", "--help"])
+    proc = in_process(train_main, ["--help"])
+    assert proc.returncode == 0
     table = proc.stdout.split("config keys")[1].split("\n\n")[0]
     lines = {line.split()[0]: line for line in table.splitlines()[1:]}
     for key, default in flat(Config().to_dict()).items():
@@ -128,7 +132,7 @@ def test_help_lists_every_key_with_type_default_and_meaning():
 
 
 def test_no_arguments_print_the_usage_and_exit_2(tmp_path):
-    proc = run([sys.executable, "-m", "betavae_dist.train"], check=False)
+    proc = in_process(train_main, [])
     assert proc.returncode == 2 and proc.stderr.startswith("usage: python -m betavae_dist.train --config FILE")
     assert proc.stdout == ""  # nothing started
 
@@ -174,9 +178,8 @@ def test_a_two_rank_launch_through_betavae_dist_launch_is_one_line_and_exit_2(tm
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_starting(tmp_path):
     # 2^20 conv64 samples per micro-batch need over a terabyte of activations; 2^20 / 2^10 fit.
-    args = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
-            f"run_dir={tmp_path / 'r'}", "train.batch_size=1048576"]
-    proc = run(args, check=False)
+    proc = in_process(train_main, ["--config", BETA4, f"run_dir={tmp_path / 'r'}",
+                                   "train.batch_size=1048576"])
     assert proc.returncode == 2 and "train.batch_size=1048576: 1048576 samples per micro-batch need about" in proc.stderr
     assert "lower train.batch_size or raise train.grad_accum" in proc.stderr and not (tmp_path / "r").exists()
     from betavae_dist.train import check_memory

@@ -4,7 +4,12 @@ own module: trained and evaluated through the normal entry points, no file of th
 import json
 import sys
 
+import pytest
+
 from helpers import ROOT, TINY, run
+
+pytestmark = pytest.mark.integration  # launches real processes
+
 
 EXTENSIONS = ROOT / "tests" / "extensions"
 # A user's launcher: import the new parts, then run the entry point. Here it also wraps the encoder

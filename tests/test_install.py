@@ -4,7 +4,11 @@ an extra) for a venv that already holds another torch release within our range."
 import json
 import sys
 
+import pytest
+
 from helpers import ROOT, run
+
+pytestmark = pytest.mark.integration  # launches real processes
 
 
 def test_install_keeps_an_existing_torch(tmp_path):
@@ -17,8 +21,7 @@ def test_install_keeps_an_existing_torch(tmp_path):
     (dist / "INSTALLER").write_text("pip\n")
     (dist / "RECORD").write_text("")
     report = tmp_path / "report.json"
-    run([str(venv / "bin" / "pip"), "install", "--dry-run", "--quiet", "--report", str(report), "-e", str(ROOT)],
-        timeout=900)
+    run([str(venv / "bin" / "pip"), "install", "--dry-run", "--quiet", "--report", str(report), "-e", str(ROOT)])
     planned = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert "betavae-dist" in planned
     assert "torch" not in planned and not any(name.startswith("nvidia") for name in planned), sorted(planned)

@@ -81,6 +81,7 @@ def test_matches_disentanglement_lib(dsprites, represent, expected, tolerance):
     assert result[KEY] == pytest.approx(expected, abs=tolerance)
 
 
+@pytest.mark.integration
 def test_a_collapsed_model_scores_chance(tmp_run):
     # Early in training (KL ~ 0.005 nats) the codes barely depend on the image. The tiny |z1 - z2|
     # left must not be blown up into a score (standardised features gave 0.73-0.79).

@@ -1,6 +1,14 @@
+import numpy as np
 import pytest
 
+from betavae_dist.metrics.sap import gap_score
 from helpers import constant, dlib_noisy, dlib_oracle, dlib_rotated, metric, oracle, rotated, score
+
+
+def test_gap_score_by_hand():
+    assert gap_score(np.diag([0.9, 0.7, 0.5]) + 0.1) == pytest.approx(0.7)  # gaps 0.8, 0.6, 0.4
+    assert gap_score(np.full((4, 3), 0.6)) == 0  # every code predicts as well: no gap
+    assert gap_score(np.array([[0.8, 0.3]])) == pytest.approx(0.55)  # one code: the gap to nothing
 
 
 def test_oracle_top_rotation_lower_constant_zero(dsprites):

@@ -1,6 +1,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # launches real processes
+
 # Minor page faults over 5 conv64 training steps (after warm-up), in a fresh process.
 STEPS = """
 import resource, sys

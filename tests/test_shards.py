@@ -11,6 +11,8 @@ from betavae_dist.data import dsprites
 from betavae_dist.data.shards import ShardError, read_celeba_attributes
 from helpers import make_celeba, run
 
+pytestmark = pytest.mark.integration  # launches real processes
+
 
 def write(kind, *paths, extra=()):
     return run([sys.executable, "-m", "betavae_dist.data.shards", kind, *map(str, paths), "--workers", "2", *extra])

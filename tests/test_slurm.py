@@ -8,7 +8,7 @@ import time
 import pytest
 
 from betavae_dist import checkpoint
-from helpers import ROOT, write_sweep
+from helpers import HUNG, ROOT, write_sweep
 
 pytestmark = pytest.mark.slurm
 
@@ -17,7 +17,7 @@ TINY = "train.batch_size=16 train.progress=false train.log_every=2"
 
 def sbatch(env, *args, wait=True, **extra_env):
     cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), *args]
-    return subprocess.run(cmd, cwd=ROOT, env={**env, **extra_env}, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=ROOT, env={**env, **extra_env}, capture_output=True, text=True, timeout=HUNG)
 
 
 def test_sweep_array_trains_evaluates_exports_and_reports(slurm, tmp_path):
@@ -64,37 +64,50 @@ def test_two_node_training_has_two_ranks(slurm, tmp_path):
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
 
 
+def queued(slurm, job) -> bool:
+    """Whether the job is pending, running or completing."""
+    return bool(subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True, text=True).stdout.strip())
+
+
+def tail(log) -> str:
+    return log.read_text()[-3000:] if log.exists() else "no log"
+
+
+def wait_for(done, slurm, job, log, what: str) -> None:
+    """Wait until `done()`; fail when job `job` has left the queue without it, or hangs (helpers.HUNG).
+    The job's state ends the wait, however loaded the machine."""
+    hung = time.monotonic() + HUNG
+    while not done():
+        if not queued(slurm, job) and not done():
+            raise AssertionError(f"job {job} ended before {what}:\n{tail(log)}")
+        assert time.monotonic() < hung, f"job {job}: no {what} after {HUNG} s\n{tail(log)}"
+        time.sleep(0.5)
+
+
 def start_long_job(slurm, tmp_path, nodes=1):
-    """A 1,500-step training job, once it has written its step-100 checkpoint: (job, log, run dir, deadline)."""
+    """A 1,500-step training job, once it has written its step-100 checkpoint: (job, log, run dir)."""
     log, run_dir = tmp_path / "train.out", tmp_path / "run"
     job = sbatch(slurm, f"--output={log}", f"--nodes={nodes}", "slurm/train.sh", wait=False,
                  OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
-    deadline = time.time() + 300
-    while not (run_dir / "checkpoints" / "step_100").exists():
-        assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
-        time.sleep(0.2)
-    return job, log, run_dir, deadline
+    wait_for((run_dir / "checkpoints" / "step_100").exists, slurm, job, log, "the step-100 checkpoint")
+    return job, log, run_dir
 
 
-def preempt_and_finish(slurm, job, log, done, deadline) -> str:
+def preempt_and_finish(slurm, job, log, done) -> str:
     """What SLURM does before a time limit or preemption with --signal=B:USR1@120; then wait for
     the requeued job to write `done`. Returns the job's log."""
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], env=slurm, check=True)
-    while "requeueing job" not in log.read_text():
-        assert time.time() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
+    wait_for(lambda: "requeueing job" in log.read_text(), slurm, job, log, "the requeue")
     # SLURM delays a requeued job's start by minutes; that wait is the scheduler's, not ours.
     time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm, capture_output=True)
-    while not done.exists():
-        assert time.time() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
+    wait_for(done.exists, slurm, job, log, f"{done.name} after the requeue")
     return log.read_text()
 
 
 def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
-    job, log, run_dir, deadline = start_long_job(slurm, tmp_path)
-    text = preempt_and_finish(slurm, job, log, run_dir / "export" / "model.safetensors", deadline)
+    job, log, run_dir = start_long_job(slurm, tmp_path)
+    text = preempt_and_finish(slurm, job, log, run_dir / "export" / "model.safetensors")
     assert "stop signal: checkpoint at step" in text
     assert "requeueing job" in text and "resuming from" in text
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
@@ -103,15 +116,15 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
 
 def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
     # Two nodes, one rank each: both ranks write the stop checkpoint together, and it verifies.
-    job, log, run_dir, deadline = start_long_job(slurm, tmp_path, nodes=2)
+    job, log, run_dir = start_long_job(slurm, tmp_path, nodes=2)
     subprocess.run(["scancel", job], env=slurm, check=True)  # TERM, as a user cancelling the job
-    queued = lambda: subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True, text=True).stdout.strip()
-    while queued():
-        assert time.time() < deadline, log.read_text()[-3000:]
+    hung = time.monotonic() + HUNG
+    while queued(slurm, job):
+        assert time.monotonic() < hung, tail(log)
         time.sleep(0.5)
     time.sleep(3)  # a requeued job would be back in the queue by now
     text = log.read_text()
-    assert not queued() and "requeueing job" not in text, text[-3000:]
+    assert not queued(slurm, job) and "requeueing job" not in text, text[-3000:]
     assert "cancelled: the trainers checkpoint if they can; no requeue" in text
     assert "stop signal: checkpoint at step" in text
     stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+)", text).group(1))
@@ -129,11 +142,9 @@ def test_packed_sweep_task_checkpoints_on_preemption_requeues_and_finishes(slurm
     assert count == "1"  # one array task runs both points
     log = tmp_path / "pack.out"
     job = sbatch(slurm, "--array=0", f"--output={log}", "slurm/sweep.sh", wait=False, SWEEP=str(sweep), PACK="2").stdout.strip()
-    deadline = time.time() + 300
-    while not (tmp_path / "sweep" / "beta4" / "checkpoints" / "step_100").exists():
-        assert time.time() < deadline, log.read_text()[-3000:] if log.exists() else "no log"
-        time.sleep(0.2)
-    text = preempt_and_finish(slurm, f"{job}_0", log, tmp_path / "sweep" / "report.md", deadline)
+    wait_for((tmp_path / "sweep" / "beta4" / "checkpoints" / "step_100").exists, slurm, f"{job}_0", log,
+             "the step-100 checkpoints")
+    text = preempt_and_finish(slurm, f"{job}_0", log, tmp_path / "sweep" / "report.md")
     assert text.count("pack of 2 on cpu") == 2 and "stop signal: checkpoints at step" in text and "resuming at step" in text
     for point in ("beta1", "beta4"):
         lines = [json.loads(line) for line in (tmp_path / "sweep" / point / "metrics.jsonl").read_text().splitlines()]

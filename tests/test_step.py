@@ -51,6 +51,7 @@ def test_device_batches_equal_step_batches_across_epoch_boundaries(world, accum)
                 assert np.array_equal(host.indices(step, micro), device.indices(step, micro).numpy())
 
 
+@pytest.mark.slow  # renders all of dSprites
 def test_device_batches_of_dsprites_at_its_epoch_boundary():
     cfg = config(64)
     dataset = build_dataset(cfg)

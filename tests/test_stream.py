@@ -55,6 +55,7 @@ def test_two_ranks_read_disjoint_equal_shares_covering_the_split_each_epoch(cele
     assert ranks[0][0] != ranks[0][1]  # a new order each epoch
 
 
+@pytest.mark.integration
 def test_epochs_are_deterministic_and_resume_continues_in_place(celeba_shards):
     cfg = stream_cfg(celeba_shards)
     a, b = ShardStream(cfg, 1, 0), ShardStream(cfg, 1, 0)
@@ -64,6 +65,7 @@ def test_epochs_are_deterministic_and_resume_continues_in_place(celeba_shards):
     assert keys_of(ShardStream(cfg, 1, 0), 10, 7) == straight[10:17]
 
 
+@pytest.mark.integration
 def test_fewer_shards_than_ranks_times_workers_still_splits_evenly(celeba_shards):
     one_shard = f"{celeba_shards}/shard-000000.tar"
     cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={one_shard}", "train.batch_size=2", "data.workers=2"])
@@ -150,6 +152,7 @@ def test_celeba_config_trains_from_shards_on_two_ranks(celeba_shards, tmp_path):
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
 
 
+@pytest.mark.integration
 def test_pipe_urls_stream_like_files(celeba_shards):
     piped = "pipe:cat " + urls(celeba_shards)
     cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={piped}", f"data.manifest={celeba_shards}/manifest.json",
@@ -191,6 +194,7 @@ def test_sixteen_bit_png_is_refused():
         decode({"png": png_bytes(Image.fromarray(np.full((64, 64), 1000, np.uint16)))}, (1, 64, 64))
 
 
+@pytest.mark.integration
 def test_a_shard_directory_or_its_manifest_stands_for_every_shard(celeba_shards):
     expanded = ShardStream(stream_cfg(celeba_shards), 1, 0)
     for spec in (celeba_shards, celeba_shards / "manifest.json"):

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from safetensors.torch import load_file
 
 from betavae_dist import checkpoint
 from betavae_dist.models import BetaVAE
-from helpers import ROOT, TINY, accelerate_cmd, max_abs_diff, run, train, weights
+from betavae_dist.export.__main__ import main as export_main
+from helpers import HUNG, ROOT, TINY, accelerate_cmd, in_process, max_abs_diff, run, train, train_here, weights
 
 
 @pytest.mark.distributed
@@ -33,8 +35,12 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(tmp_path):
     assert max_abs_diff({k: init[k] for k in w1}, w1) > 1e-3
 
 
-def test_run_directory_has_everything(tmp_run):
-    train(tmp_run, "train.steps=4", "train.ckpt_every=2", "train.keep_checkpoints=1", "train.report_to=tensorboard")
+def test_run_directory_has_everything_and_the_process_is_left_as_it_was(tmp_run):
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    threads = threading.active_count()
+    train_here(tmp_run, "train.steps=4", "train.ckpt_every=2", "train.keep_checkpoints=1", "train.report_to=tensorboard")
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert threading.active_count() == threads and not list((tmp_run / ".ranks").iterdir())  # the heartbeat stopped
     for name in ("config.yaml", "metrics.jsonl", "traversal.png", "reconstruction.png",
                  "export/model.safetensors", "export/config.json"):
         assert (tmp_run / name).is_file(), name
@@ -48,14 +54,15 @@ def test_run_directory_has_everything(tmp_run):
 
 
 def test_export_cli_matches_end_of_training_export(tmp_run, tmp_path):
-    train(tmp_run, "train.steps=3")
+    train_here(tmp_run, "train.steps=3")
     out = tmp_path / "exported"
-    run([sys.executable, "-m", "betavae_dist.export", str(tmp_run), str(out)])
+    in_process(export_main, [str(tmp_run), str(out)])
     assert max_abs_diff(weights(out), weights(tmp_run / "export")) == 0
-    bad = run([sys.executable, "-m", "betavae_dist.export", str(tmp_path / "nowhere"), str(out)], check=False)
+    bad = in_process(export_main, [str(tmp_path / "nowhere"), str(out)])
     assert bad.returncode == 1 and f"not a run directory (no config.yaml): {tmp_path / 'nowhere'}" in bad.stderr
 
 
+@pytest.mark.integration
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     steps = ["train.steps=40", "train.ckpt_every=4", "train.batch_size=32"]
     train(tmp_path / "straight", *steps)
@@ -64,7 +71,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     cmd = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
            f"run_dir={killed}", "train.progress=false", *steps]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + HUNG
     while not (killed / "checkpoints" / "step_8").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -78,17 +85,17 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
 
 
 def test_half_written_checkpoint_is_ignored(tmp_run):
-    train(tmp_run, "train.steps=2", "train.ckpt_every=2")
+    train_here(tmp_run, "train.steps=2", "train.ckpt_every=2")
     # What a kill during save leaves behind: a temp directory, never a step_N directory.
     (tmp_run / "checkpoints" / ".tmp-step_4").mkdir()
     (tmp_run / "checkpoints" / ".tmp-step_4" / "model.safetensors").write_bytes(b"garbage")
-    resumed = train(tmp_run, "train.steps=4", "train.ckpt_every=2")
+    resumed = train_here(tmp_run, "train.steps=4", "train.ckpt_every=2")
     assert "checkpoints/step_2 at step 2" in resumed.stdout
     assert sorted(p.name for p in (tmp_run / "checkpoints").iterdir()) == ["step_2", "step_4"]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_run):
-    proc = train(tmp_run, "train.steps=50", "train.ckpt_every=1", "optim.lr=1e30", "train.keep_checkpoints=50",
+    proc = train_here(tmp_run, "train.steps=50", "train.ckpt_every=1", "optim.lr=1e30", "train.keep_checkpoints=50",
                  check=False)
     assert proc.returncode == 1
     assert "non-finite" in proc.stderr and "last good checkpoint:" in proc.stderr
@@ -100,7 +107,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_run):
 
 def test_non_finite_loss_between_reads_names_its_first_bad_step(tmp_run):
     # The device records the first bad step; the host sees it at the next log/checkpoint step (10).
-    proc = train(tmp_run, "train.steps=50", "train.log_every=10", "train.ckpt_every=10", "optim.lr=1e30",
+    proc = train_here(tmp_run, "train.steps=50", "train.log_every=10", "train.ckpt_every=10", "optim.lr=1e30",
                  check=False)
     assert proc.returncode == 1
     match = re.search(r"non-finite (loss|gradient norm) at step (\d+); stopped, last good checkpoint: none yet", proc.stderr)
@@ -110,14 +117,15 @@ def test_non_finite_loss_between_reads_names_its_first_bad_step(tmp_run):
 
 def test_missing_data_file_and_unwritable_run_dir_are_named(tmp_path):
     missing = tmp_path / "dsprites_ndarray.npz"
-    proc = train(tmp_path / "r", "train.steps=1", f"data.dsprites_npz={missing}", check=False)
+    proc = train_here(tmp_path / "r", "train.steps=1", f"data.dsprites_npz={missing}", check=False)
     assert proc.returncode == 1 and f"dSprites file not found: {missing}" in proc.stderr
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    proc = train(blocker / "run", "train.steps=1", check=False)
+    proc = train_here(blocker / "run", "train.steps=1", check=False)
     assert proc.returncode == 1 and f"cannot write the run directory {blocker / 'run'}" in proc.stderr
 
 
+@pytest.mark.integration
 def test_launcher_that_drops_ranks_is_refused(tmp_run):
     # `--cpu --num_processes 2` silently starts one process (shared/stack-facts.md).
     proc = run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
@@ -128,9 +136,9 @@ def test_launcher_that_drops_ranks_is_refused(tmp_run):
 
 
 def test_a_finished_run_is_not_re_exported_under_a_shorter_schedule(tmp_run):
-    train(tmp_run, "train.steps=4", "train.ckpt_every=2")
+    train_here(tmp_run, "train.steps=4", "train.ckpt_every=2")
     before = weights(tmp_run / "export")
-    proc = train(tmp_run, "train.steps=2", "train.ckpt_every=2", check=False)
+    proc = train_here(tmp_run, "train.steps=2", "train.ckpt_every=2", check=False)
     assert proc.returncode == 1 and "is at step 4, past train.steps=2" in proc.stderr
     assert max_abs_diff(before, weights(tmp_run / "export")) == 0
     assert "steps: 4" in (tmp_run / "config.yaml").read_text()
@@ -142,7 +150,7 @@ def start_two_ranks(run_dir, *overrides, log=None):
                          *TINY, "train.steps=100000", "train.ckpt_every=20", *overrides)
     out = open(log or os.devnull, "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "DS_ACCELERATOR": "cpu"})
-    deadline = time.time() + 240
+    deadline = time.time() + HUNG
     while not (run_dir / "checkpoints" / "step_20").exists():
         assert time.time() < deadline and proc.poll() is None, "the run did not reach step 20"
         time.sleep(0.1)
@@ -165,7 +173,7 @@ def test_workers_end_when_their_launcher_dies(tmp_run):
     proc, workers = start_two_ranks(tmp_run)
     proc.kill()  # SIGKILL: the launcher cannot pass anything on
     proc.wait()
-    deadline = time.time() + 120  # generous; measured 1-3 s
+    deadline = time.time() + HUNG  # measured 1-3 s
     while any(alive(w) for w in workers):
         assert time.time() < deadline, "workers outlived their launcher"
         time.sleep(0.2)
@@ -179,7 +187,7 @@ def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tm
     proc, workers = start_two_ranks(tmp_run, "train.collective_timeout=10", log=log)
     os.kill(workers[1], signal.SIGSTOP)
     try:
-        proc.wait(timeout=240)  # generous: the timeout is 10 s
+        proc.wait(timeout=HUNG)  # the collective timeout is 10 s
     finally:
         for w in workers:
             if alive(w):
@@ -190,18 +198,19 @@ def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tm
 
 
 def test_resume_into_a_run_with_another_config_is_refused_naming_the_keys(tmp_run):
-    train(tmp_run, "train.steps=2", "train.ckpt_every=2")
-    proc = train(tmp_run, "train.steps=4", "loss.beta=8", "model.latents=6", check=False)
+    train_here(tmp_run, "train.steps=2", "train.ckpt_every=2")
+    proc = train_here(tmp_run, "train.steps=4", "loss.beta=8", "model.latents=6", check=False)
     assert proc.returncode == 2
     assert (f"{tmp_run} holds a run with another config (model.latents: 10 -> 6; loss.beta: 4.0 -> 8.0); "
             "train.resume=force") in proc.stderr.strip().splitlines()[-1]
     assert "beta: 4.0" in (tmp_run / "config.yaml").read_text()
     # The schedule, logging and evaluation may change; force continues under the new config.
-    train(tmp_run, "train.steps=4", "train.ckpt_every=4", "train.log_every=1", "eval.n_train=10")
-    forced = train(tmp_run, "train.steps=6", "loss.beta=8", "train.resume=force")
+    train_here(tmp_run, "train.steps=4", "train.ckpt_every=4", "train.log_every=1", "eval.n_train=10")
+    forced = train_here(tmp_run, "train.steps=6", "loss.beta=8", "train.resume=force")
     assert "resuming from" in forced.stdout and "beta: 8.0" in (tmp_run / "config.yaml").read_text()
 
 
+@pytest.mark.integration
 def test_plain_runs_do_not_import_deepspeed_and_a_missing_one_is_named(tmp_path):
     proc = run([sys.executable, "-m", "betavae_dist.train", f"run_dir={tmp_path / 'a'}", *TINY, "train.steps=1"],
                env={"DS_ACCELERATOR": None})
@@ -214,13 +223,14 @@ def test_plain_runs_do_not_import_deepspeed_and_a_missing_one_is_named(tmp_path)
                                                    "deepspeed is not installed: pip install 'betavae-dist[deepspeed]'")
 
 
+@pytest.mark.integration
 def test_the_same_stop_delivered_twice_still_checkpoints(tmp_run):
     """Under SLURM with several nodes, a cancel reaches each worker twice: from SLURM and forwarded
     by the elastic agent, some milliseconds apart. That is one stop, not a request to die at once."""
     cmd = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={tmp_run}",
            *TINY, "train.steps=100000", "train.ckpt_every=20", "train.log_every=200"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
+    deadline = time.time() + HUNG
     while not (tmp_run / "checkpoints" / "step_20").exists():
         assert time.time() < deadline and proc.poll() is None, "the run did not reach step 20"
         time.sleep(0.05)
@@ -228,6 +238,6 @@ def test_the_same_stop_delivered_twice_still_checkpoints(tmp_run):
     time.sleep(0.1)  # handled separately, not coalesced into one
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=240)
+    out, _ = proc.communicate(timeout=HUNG)
     assert proc.returncode == 3 and "stop signal: checkpoint at step" in out, out[-2000:]
     assert checkpoint.verify(checkpoint.latest(tmp_run / "checkpoints")) is None

@@ -21,7 +21,6 @@ import hashlib
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
@@ -48,6 +47,8 @@ def beta_vae_score(dataset: FactorDataset, represent: Represent, factors: list[i
                    rng: Streams) -> dict[str, float | str]:
     n_train = cfg.n_train
     points, labels = beta_vae_points(dataset, represent, factors, rng, cfg.pairs, n_train + cfg.n_eval)
+    from sklearn.linear_model import LogisticRegression  # here, not at import (classifiers.py)
+
     model = fit(LogisticRegression(), points[:n_train], labels[:n_train])
     return {
         "train_accuracy": accuracy(model, points[:n_train], labels[:n_train]),

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.ensemble import GradientBoostingClassifier
 
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
@@ -36,6 +35,8 @@ if TYPE_CHECKING:
 
 def _fit_factor(x_train, y_train, x_test, y_test, seed: int) -> tuple[np.ndarray, float, float]:
     """(importance of each code, train accuracy, test accuracy) of one factor's trees."""
+    from sklearn.ensemble import GradientBoostingClassifier  # here, not at import (classifiers.py)
+
     model = fit(GradientBoostingClassifier(random_state=seed), x_train, y_train)
     return np.abs(model.feature_importances_), accuracy(model, x_train, y_train), accuracy(model, x_test, y_test)
 
@@ -53,6 +54,16 @@ def _weighted(per_part: np.ndarray, weights: np.ndarray) -> float:
     return float((per_part * weights / weights.sum()).sum())
 
 
+def disentanglement(importance: np.ndarray) -> float:
+    """From the (codes, factors) importance matrix: how much each code is about one factor only."""
+    return _weighted(_one_minus_entropy(importance.T, importance.shape[1]), importance.sum(1))
+
+
+def completeness(importance: np.ndarray) -> float:
+    """From the (codes, factors) importance matrix: how much each factor is in one code only."""
+    return _weighted(_one_minus_entropy(importance, importance.shape[0]), importance.sum(0))
+
+
 def dci(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
     n_train = cfg.n_train
     samples = dataset.sample_factors(n_train + cfg.n_eval, rng())
@@ -66,8 +77,8 @@ def dci(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: E
     by_factor = dict(zip(largest_first, fitted))
     importance = np.stack([by_factor[j][0] for j in range(len(factors))], 1)  # (codes, factors)
     return {
-        "disentanglement": _weighted(_one_minus_entropy(importance.T, len(factors)), importance.sum(1)),
-        "completeness": _weighted(_one_minus_entropy(importance, codes.shape[1]), importance.sum(0)),
+        "disentanglement": disentanglement(importance),
+        "completeness": completeness(importance),
         "informativeness": float(np.mean([by_factor[j][2] for j in range(len(factors))])),
         "informativeness_train": float(np.mean([by_factor[j][1] for j in range(len(factors))])),
     }

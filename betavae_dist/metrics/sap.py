@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.svm import LinearSVC
 
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
@@ -29,6 +28,8 @@ def sap(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: E
     n_train = cfg.n_train
     samples = dataset.sample_factors(n_train + cfg.n_eval, rng())
     codes = represent(samples)
+    from sklearn.svm import LinearSVC  # here, not at import (classifiers.py)
+
     scores = np.zeros((codes.shape[1], len(factors)))
     for i in range(codes.shape[1]):
         x = codes[:, i : i + 1]
@@ -36,6 +37,11 @@ def sap(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: E
             y = samples[:, k]
             model = fit(LinearSVC(C=0.01, class_weight="balanced", dual=True, random_state=rng.seed), x[:n_train], y[:n_train])
             scores[i, j] = accuracy(model, x[n_train:], y[n_train:])
+    return {"score": gap_score(scores)}
+
+
+def gap_score(scores: np.ndarray) -> float:
+    """From the (codes, factors) accuracies: the mean over factors of the gap between the two best codes."""
     top = np.sort(scores, axis=0)[::-1]
     gaps = top[0] - (top[1] if len(top) > 1 else 0.0)
-    return {"score": float(gaps.mean())}
+    return float(gaps.mean())

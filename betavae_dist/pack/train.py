@@ -158,7 +158,6 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     for c in cfgs:
         refuse_another_run(c, Path(c.run_dir), Path(c.run_dir) / "checkpoints")
         prepare_run_dir(Path(c.run_dir), 0)
-    stop = StopSignal()
     model = PackedVAE(cfgs, device)
     optimizer = build_optimizer(model.params.values(), cfg)
     start = resume_step(cfgs)
@@ -177,7 +176,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
           + (f"resuming at step {start}" if start else "starting at step 0"))
 
     alive, failed = [True] * model.size, []
-    with ExitStack() as files, progress_bar(cfg.train.progress) as progress:
+    with StopSignal() as stop, ExitStack() as files, progress_bar(cfg.train.progress) as progress:
         logs = [files.enter_context(open(Path(c.run_dir) / "metrics.jsonl", "a")) for c in cfgs]
         task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
         window_start, window_steps = time.perf_counter(), 0

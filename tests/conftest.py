@@ -53,6 +53,16 @@ def tmp_run(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """One small trained run shared by the session (4 steps, checkpoints at 2 and 4, its export):
+    read it, or copy it where a test changes it."""
+    from helpers import train_here
+    run_dir = tmp_path_factory.mktemp("small") / "run"
+    train_here(run_dir, "train.steps=4", "train.ckpt_every=2", "train.keep_checkpoints=3")
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def dsprites():
     from betavae_dist.data.dsprites import DSprites
     return DSprites()

@@ -37,10 +37,10 @@ def test_write_verify_prune_on_a_directory(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A run with checkpoints at steps 2 and 4, and the same run trained straight to step 6."""
+def finished(tmp_path_factory, small_run):
+    """The session's small run (checkpoints at steps 2 and 4), and the same run trained straight to step 6."""
     root = tmp_path_factory.mktemp("ckpt")
-    train_here(root / "run", "train.steps=4", *STEPS)
+    (root / "run").symlink_to(small_run)  # tests copy it before they change it
     train_here(root / "straight", "train.steps=6", *STEPS)
     return root
 

@@ -5,17 +5,10 @@ import json
 import pytest
 
 from betavae_dist.evaluate import main as evaluate_main
-from helpers import ROOT, accelerate_cmd, in_process, run, train, train_here
+from helpers import ROOT, accelerate_cmd, in_process, run, train
 
 TINY_EVAL = ["eval.metrics=beta_vae,factor_vae,mig,dci,sap", "eval.n_train=300", "eval.n_eval=200",
              "eval.pairs=16", "eval.n_samples=400", "eval.batch_size=64"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("eval") / "run"
-    train_here(run_dir, "train.steps=20", "train.ckpt_every=10")
-    return run_dir
 
 
 def evaluate(model, out, nproc=1, extra=(), check=True):
@@ -33,10 +26,10 @@ def scores(path):
 
 
 @pytest.mark.distributed
-def test_one_two_three_ranks_give_identical_points_and_scores(trained, tmp_path):
+def test_one_two_three_ranks_give_identical_points_and_scores(small_run, tmp_path):
     results = []
     for n in (1, 2, 3):
-        evaluate(trained / "export", tmp_path / f"{n}.json", nproc=n)
+        evaluate(small_run / "export", tmp_path / f"{n}.json", nproc=n)
         assert json.loads((tmp_path / f"{n}.json").read_text())["ranks"] == n
         results.append(scores(tmp_path / f"{n}.json"))
     assert results[0] == results[1] == results[2]
@@ -44,12 +37,12 @@ def test_one_two_three_ranks_give_identical_points_and_scores(trained, tmp_path)
     assert headline <= results[0].keys()
 
 
-def test_export_run_dir_and_checkpoint_evaluate_the_same_weights(trained, tmp_path):
+def test_export_run_dir_and_checkpoint_evaluate_the_same_weights(small_run, tmp_path):
     quick = ["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=4"]  # the weights are in question
-    proc = evaluate_here(trained / "export", tmp_path / "export.json", quick)
+    proc = evaluate_here(small_run / "export", tmp_path / "export.json", quick)
     assert "beta_vae.eval_accuracy" in proc.stdout  # the rich table
-    evaluate_here(trained, tmp_path / "run.json", quick)
-    evaluate_here(trained / "checkpoints" / "step_20", tmp_path / "ckpt.json", quick)
+    evaluate_here(small_run, tmp_path / "run.json", quick)
+    evaluate_here(small_run / "checkpoints" / "step_4", tmp_path / "ckpt.json", quick)
     assert scores(tmp_path / "export.json") == scores(tmp_path / "run.json") == scores(tmp_path / "ckpt.json")
 
 
@@ -58,8 +51,8 @@ def test_bad_inputs_are_named(tmp_path):
     assert proc.returncode == 1 and f"not an export, run or checkpoint directory: {tmp_path / 'nothing'}" in proc.stderr
 
 
-def test_bad_metric_name_exits_2(trained, tmp_path):
-    proc = evaluate_here(trained / "export", tmp_path / "x.json", extra=["eval.metrics=beta_vae,betta"])
+def test_bad_metric_name_exits_2(small_run, tmp_path):
+    proc = evaluate_here(small_run / "export", tmp_path / "x.json", extra=["eval.metrics=beta_vae,betta"])
     assert proc.returncode == 2 and "eval.metrics: unknown metric 'betta'" in proc.stderr
 
 
@@ -85,8 +78,8 @@ def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
         "the metrics need a factor dataset of the model's images (data.name=...)")
 
 
-def test_progress_shows_the_encoding_and_each_metric(trained, tmp_path):
-    proc = evaluate_here(trained / "export", tmp_path / "p.json",
+def test_progress_shows_the_encoding_and_each_metric(small_run, tmp_path):
+    proc = evaluate_here(small_run / "export", tmp_path / "p.json",
                          extra=["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=4"])
     assert "images encoded" in proc.stdout and "metric beta_vae" in proc.stdout and "metric mig" in proc.stdout
 

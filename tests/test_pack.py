@@ -103,6 +103,12 @@ def sweep_run(sweep_file, *args, check=True):
     return run([sys.executable, "-m", "betavae_dist.sweep", "run", str(sweep_file), *args], check=check)
 
 
+# Loss curves of a packed and a solo run: Adam's drift (above) moved the logged loss by up to 1.2e-4
+# of its size over 20 steps (an AVX-512 CPU without AMX; 1e-7 on others); CURVE allows 8x that, while
+# another seed's batches move it by 0.7 % or more (measured), so a wrong batch or noise still fails.
+CURVE = 1e-3
+
+
 def assert_close_weights(a: dict, b: dict, steps: int, lr: float = 5e-4):
     """Equal up to what Adam makes of float rounding (see ROUNDING): within Adam's bound everywhere."""
     assert a.keys() == b.keys()
@@ -130,6 +136,7 @@ def packed_and_solo(tmp_path_factory):
 
 
 @pytest.mark.integration
+@pytest.mark.numerics
 def test_packs_of_three_each_point_equal_to_its_solo_run(packed_and_solo):
     packed, solo, names, stdout = packed_and_solo
     assert stdout.count("pack of 3 on cpu") == 1 and stdout.count("pack of 1 on cpu") == 1
@@ -140,7 +147,7 @@ def test_packs_of_three_each_point_equal_to_its_solo_run(packed_and_solo):
         assert [m["step"] for m in mine] == [t["step"] for t in theirs]
         for m, t in zip(mine, theirs):  # the same curve, step by step
             assert m.keys() == t.keys()
-            assert m["loss"] == pytest.approx(t["loss"], rel=1e-4) and m["kl"] == pytest.approx(t["kl"], rel=1e-2, abs=1e-3)
+            assert m["loss"] == pytest.approx(t["loss"], rel=CURVE) and m["kl"] == pytest.approx(t["kl"], rel=1e-2, abs=1e-3)
 
 
 @pytest.mark.integration
@@ -169,6 +176,7 @@ def test_each_packed_point_directory_passes_a_solo_runs_checks(packed_and_solo, 
 
 
 @pytest.mark.integration
+@pytest.mark.numerics
 def test_sweep_report_of_packed_points_equals_the_solo_ones(packed_and_solo):
     packed, solo, names, _ = packed_and_solo
     rows = {}
@@ -180,7 +188,7 @@ def test_sweep_report_of_packed_points_equals_the_solo_ones(packed_and_solo):
         assert mine["n"] == theirs["n"] == "2"
         for column in mine:
             if column.endswith("mean") and "recon" in column:
-                assert float(mine[column]) == pytest.approx(float(theirs[column]), rel=1e-4)
+                assert float(mine[column]) == pytest.approx(float(theirs[column]), rel=CURVE)
             elif column.endswith("mean"):  # scores: the same points and codes, up to float rounding in the codes
                 assert float(mine[column]) == pytest.approx(float(theirs[column]), abs=0.03)
 

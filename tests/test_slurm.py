@@ -85,11 +85,11 @@ def wait_for(done, slurm, job, log, what: str) -> None:
 
 
 def start_long_job(slurm, tmp_path, nodes=1):
-    """A 1,500-step training job, once it has written its step-100 checkpoint: (job, log, run dir)."""
+    """A 600-step training job, once it has written its step-50 checkpoint: (job, log, run dir)."""
     log, run_dir = tmp_path / "train.out", tmp_path / "run"
     job = sbatch(slurm, f"--output={log}", f"--nodes={nodes}", "slurm/train.sh", wait=False,
-                 OVERRIDES=f"run_dir={run_dir} train.steps=1500 train.ckpt_every=100 {TINY}").stdout.strip()
-    wait_for((run_dir / "checkpoints" / "step_100").exists, slurm, job, log, "the step-100 checkpoint")
+                 OVERRIDES=f"run_dir={run_dir} train.steps=600 train.ckpt_every=50 {TINY}").stdout.strip()
+    wait_for((run_dir / "checkpoints" / "step_50").exists, slurm, job, log, "the step-50 checkpoint")
     return job, log, run_dir
 
 
@@ -111,7 +111,7 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
     assert "stop signal: checkpoint at step" in text
     assert "requeueing job" in text and "resuming from" in text
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
-    assert last["step"] == 1500
+    assert last["step"] == 600
 
 
 def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
@@ -135,17 +135,17 @@ def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
 
 def test_packed_sweep_task_checkpoints_on_preemption_requeues_and_finishes(slurm, tmp_path):
     sweep = write_sweep(tmp_path / "sweep.yaml", tmp_path / "sweep", {"loss.beta": [1, 4]},
-                        ["train.steps=1500", "train.ckpt_every=100", *TINY.split()],
+                        ["train.steps=600", "train.ckpt_every=50", *TINY.split()],
                         ["eval.metrics=beta_vae", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=8"])
     count = subprocess.run(["python", "-m", "betavae_dist.sweep", "count", str(sweep), "--pack", "2"],
                            cwd=ROOT, env=slurm, capture_output=True, text=True).stdout.strip()
     assert count == "1"  # one array task runs both points
     log = tmp_path / "pack.out"
     job = sbatch(slurm, "--array=0", f"--output={log}", "slurm/sweep.sh", wait=False, SWEEP=str(sweep), PACK="2").stdout.strip()
-    wait_for((tmp_path / "sweep" / "beta4" / "checkpoints" / "step_100").exists, slurm, f"{job}_0", log,
-             "the step-100 checkpoints")
+    wait_for((tmp_path / "sweep" / "beta4" / "checkpoints" / "step_50").exists, slurm, f"{job}_0", log,
+             "the step-50 checkpoints")
     text = preempt_and_finish(slurm, f"{job}_0", log, tmp_path / "sweep" / "report.md")
     assert text.count("pack of 2 on cpu") == 2 and "stop signal: checkpoints at step" in text and "resuming at step" in text
     for point in ("beta1", "beta4"):
         lines = [json.loads(line) for line in (tmp_path / "sweep" / point / "metrics.jsonl").read_text().splitlines()]
-        assert lines[-1]["step"] == 1500 and (tmp_path / "sweep" / point / "evaluation.json").is_file()
+        assert lines[-1]["step"] == 600 and (tmp_path / "sweep" / point / "evaluation.json").is_file()

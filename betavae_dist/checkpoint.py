@@ -38,11 +38,25 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints, oldest first."""
+    """Complete checkpoints, oldest first: directories named step_N (not links, not files)."""
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir()
+             if (m := _NAME.match(p.name)) and p.is_dir() and not p.is_symlink()]
     return sorted(found)
+
+
+def refuse_intruders(ckpt_dir: Path) -> None:
+    """Name anything called step_N that is not a checkpoint directory (a file, a link): we would
+    have to replace it at that step, and it is not ours to delete."""
+    if not ckpt_dir.is_dir():
+        return
+    mine = {path for _, path in checkpoints(ckpt_dir)}
+    for path in sorted(ckpt_dir.iterdir()):
+        if _NAME.match(path.name) and path not in mine:
+            kind = ("a link" if path.exists() else "a dangling link") if path.is_symlink() else "a file"
+            raise CheckpointError(f"{path} is {kind}, not a checkpoint directory, where a checkpoint will be "
+                                  "written; move it out of the checkpoints directory")
 
 
 def latest(ckpt_dir: Path) -> Path | None:
@@ -77,7 +91,15 @@ def _remove(path: Path) -> None:
     """Delete a checkpoint directory so that no `step_N` is ever left half-deleted."""
     hidden = path.with_name(f".old-{path.name}")
     os.replace(path, hidden)
-    shutil.rmtree(hidden)
+    _delete(hidden)
+
+
+def _delete(path: Path) -> None:
+    """A directory with its contents, or a file or link (a stale hidden entry may be any of them)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path:
@@ -118,7 +140,7 @@ def _clean(ckpt_dir: Path) -> None:
     """Create the directory; remove what an interrupted save or removal left behind."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*ckpt_dir.glob(".tmp-*"), *ckpt_dir.glob(".old-*")]:
-        shutil.rmtree(stale)
+        _delete(stale)
 
 
 def _commit(tmp: Path, final: Path, step: int) -> None:

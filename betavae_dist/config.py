@@ -154,6 +154,10 @@ DEPRECATED = {
 RENAMED = {"train.tensorboard": ("train.report_to", {True: "tensorboard", False: ""})}
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_SEED = 2**31 - 1  # numpy's seeds stop at 2**32 - 1, and each rank seeds with seed + rank (train.py)
+
+
 def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
     """Check `value` against the field type; ints are accepted where floats are expected."""
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -165,6 +169,8 @@ def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
             pass
     if expected is float and isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}: must be a finite number, got {value} ({source})")
+    if expected is float and isinstance(value, float) and abs(value) > FLOAT32_MAX:  # training computes in fp32
+        raise ConfigError(f"{key}: must be within float32's range (±3.4e38), got {value} ({source})")
     if expected is str and isinstance(value, bool) and key == "train.cuda_graph":
         return "on" if value else "off"  # YAML 1.1 reads on/off as booleans
     if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -215,8 +221,8 @@ MAX_BATCH = 1 << 20
 
 def _check(cfg: Config) -> None:
     ranges = {  # key: (value, lowest, highest, what is allowed)
-        "seed": (cfg.seed, 0, 2**63 - 1, ">= 0"),
-        "eval.seed": (cfg.eval.seed, 0, 2**63 - 1, ">= 0"),
+        "seed": (cfg.seed, 0, MAX_SEED, f"0..{MAX_SEED}"),
+        "eval.seed": (cfg.eval.seed, 0, MAX_SEED, f"0..{MAX_SEED}"),
         "model.latents": (cfg.model.latents, 1, MAX_LATENTS, f"1..{MAX_LATENTS}"),
         "model.channels": (cfg.model.channels, 1, MAX_CHANNELS, f"1..{MAX_CHANNELS}"),
         "train.batch_size": (cfg.train.batch_size, 1, MAX_BATCH, f"1..{MAX_BATCH}"),
@@ -312,9 +318,11 @@ def read_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}{where}: invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-    if data is not None and not isinstance(data, dict):
+    if data is None:  # an empty file (or only comments) would silently train every default
+        raise ConfigError(f"{path}: empty config file; give at least one key, or leave out --config for the defaults")
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
-    return data or {}
+    return data
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -139,6 +139,9 @@ def check_memory(cfg: Config, samples: int) -> None:
 
 
 def train(cfg: Config) -> None:
+    """Train one run to `train.steps`. The process is left as it was found (signal handlers, the
+    heartbeat thread), so tests and notebooks can call this in-process; only glibc's heap setting
+    (runtime.keep_heap) stays, as it cannot be undone."""
     keep_heap()
     preflight(cfg, launched_world_size())
     run_dir, ckpt_dir = Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints"
@@ -150,6 +153,7 @@ def train(cfg: Config) -> None:
         project_dir=cfg.run_dir,
     )
     prepare_run_dir(run_dir, accelerator.process_index)
+    checkpoint.refuse_intruders(ckpt_dir)  # before training, not at the step that would need the name
     with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index):
         accelerator.wait_for_everyone()
         is_main = accelerator.is_main_process
@@ -178,6 +182,7 @@ def train(cfg: Config) -> None:
         stats = StepStats(accelerator.device, objective.terms)
         run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
         noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
+        probe = next(batches.micro_batches(0))[0][:8].to(accelerator.device)  # checked at saves, drawn at the end
         if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
             accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
         accelerator.print(
@@ -215,6 +220,7 @@ def train(cfg: Config) -> None:
                     stats.reset()
                     window_start, window_steps = time.perf_counter(), 0
                 if save_now or metrics["stop"]:
+                    check_sound(unwrapped, probe, objective, schedule, done, ckpt_dir, accelerator)
                     checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
                 if metrics["stop"]:
                     accelerator.print(f"stop signal: checkpoint at step {done} written; exiting to be resumed")
@@ -231,10 +237,23 @@ def train(cfg: Config) -> None:
 
         if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
             write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
-        first_images = next(batches.micro_batches(0))[0][:8].to(accelerator.device)
-        save_figures(unwrapped, first_images, cfg, accelerator.is_main_process)
+        save_figures(unwrapped, probe, cfg, accelerator.is_main_process)
         accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
         shutdown(accelerator, model, optimizer)
+
+
+@torch.no_grad()
+def check_sound(model: BetaVAE, probe: torch.Tensor, objective, schedule: dict, done: int, ckpt_dir: Path,
+                accelerator: Accelerator) -> None:
+    """Refuse to checkpoint weights whose loss is no longer finite: weights can stay finite while
+    they diverge (~1e30 after one step at optim.lr=1e30), and a "last good checkpoint" must
+    reconstruct finite images. One forward pass of a few images at checkpoint steps, on every rank
+    (a sharded model needs them all), which then agree."""
+    output, mean, logvar, z = model(probe, torch.zeros(len(probe), model.latents, device=probe.device))
+    loss = objective(output, probe, mean, logvar, z, schedule)["loss"]
+    if accelerator.reduce(torch.isfinite(loss).logical_not().float(), "sum").item():
+        raise TrainingError(f"the weights after step {done} give a non-finite loss (they diverged: optim.lr?); not "
+                            f"saved, stopped, last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none yet'}")
 
 
 def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:

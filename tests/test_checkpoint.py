@@ -36,6 +36,23 @@ def test_write_verify_prune_on_a_directory(tmp_path):
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_6", "step_8"]
 
 
+@pytest.mark.parametrize("intruder", ["a file", "a dangling link"])
+def test_something_else_named_like_a_checkpoint_is_named_before_training_and_left_alone(tmp_run, intruder):
+    ckpts = tmp_run / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "step_4").write_text("mine") if intruder == "a file" else (ckpts / "step_4").symlink_to(tmp_run / "gone")
+    (ckpts / ".old-step_2").write_text("")  # a stale hidden entry of any kind never breaks a run
+    proc = train_here(tmp_run, "train.steps=4", "train.ckpt_every=2", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        f"betavae_dist.train: error: {ckpts / 'step_4'} is {intruder}, not a checkpoint directory, where a "
+        "checkpoint will be written; move it out of the checkpoints directory")
+    assert not (tmp_run / "metrics.jsonl").exists()  # refused before training
+    assert (ckpts / "step_4").is_symlink() or (ckpts / "step_4").read_text() == "mine"
+    (ckpts / "step_4").unlink()
+    train_here(tmp_run, "train.steps=4", "train.ckpt_every=2")
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_2", "step_4"]
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, small_run):
     """The session's small run (checkpoints at steps 2 and 4), and the same run trained straight to step 6."""

@@ -75,7 +75,9 @@ def test_train_exits_2_on_bad_config_before_starting(tmp_path):
     ("optim.beta1=2", "optim.beta1: must be in [0, 1)"),
     ("optim.weight_decay=-1", "optim.weight_decay: must be >= 0"),
     ("loss.capacity_steps=0", "loss.capacity_steps: must be positive"),
-    ("seed=-1", "seed: must be >= 0"),
+    ("seed=-1", "seed: must be 0..2147483647"),
+    ("seed=4294967296", "seed: must be 0..2147483647"),  # numpy's limit is 2**32 - 1, before adding the rank
+    ("optim.lr=1e39", "optim.lr: must be within float32's range (±3.4e38), got 1e+39"),
     ("train.batch_size=1000000000000", "train.batch_size: must be 1..1048576"),
     ("model.latents=1000000000", "model.latents: must be 1..4096"),
     ("model.gaussian_std=0", "model.gaussian_std: must be positive"),
@@ -86,10 +88,14 @@ def test_out_of_range_values_name_the_key(override, message):
     assert message in str(error.value)
 
 
-def test_duplicate_yaml_keys_and_binary_files_are_refused(tmp_path):
+def test_duplicate_yaml_keys_empty_and_binary_files_are_refused(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("loss:\n  beta: 4\n  beta: 8\n")
     with pytest.raises(ConfigError, match=r"line 3, column 3: invalid YAML: duplicate key 'beta'"):
+        from_sources(str(path), [])
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing set yet\n")
+    with pytest.raises(ConfigError, match="empty.yaml: empty config file; give at least one key"):
         from_sources(str(path), [])
     path = tmp_path / "binary.yaml"
     path.write_bytes(bytes(range(256)) * 4)

@@ -232,6 +232,22 @@ def test_a_diverging_point_fails_alone_and_the_others_go_on(tmp_path):
     assert again.returncode == 1 and "failed before" in again.stdout and "pack of" not in again.stdout
 
 
+def test_diverged_points_are_failed_before_they_are_saved(tmp_path):
+    """optim.lr=1e30: finite weights of ~1e30 after one step, which no checkpoint may hold."""
+    from betavae_dist.pack.train import train_pack
+    from betavae_dist.train import TrainingError
+
+    cfgs = [from_sources("configs/dsprites_beta4.yaml", [*TRAIN, "train.ckpt_every=1", "optim.lr=1e30", f"seed={seed}",
+                                                         f"run_dir={tmp_path / str(seed)}"]) for seed in (0, 1)]
+    with pytest.raises(TrainingError, match="every point of the pack failed"):
+        train_pack(cfgs)
+    for cfg in cfgs:
+        record = json.loads((Path(cfg.run_dir) / FAILED).read_text())
+        assert record == {"step": 1, "problem": "the weights after step 1 give a non-finite loss (they diverged)",
+                          "last_good_checkpoint": None}
+        assert not checkpoint.checkpoints(Path(cfg.run_dir) / "checkpoints")
+
+
 @pytest.mark.integration
 def test_a_killed_pack_resumes_equal_to_an_uninterrupted_one(tmp_path):
     long = [*TINY, "train.steps=60", "train.ckpt_every=5", "train.keep_checkpoints=1"]

@@ -10,11 +10,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from betavae_dist import checkpoint
+from betavae_dist.data.dsprites import DSprites
 from betavae_dist.models import BetaVAE
 from betavae_dist.export.__main__ import main as export_main
 from helpers import HUNG, ROOT, TINY, accelerate_cmd, in_process, max_abs_diff, run, train, train_here, weights
@@ -94,15 +96,22 @@ def test_half_written_checkpoint_is_ignored(tmp_run):
     assert sorted(p.name for p in (tmp_run / "checkpoints").iterdir()) == ["step_2", "step_4"]
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_run):
+def test_diverged_weights_are_never_the_last_good_checkpoint(tmp_run):
+    """optim.lr=1e30 leaves finite weights of ~1e30 after one step: finite, but no model. The
+    checkpoint named as last good (and every one on disk) reconstructs finite images."""
     proc = train_here(tmp_run, "train.steps=50", "train.ckpt_every=1", "optim.lr=1e30", "train.keep_checkpoints=50",
-                 check=False)
+                      check=False)
     assert proc.returncode == 1
-    assert "non-finite" in proc.stderr and "last good checkpoint:" in proc.stderr
-    last = sorted((tmp_run / "checkpoints").iterdir(), key=lambda p: int(p.name.split("_")[1]))[-1]
-    assert str(last) in proc.stderr
-    state = load_file(last / "model.safetensors")
-    assert all(torch.isfinite(t).all() for t in state.values())
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "non-finite loss" in line and "last good checkpoint: " in line, line
+    named = line.split("last good checkpoint: ")[1]
+    saved = [path for _, path in checkpoint.checkpoints(tmp_run / "checkpoints")]
+    assert named == (str(saved[-1]) if saved else "none yet")
+    images = torch.from_numpy(DSprites().images(np.zeros((4, 6), np.int64)))
+    for path in saved:
+        model = BetaVAE()
+        model.load_state_dict(load_file(path / "model.safetensors"))
+        assert torch.isfinite(model.decode(model.encode(images)[0])).all(), path
 
 
 def test_non_finite_loss_between_reads_names_its_first_bad_step(tmp_run):

@@ -158,6 +158,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     for c in cfgs:
         refuse_another_run(c, Path(c.run_dir), Path(c.run_dir) / "checkpoints")
         prepare_run_dir(Path(c.run_dir), 0)
+        checkpoint.refuse_intruders(Path(c.run_dir) / "checkpoints")
     model = PackedVAE(cfgs, device)
     optimizer = build_optimizer(model.params.values(), cfg)
     start = resume_step(cfgs)
@@ -172,6 +173,8 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     stats = PackStats(model.size, model.terms, device)
     use_graph = device.type == "cuda" and cfg.train.cuda_graph != "off" and cfg.optim.name in CAPTURABLE
     run_step = PackStep(model, optimizer, cfg, stats, use_graph)
+    probe = model.images(8)  # each point's first images: checked at saves, drawn at the end
+    probe.copy_(torch.stack([p.images(0, 0)[:8] for p in batches.points]))
     print(f"pack of {model.size} on {device}, {run_step.description}, batch {cfg.train.batch_size} each, "
           + (f"resuming at step {start}" if start else "starting at step 0"))
 
@@ -190,8 +193,10 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
             if not (log_now or save_now or stop.received):
                 continue
             points = stats.read(model)
+            sound = sound_points(model, probe, run_step.schedule) if save_now or stop.received else [True] * model.size
             for k, point in enumerate(points):
-                problem = alive[k] and non_finite(point, done)
+                problem = alive[k] and (non_finite(point, done) or (
+                    not sound[k] and f"the weights after step {done} give a non-finite loss (they diverged)"))
                 if problem:
                     alive[k] = False
                     failed.append(cfgs[k])
@@ -221,9 +226,17 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     for k, c in enumerate(cfgs):
         if alive[k]:
             write_export(model.point_state(k), c, Path(c.run_dir) / "export")
-            save_figures(model.point_model(k), batches.points[k].images(0, 0)[:8].to(device), c)
+            save_figures(model.point_model(k), probe[k], c)
     print(f"pack done: {sum(alive)} of {model.size} points trained" + (f", {len(failed)} failed" if failed else ""))
     return failed
+
+
+@torch.no_grad()
+def sound_points(model: PackedVAE, probe: torch.Tensor, schedule: dict[str, torch.Tensor]) -> list[bool]:
+    """Whether each point's weights still give a finite loss on its probe images, as the solo
+    trainer checks before a save (train.check_sound): finite weights can have diverged."""
+    noise = torch.zeros(model.size, probe.shape[1], model.latents, device=model.device)
+    return torch.isfinite(model.loss_terms(probe, noise, schedule)[:, 0]).tolist()
 
 
 def _fail(cfg: Config, problem: str, done: int) -> None:

@@ -88,7 +88,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept
     resume: str = "auto"  # auto: newest verified checkpoint, same config only; force: any config; none; or a path
     report_to: str = ""  # trackers (accelerate's names, comma-separated: tensorboard, wandb, mlflow, ...) or all
-    progress: bool = True  # a progress bar on rank 0
+    progress: bool = True  # rank 0: a progress bar on a terminal, a line per log step in a log file
     cuda_graph: str = "auto"  # "auto" (one process on one GPU), "on" (say why when it cannot), "off"
     collective_timeout: int = 300  # seconds a rank waits for the others (a frozen or lost peer) before stopping
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import checkpoint
@@ -32,6 +32,7 @@ from .distributed import LaunchError, make_accelerator, shutdown
 from .export import ExportError, check_state_dict
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
+from .progress import make_progress
 from .runtime import keep_heap
 
 
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         accelerator = make_accelerator()
         model = model.to(accelerator.device, memory_format=model.memory_format)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, disable=not accelerator.is_main_process) as progress:
-            results = evaluate_model(model, dataset, cfg, accelerator, progress)
+        with make_progress(*columns, disable=not accelerator.is_main_process) as bars:
+            results = evaluate_model(model, dataset, cfg, accelerator, bars)
     except LaunchError as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -35,6 +35,7 @@ from .metrics import evaluate_model
 from .models import BetaVAE, activation_bytes
 from .objectives import build_objective
 from .optim import build_optimizer
+from .progress import Lines, make_progress
 from .runtime import keep_heap
 from .step import StepStats, make_step, non_finite
 
@@ -97,12 +98,10 @@ def refuse_another_run(cfg: Config, run_dir: Path, ckpt_dir: Path) -> None:
                           "train.resume=force continues it under this one, or choose a new run_dir")
 
 
-def progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
-        disable=not enabled,
-    )
+def progress_bar(enabled: bool) -> Progress | Lines:
+    """A live bar on a terminal; in a log file, a line per log step (progress.py)."""
+    return make_progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
+                         TimeRemainingColumn(), disable=not enabled)
 
 
 def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> None:
@@ -193,7 +192,7 @@ def train(cfg: Config) -> None:
 
         metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()
         with progress_bar(is_main and cfg.train.progress) as progress, metrics_file as metrics_log:
-            task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
+            task = progress.add_task("step", total=cfg.train.steps, completed=start, stats="")
             window_start, window_steps = time.perf_counter(), 0
             micro_batches = batches.micro_batches(start)
             for step in range(start, cfg.train.steps):

@@ -55,6 +55,14 @@ def test_run_directory_has_everything_and_the_process_is_left_as_it_was(tmp_run)
     BetaVAE.from_pretrained(tmp_run / "export")
 
 
+def test_a_log_file_gets_a_plain_line_per_log_step(tmp_run):
+    """stdout that is not a terminal (SLURM's slurm-*.out, nohup) gets lines, not a live bar."""
+    proc = train_here(tmp_run, "train.steps=4", "train.progress=true")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"], proc.stdout
+    assert "loss " in lines[0] and "img/s" in lines[0] and "ETA " in lines[0] and "done in " in lines[1]
+
+
 def test_export_cli_matches_end_of_training_export(tmp_run, tmp_path):
     train_here(tmp_run, "train.steps=3")
     out = tmp_path / "exported"

@@ -181,7 +181,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     alive, failed = [True] * model.size, []
     with StopSignal() as stop, ExitStack() as files, progress_bar(cfg.train.progress) as progress:
         logs = [files.enter_context(open(Path(c.run_dir) / "metrics.jsonl", "a")) for c in cfgs]
-        task = progress.add_task("train", total=cfg.train.steps, completed=start, stats="")
+        task = progress.add_task("step", total=cfg.train.steps, completed=start, stats="")
         window_start, window_steps = time.perf_counter(), 0
         for step in range(start, cfg.train.steps):
             schedules = [objective.schedule(step) for objective in objectives]

@@ -1,0 +1,74 @@
+"""Progress for a terminal and for a log file.
+
+On a terminal, rich's live bars. Elsewhere (SLURM's slurm-*.out, nohup, CI) a live bar shows
+nothing until the end, so `Lines` prints plain lines instead: one per update of a task with a total
+(a training log step: step, its stats, ETA; a metric when it ends), and for a task without a
+total (images encoded) a line at most every `every` seconds and when the task is done.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+
+from rich.progress import Progress
+
+
+class Lines:
+    """The part of rich's `Progress` the trainers and the evaluator use, as plain lines on stdout."""
+
+    def __init__(self, disable: bool = False, every: float = 30.0):
+        self.disable, self.every, self.tasks = disable, every, []
+        self.console = self  # progress.console.print(...) prints a line
+
+    def __enter__(self) -> Lines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for task in range(len(self.tasks)):
+            if self.tasks[task]["total"] is None and self.tasks[task]["completed"]:
+                self._say(task, done=True)  # a count without a total: its last figure
+
+    def print(self, text: str) -> None:
+        if not self.disable:
+            print(text, flush=True)
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
+        now = time.monotonic()
+        self.tasks.append(dict(description=description, total=total, completed=completed, start=completed,
+                               began=now, said=now, fields=fields))
+        return len(self.tasks) - 1
+
+    def advance(self, task: int, amount: float) -> None:
+        self.update(task, completed=self.tasks[task]["completed"] + amount)
+
+    def update(self, task: int, completed: float | None = None, **fields) -> None:
+        t = self.tasks[task]
+        t["fields"].update(fields)
+        if completed is not None:
+            t["completed"] = completed
+        if t["total"] is not None or time.monotonic() - t["said"] >= self.every:
+            self._say(task)
+
+    def _say(self, task: int, done: bool = False) -> None:
+        t = self.tasks[task]
+        t["said"] = now = time.monotonic()
+        elapsed, total = now - t["began"], t["total"]
+        count = f"{t['completed']:,.0f}" + (f"/{total:,.0f}" if total is not None else "")
+        parts = [f"{t['description']} {count}", *(str(v) for v in t["fields"].values() if v != "")]
+        if total is not None and t["completed"] >= total:
+            parts.append(f"done in {timedelta(seconds=round(elapsed))}")
+        elif total is not None and t["completed"] > t["start"]:
+            left = elapsed * (total - t["completed"]) / (t["completed"] - t["start"])
+            parts.append(f"ETA {timedelta(seconds=round(left))}")
+        else:
+            parts.append(f"{'done in' if done else 'after'} {timedelta(seconds=round(elapsed))}")
+        self.print("  ".join(parts))
+
+
+def make_progress(*columns, disable: bool = False) -> Progress | Lines:
+    """rich's live `Progress` with these columns on a terminal, else `Lines`."""
+    if sys.stdout.isatty():
+        return Progress(*columns, disable=disable)
+    return Lines(disable=disable)

@@ -182,6 +182,13 @@ def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
     return value
 
 
+def _did_you_mean(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, [*flat(Config().to_dict()), *RENAMED], n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _apply(obj: Any, key: str, value: Any, source: str) -> None:
     if key in RENAMED:
         new_key, values = RENAMED[key]
@@ -191,13 +198,13 @@ def _apply(obj: Any, key: str, value: Any, source: str) -> None:
     target = obj
     for i, name in enumerate(parents):
         if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
-            raise ConfigError(f"unknown config key '{'.'.join(parents[: i + 1])}' ({source})")
+            raise ConfigError(f"unknown config key '{'.'.join(parents[: i + 1])}' ({source}){_did_you_mean(key)}")
         target = getattr(target, name)
     if not dataclasses.is_dataclass(target):
-        raise ConfigError(f"unknown config key '{key}' ({source})")
+        raise ConfigError(f"unknown config key '{key}' ({source}){_did_you_mean(key)}")
     hints = get_type_hints(type(target))
     if leaf not in hints:
-        raise ConfigError(f"unknown config key '{key}' ({source})")
+        raise ConfigError(f"unknown config key '{key}' ({source}){_did_you_mean(key)}")
     expected = hints[leaf]
     if dataclasses.is_dataclass(expected):
         if not isinstance(value, dict):

@@ -121,6 +121,8 @@ def preflight(cfg: Config, world_size: int) -> None:
         raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
     check_memory(cfg, micro_batch_size(cfg, world_size))
     refuse_another_run(cfg, Path(cfg.run_dir), Path(cfg.run_dir) / "checkpoints")
+    if cfg.train.resume not in ("auto", "force", "none") and not Path(cfg.train.resume).is_dir():
+        raise ConfigError(f"train.resume={cfg.train.resume}: no such checkpoint directory")
 
 
 def check_memory(cfg: Config, samples: int) -> None:

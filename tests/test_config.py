@@ -21,8 +21,9 @@ def test_vae_config_is_beta_one():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("loss.betta=2", "unknown config key 'loss.betta' (on the command line)"),
-    ("nope.beta=2", "unknown config key 'nope'"),
+    ("loss.betta=2", "unknown config key 'loss.betta' (on the command line); did you mean loss.beta?"),
+    ("trian.steps=2", "unknown config key 'trian' (on the command line); did you mean train.steps?"),
+    ("nope.beta=2", "unknown config key 'nope' (on the command line)$"),
     ("train.steps=abc", "train.steps: expected int, got str"),
     ("train.steps=1.5", "train.steps: expected int, got float"),
     ("train.report_to=3", "train.report_to: unknown tracker '3'"),

@@ -8,11 +8,8 @@ import webdataset as wds
 from PIL import Image
 
 from betavae_dist.data import dsprites
-from betavae_dist.data.shards import ShardError, read_celeba_attributes
+from betavae_dist.data.shards import Preprocessing, ShardError, preprocess_file, read_celeba_attributes
 from helpers import make_celeba, run
-
-pytestmark = pytest.mark.integration  # launches real processes
-
 
 def write(kind, *paths, extra=()):
     return run([sys.executable, "-m", "betavae_dist.data.shards", kind, *map(str, paths), "--workers", "2", *extra])
@@ -23,6 +20,7 @@ def samples(shard_dir):
     return list(wds.WebDataset(urls, shardshuffle=False))
 
 
+@pytest.mark.integration
 def test_celeba_layout_to_split_shards_with_attributes(tmp_path):
     root = make_celeba(tmp_path / "celeba")
     write("celeba", root, tmp_path / "out", extra=["--maxcount", "5"])
@@ -39,6 +37,7 @@ def test_celeba_layout_to_split_shards_with_attributes(tmp_path):
     assert np.asarray(Image.open(io.BytesIO(train[0]["png"]))).shape == (64, 64, 3)
 
 
+@pytest.mark.integration
 def test_rewriting_gives_byte_identical_shards(tmp_path):
     root = make_celeba(tmp_path / "celeba", 12, 1, 1)
     write("celeba", root, tmp_path / "a", extra=["--maxcount", "5"])
@@ -48,6 +47,7 @@ def test_rewriting_gives_byte_identical_shards(tmp_path):
         assert a.read_bytes() == b.read_bytes(), name
 
 
+@pytest.mark.integration
 def test_folder_of_mixed_images_jpeg_and_byte_limit(tmp_path):
     src = tmp_path / "imgs"
     (src / "nested" / "deeper").mkdir(parents=True)
@@ -63,6 +63,7 @@ def test_folder_of_mixed_images_jpeg_and_byte_limit(tmp_path):
     assert all(np.asarray(Image.open(io.BytesIO(s["jpg"]))).shape == (64, 64, 3) for s in got)
 
 
+@pytest.mark.integration
 def test_dsprites_shards_round_trip_raw(tmp_path):
     write("dsprites", tmp_path / "ds", extra=["--limit", "50", "--format", "raw", "--maxcount", "20"])
     got = samples(tmp_path / "ds")
@@ -72,6 +73,7 @@ def test_dsprites_shards_round_trip_raw(tmp_path):
     assert json.loads(got[7]["json"])["factors"]["posY"] == 7
 
 
+@pytest.mark.integration
 def test_bad_input_is_named(tmp_path):
     root = make_celeba(tmp_path / "celeba", 3, 1, 1)
     attr = root / "list_attr_celeba.txt"
@@ -83,8 +85,13 @@ def test_bad_input_is_named(tmp_path):
     (root / "img_align_celeba" / "000002.jpg").write_bytes(b"not a jpeg")
     proc = run([sys.executable, "-m", "betavae_dist.data.shards", "celeba", str(root), str(tmp_path / "o")], check=False)
     assert proc.returncode == 1 and f"cannot read image {root / 'img_align_celeba' / '000002.jpg'}" in proc.stderr
+    # Usage errors exit 2, as everywhere else (the README's exit codes).
+    proc = run([sys.executable, "-m", "betavae_dist.data.shards", "dsprites", str(tmp_path / "d"), "--size", "32"],
+               check=False)
+    assert proc.returncode == 2 and "dsprites images are 64x64: --size 64 and no --crop" in proc.stderr
 
 
+@pytest.mark.integration
 def test_colliding_keys_are_refused_naming_both_files(tmp_path):
     for names in (("dup.jpg", "dup.png"), ("photo.v2.final.JPG", "photo_v2.final.jpg")):
         src = tmp_path / names[0]
@@ -98,6 +105,7 @@ def test_colliding_keys_are_refused_naming_both_files(tmp_path):
         assert f"{first} and {second} would both be sample" in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.integration
 def test_other_files_are_listed_and_bmp_tif_are_images(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -110,6 +118,7 @@ def test_other_files_are_listed_and_bmp_tif_are_images(tmp_path):
     assert "skipped 2 file(s) that are not images (.txt: 1, no suffix: 1)" in proc.stderr
 
 
+@pytest.mark.integration
 def test_skip_lists_bad_images_and_a_failed_run_keeps_the_old_shards(tmp_path):
     root = make_celeba(tmp_path / "celeba", 6, 1, 1)
     out = tmp_path / "out"
@@ -127,3 +136,14 @@ def test_skip_lists_bad_images_and_a_failed_run_keeps_the_old_shards(tmp_path):
     skipped = json.loads((out / "train" / "skipped.json").read_text())
     assert [s["file"] for s in skipped] == [str(bad)] and "cannot read image" in skipped[0]["reason"]
     assert not (out / "train" / ".tmp-shards").exists()
+
+
+def test_a_photo_stored_rotated_is_written_upright(tmp_path):
+    upright = np.zeros((30, 20, 3), np.uint8)
+    upright[:10] = 255  # white on top: a portrait 20 wide, 30 high
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # what a phone writes, lying on its side
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90° clockwise to display
+    stored.save(tmp_path / "phone.png", exif=exif)
+    image = preprocess_file(tmp_path / "phone.png", Preprocessing(size=30, crop=0, mode="L", format="png", quality=95))
+    assert image.shape == (30, 30) and image[:5].mean() > 200 and image[-5:].mean() < 50  # white stays on top

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import webdataset as wds
-from PIL import Image
+from PIL import Image, ImageOps
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import dsprites
@@ -76,10 +76,10 @@ def encode(image: np.ndarray, prep: Preprocessing) -> bytes:
 
 
 def preprocess_file(path: Path, prep: Preprocessing) -> np.ndarray:
-    """Open, centre-crop and resize one image; errors name the file."""
+    """Open, turn upright (EXIF orientation), centre-crop and resize one image; errors name the file."""
     try:
         with Image.open(path) as img:
-            img = img.convert(prep.mode)
+            img = ImageOps.exif_transpose(img).convert(prep.mode)  # upright: phones store photos rotated
             w, h = img.size
             side = min(prep.crop or min(w, h), w, h)
             left, top = (w - side) // 2, (h - side) // 2
@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     expected = 1 if args.kind == "dsprites" else 2
     if len(args.paths) != expected:
         parser.error(f"{args.kind} takes {'OUT' if expected == 1 else 'SRC OUT'}")
+    if args.kind == "dsprites" and (args.size != 64 or args.crop):
+        parser.error("dsprites images are 64x64: --size 64 and no --crop")
     mode = args.mode or ("L" if args.kind == "dsprites" else "RGB")
     crop = args.crop if args.crop is not None else (148 if args.kind == "celeba" else 0)
     prep = Preprocessing(size=args.size, crop=crop, mode=mode, format=args.format, quality=args.quality)
@@ -278,8 +280,6 @@ def main(argv: list[str] | None = None) -> None:
                   on_error=args.on_error)
     try:
         if args.kind == "dsprites":
-            if prep.size != 64 or prep.crop:
-                raise ShardError("dsprites images are 64x64: --size 64 and no --crop")
             out = Path(args.paths[0])
             jobs = [(i, prep) for i in range(min(args.limit, dsprites.NUM_IMAGES))]
             manifests = {out: write_shards(jobs, _dsprites_sample, out, source="dsprites", **common)}

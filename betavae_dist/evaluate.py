@@ -29,7 +29,7 @@ from .baselines import build_baseline, is_baseline
 from .config import Config, ConfigError, apply_mapping, apply_overrides, read_yaml
 from .data import DataError, FactorDataset, build_dataset
 from .distributed import LaunchError, make_accelerator, shutdown
-from .export import ExportError, check_state_dict
+from .export import EVALUATION, ExportError, check_state_dict
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
 from .progress import make_progress
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         print_table(results, args.model)
         default = Path("runs/baselines") / str(args.model).replace(":", "_") if baseline else args.model
-        write_results(args.out or default / "evaluation.json", args.model, accelerator.num_processes, cfg, results)
+        write_results(args.out or default / EVALUATION, args.model, accelerator.num_processes, cfg, results)
     shutdown(accelerator, model)
 
 

@@ -14,6 +14,7 @@ Every encoder returns (mean, log-variance); the decoder returns logits (Bernoull
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -21,10 +22,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from huggingface_hub import PyTorchModelHubMixin, snapshot_download
+from huggingface_hub import ModelCard, PyTorchModelHubMixin, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from .export import CONFIG, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, write_files
+from .export import CONFIG, EVALUATION, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, write_files
+from .export.card import model_card
 from .registry import Registry
 
 IMAGE_SIZE = 64
@@ -114,6 +116,18 @@ def activation_bytes(arch: str, latents: int, channels: int) -> int:
     return 4 * total[0]
 
 
+def read_evaluation(export: Path) -> dict | None:
+    """An export's scores: its own evaluation.json (evaluate's default), else its run directory's
+    (where sweeps write it); None when it was not evaluated or the file is not JSON."""
+    for path in (export / EVALUATION, export.parent / EVALUATION):
+        if path.is_file() and (path == export / EVALUATION or (export.parent / "config.yaml").is_file()):
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
 class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags=["beta-vae", "disentanglement"]):
     """The network. `save_pretrained(dir)`, `push_to_hub(repo_id)` (from huggingface_hub's mixin) and
     `from_pretrained(dir or repo_id)` read and write our export format (export/)."""
@@ -125,6 +139,7 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
         self.arch, self.latents, self.channels = arch, latents, channels
         self.encoder, self.decoder = ARCHITECTURES[arch](latents, channels)
         self.export_config: dict | None = None  # config.json of the export it was loaded from
+        self.evaluation: dict | None = None  # and its evaluation.json, if it was evaluated
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -150,25 +165,35 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
         z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
         return self.decode(z), mean, logvar, z
 
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """The card `save_pretrained` writes as README.md: training config and scores (export/card.py)."""
+        config = self.export_config or {"model": {"arch": self.arch, "latents": self.latents, "channels": self.channels}}
+        return model_card(config, self.evaluation)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """The export format (the mixin's save_pretrained and push_to_hub call this)."""
         config = self.export_config or {"model": {"arch": self.arch, "latents": self.latents, "channels": self.channels}}
         write_files(self.state_dict(), {k: v for k, v in config.items() if k != "format"}, save_directory)
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | Path, *, revision: str | None = None, cache_dir: str | None = None,
-                        token: str | bool | None = None, local_files_only: bool = False) -> "BetaVAE":
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
+                        token: str | bool | None = None, cache_dir: str | Path | None = None, local_files_only: bool = False,
+                        revision: str | None = None, map_location: str | torch.device = "cpu", strict: bool = True,
+                        proxies: dict | None = None, resume_download: bool | None = None) -> "BetaVAE":
         """Rebuild a model from `config.json` + `model.safetensors` in a directory or, for any other
-        name, a Hub repository (those two files only, through the Hub's cache); no pickle is involved.
+        name, a Hub repository (those two files and evaluation.json only, through the Hub's cache); no
+        pickle is involved. The arguments are the Hub mixin's; `strict=False` lets tensors be missing or
+        extra (those present must still match).
 
         Nothing is allocated before the config is within bounds and the file's header (names,
         shapes, float32) matches the model it describes; weights that are not finite are refused.
         """
-        directory = Path(path_or_repo_id)
+        path_or_repo_id, directory = pretrained_model_name_or_path, Path(pretrained_model_name_or_path)
         if not directory.is_dir():
             try:
-                directory = Path(snapshot_download(str(path_or_repo_id), allow_patterns=[CONFIG, WEIGHTS], revision=revision,
-                                                   cache_dir=cache_dir, token=token, local_files_only=local_files_only))
+                directory = Path(snapshot_download(str(path_or_repo_id), allow_patterns=[CONFIG, WEIGHTS, EVALUATION],
+                                                   revision=revision, cache_dir=cache_dir, token=token, proxies=proxies,
+                                                   force_download=force_download, local_files_only=local_files_only))
             except (OSError, ValueError, HfHubHTTPError) as e:  # no such repository, offline, not a repo id
                 raise ExportError(f"{path_or_repo_id}: not an export directory, and not a Hub repository that can be "
                                   f"read ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
@@ -179,16 +204,17 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
                               f"bounds (arch one of {', '.join(ARCHITECTURES)}, latents 1..{MAX_LATENTS}, "
                               f"channels 1..{MAX_CHANNELS})")
         with torch.device("meta"):  # shapes only: nothing allocated yet
-            check_header(cls(name, latents, channels), weights_path)
+            check_header(cls(name, latents, channels), weights_path, strict)
         try:
-            state = load_file(weights_path)
+            state = load_file(weights_path, device=str(map_location))
         except (SafetensorError, OSError) as e:
             raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
         bad = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
         if bad:
             raise ExportError(f"{weights_path}: tensor {bad} has non-finite values")
-        model = cls(name, latents, channels)
-        check_state_dict(model, state, weights_path)
-        model.load_state_dict(state)
+        model = cls(name, latents, channels).to(map_location)
+        check_state_dict(model, state, weights_path, strict)
+        model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=strict)
         model.export_config = config
+        model.evaluation = read_evaluation(directory)
         return model.eval()

@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from betavae_dist.config import Config
@@ -143,3 +144,32 @@ def test_a_repo_id_loads_from_the_hub_cache_and_a_missing_one_is_one_line(tmp_pa
     assert BetaVAE.from_pretrained("someone/betavae", cache_dir=tmp_path / "hub").latents == 4
     with pytest.raises(ExportError, match="someone/other: not an export directory, and not a Hub repository"):
         BetaVAE.from_pretrained("someone/other", cache_dir=tmp_path / "hub")
+
+
+def test_from_pretrained_takes_the_hub_mixins_arguments(tmp_path):
+    model = BetaVAE("fc", 4).eval()
+    model.save_pretrained(tmp_path / "saved")
+    loaded = BetaVAE.from_pretrained(tmp_path / "saved", map_location="cpu", strict=True, force_download=False,
+                                     revision=None, cache_dir=None, token=None, local_files_only=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    state = {**model.state_dict(), "extra.weight": torch.zeros(2)}  # a tensor the model does not have
+    save_file(state, str(tmp_path / "saved" / "model.safetensors"))
+    with pytest.raises(ExportError, match="weights do not match the model"):
+        BetaVAE.from_pretrained(tmp_path / "saved")
+    assert BetaVAE.from_pretrained(tmp_path / "saved", strict=False).latents == 4  # the shared tensors still checked
+
+
+def test_the_model_card_has_the_training_config_and_the_scores(tmp_path):
+    cfg = Config()
+    cfg.model.arch, cfg.model.latents, cfg.loss.beta, cfg.train.steps = "fc", 6, 16.0, 1234
+    write_export(BetaVAE("fc", 6).state_dict(), cfg, tmp_path / "export")
+    (tmp_path / "export" / "evaluation.json").write_text(json.dumps(
+        {"model": "x", "beta_vae.eval_accuracy": 0.875, "beta_vae.seconds": 3.0, "encode.seconds": 9.0, "mig.score": 0.25}))
+    BetaVAE.from_pretrained(tmp_path / "export").save_pretrained(tmp_path / "card")
+    card = ModelCard.load(tmp_path / "card" / "README.md")
+    assert card.data.library_name == "betavae-dist" and "beta-vae" in card.data.tags
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"beta_vae.eval_accuracy": 0.875, "mig.score": 0.25}  # timings are not scores
+    assert all(r.dataset_type == "dsprites" for r in card.data.eval_results)
+    for row in ("| loss.beta | 16.0 |", "| loss.objective | beta |", "| steps | 1234 |", "| data set | dsprites |"):
+        assert row in card.text, card.text

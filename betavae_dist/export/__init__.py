@@ -30,7 +30,7 @@ class ExportError(ValueError):
     """An exported model directory that cannot be written or loaded; the message names the file."""
 
 
-CONFIG, WEIGHTS = "config.json", "model.safetensors"
+CONFIG, WEIGHTS, EVALUATION = "config.json", "model.safetensors", "evaluation.json"  # EVALUATION: evaluate.py writes it
 
 
 def export_config(cfg: Config) -> dict:
@@ -80,27 +80,29 @@ def read_export_config(directory: Path) -> tuple[dict, str, int, int]:
         raise ExportError(f"{config_path}: not a betavae-dist export config ({type(e).__name__}: {e})") from None
 
 
-def check_header(model: nn.Module, weights_path: Path) -> None:
-    """The safetensors header must list exactly the model's float32 tensors, with its shapes."""
+def check_header(model: nn.Module, weights_path: Path, strict: bool = True) -> None:
+    """The safetensors header must list the model's float32 tensors with its shapes (exactly those
+    tensors if `strict`)."""
     try:
         with safe_open(weights_path, "pt") as f:
             header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError) as e:
         raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
-    check_state_dict(model, {k: torch.empty(shape, device="meta") for k, (shape, _) in header.items()}, weights_path)
+    check_state_dict(model, {k: torch.empty(shape, device="meta") for k, (shape, _) in header.items()}, weights_path, strict)
     wrong = next((k for k, (_, dtype) in header.items() if dtype != "F32"), None)
     if wrong:
         raise ExportError(f"{weights_path}: tensor {wrong} is {header[wrong][1]}, exports are float32")
 
 
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
-    """Raise ExportError naming `source` unless `state` has exactly the model's keys and shapes."""
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str, strict: bool = True) -> None:
+    """Raise ExportError naming `source` unless `state` has the model's shapes for the keys they share,
+    and (if `strict`) exactly the model's keys."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
-    if missing or unexpected:
+    if strict and (missing or unexpected):
         raise ExportError(f"{source}: weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    wrong = [k for k in expected if expected[k] != got[k]]
+    wrong = [k for k in expected if k in got and expected[k] != got[k]]
     if wrong:
         k = wrong[0]
         raise ExportError(f"{source}: tensor {k} has shape {got[k]}, the model needs {expected[k]}")

@@ -24,6 +24,7 @@ ELSEWHERE = {
     "python -m betavae_dist.launch [": "a template; tests/test_config.py launches 2 ranks through it",
     "sbatch --nodes=4": "tests/test_slurm.py (2 emulated nodes)",
     "CONFIG=configs/celeba_beta.yaml LAUNCH_CONFIG=launch/zero2.yaml sbatch": "tests/test_slurm.py, tests/test_deepspeed.py",
+    "python -m betavae_dist.data.index": "tests/test_stream.py (a set written by plain webdataset)",
 }
 # Appended to shorten a command: later settings win.
 SHORTER = {

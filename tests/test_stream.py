@@ -11,7 +11,7 @@ from PIL import Image
 
 from betavae_dist.config import from_sources
 from betavae_dist.data.stream import ShardStream, StreamError, decode
-from helpers import accelerate_cmd, make_celeba, run, train
+from helpers import accelerate_cmd, in_process, make_celeba, run, train
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +201,70 @@ def test_a_shard_directory_or_its_manifest_stands_for_every_shard(celeba_shards)
         stream = ShardStream(stream_cfg(celeba_shards, f"data.shards={spec}"), 1, 0)  # the later setting wins
         assert (stream.urls, stream.counts) == (expanded.urls, expanded.counts)
         assert keys_of(stream, 0, 3) == keys_of(expanded, 0, 3)
+
+
+def plain_webdataset(directory, shards=3, per_shard=6):
+    """A set written by plain webdataset, as someone else's pipeline would: .png and .json members."""
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with wds.ShardWriter(str(directory / "celeba-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
+        for i in range(shards * per_shard):
+            sink.write({"__key__": f"img{i:04d}", "png": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+                        "json": {"index": i}})
+    return directory
+
+
+def test_a_plain_webdataset_set_is_indexed_and_trained_on(tmp_path, monkeypatch):
+    from betavae_dist.data import index
+    from helpers import train_here
+
+    shards = plain_webdataset(tmp_path / "plain")
+    run_args = [f"data.shards={shards}", "train.batch_size=4", "train.steps=2", "data.workers=0", "data.shuffle_buffer=4"]
+    before = train_here(tmp_path / "run", *run_args, config="configs/celeba_beta.yaml", check=False)
+    assert before.returncode == 1 and "get one from python -m betavae_dist.data.index" in before.stderr
+    # An interrupted index goes on where it stopped: the first two shards are not read again.
+    real, read = index.index_shard, []
+    def third_fails(path, shape):
+        if len(read) == 2:
+            raise KeyboardInterrupt
+        read.append(path.name)
+        return real(path, shape)
+    monkeypatch.setattr(index, "index_shard", third_fails)
+    with pytest.raises(KeyboardInterrupt):
+        index.index(str(shards))
+    monkeypatch.setattr(index, "index_shard", lambda path, shape: (read.append(path.name), real(path, shape))[1])
+    manifest = index.index(str(shards), say=lambda line: None)
+    assert read == ["celeba-000000.tar", "celeba-000001.tar", "celeba-000002.tar"]
+    assert manifest["total"] == 18 and manifest["image"] == {"size": 64, "channels": 3, "extension": "png"}
+    assert [s["samples"] for s in manifest["shards"]] == [6, 6, 6] and not list(shards.glob("*.partial"))
+    train_here(tmp_path / "run", *run_args, config="configs/celeba_beta.yaml")
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+    # A shard cut short after indexing is named before training starts.
+    cut = shards / "celeba-000001.tar"
+    cut.write_bytes(cut.read_bytes()[:5000])
+    proc = train_here(tmp_path / "again", *run_args, config="configs/celeba_beta.yaml", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
+        f"betavae_dist.train: error: shard {cut} has 5,000 bytes, the manifest {shards / 'manifest.json'} says ")
+    assert not (tmp_path / "again" / "metrics.jsonl").exists()
+
+
+def test_indexing_names_a_sample_of_another_shape(tmp_path):
+    from betavae_dist.data.index import main
+
+    shards = plain_webdataset(tmp_path / "plain", shards=2)
+    with wds.TarWriter(str(shards / "celeba-000002.tar")) as sink:
+        sink.write({"__key__": "small", "png": np.zeros((32, 32, 3), np.uint8)})
+    proc = in_process(main, [str(shards)])
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        f"index: error: shard {shards / 'celeba-000002.tar'}, at sample small: image of shape (3, 32, 32), "
+        "the samples before it have (3, 64, 64)")
+
+
+@pytest.mark.distributed
+def test_a_plain_webdataset_set_trains_on_two_ranks(tmp_path):
+    shards = plain_webdataset(tmp_path / "plain", shards=4)
+    proc = run([sys.executable, "-m", "betavae_dist.data.index", str(shards)])  # as the README says
+    assert "24 samples in 4 shards, 3x64x64 png images: manifest written" in proc.stdout
+    proc = train(tmp_path / "run", f"data.shards={shards}", "train.batch_size=4", "train.steps=4", "data.workers=1",
+                 "data.shuffle_buffer=4", nproc=2, config="configs/celeba_beta.yaml")
+    assert "2 process(es)" in proc.stdout and (tmp_path / "run" / "export" / "model.safetensors").is_file()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -52,7 +53,8 @@ class StreamError(DataError):
 
 def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
     """Shard URLs with their sample counts from the manifest. `data.shards` is a shard directory or
-    its manifest.json (every shard it lists), or brace-expanded URLs (those shards only)."""
+    its manifest.json (every shard it lists), or brace-expanded URLs (those shards only). Shards
+    written by anything else get their manifest from `python -m betavae_dist.data.index`."""
     spec = Path(cfg.data.shards)
     listed = spec.is_dir() or (spec.suffix == ".json" and spec.is_file())
     if listed:
@@ -66,17 +68,30 @@ def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
         manifest = json.loads(path.read_text())
         counts = {shard["name"]: shard["samples"] for shard in manifest["shards"]}
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise StreamError(f"cannot read the shard manifest {path} (data.manifest): {e}") from None
+        raise StreamError(f"cannot read the shard manifest {path} (data.manifest): {e}; shards written by other tools "
+                          "get one from python -m betavae_dist.data.index") from None
     if listed:
         urls = [str((spec if spec.is_dir() else spec.parent) / name) for name in counts]
     missing = [u for u in urls if Path(u).name not in counts]
     if missing:
         raise StreamError(f"shard {missing[0]} is not listed in the manifest {path}")
+    check_sizes(urls, manifest, path)
     return urls, [counts[Path(u).name] for u in urls], manifest
 
 
-def decode(sample: dict, shape: tuple[int, int, int]) -> np.ndarray:
-    """A sample's image as (C, H, W) uint8, checked against the manifest's shape."""
+def check_sizes(urls: list[str], manifest: dict, path: Path) -> None:
+    """A local shard must have the size its manifest records: a copy cut short is named before
+    training starts, not when an epoch reaches it. (URLs that are not files are checked as read.)"""
+    recorded = {shard["name"]: shard.get("bytes") for shard in manifest["shards"]}
+    for url in urls:
+        expected = recorded[Path(url).name]
+        if expected is not None and os.path.isfile(url) and os.path.getsize(url) != expected:
+            raise StreamError(f"shard {url} has {os.path.getsize(url):,} bytes, the manifest {path} says {expected:,} "
+                              "(cut short or replaced: copy it again, or index the shards again)")
+
+
+def decode(sample: dict, shape: tuple[int, int, int] | None) -> np.ndarray:
+    """A sample's image as (C, H, W) uint8, checked against the manifest's shape (if given)."""
     key = next((k for k in IMAGE_KEYS if k in sample), None)
     if key is None:
         raise ValueError(f"no image in the sample (it has {sorted(k for k in sample if not k.startswith('__'))})")
@@ -95,7 +110,7 @@ def decode(sample: dict, shape: tuple[int, int, int]) -> np.ndarray:
     if image.dtype != np.uint8:
         raise ValueError(f"{image.dtype} pixels; the stream reads 8-bit images")
     image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-    if image.shape != shape:
+    if shape is not None and image.shape != shape:
         raise ValueError(f"image of shape {image.shape}, the manifest says {shape}")
     return image
 

@@ -45,6 +45,9 @@ def world_size(launch_args: list[str]) -> int | None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):  # what this adds, then accelerate launch's own usage
+        print(__doc__.strip() + "\n\naccelerate launch's options follow.\n", flush=True)
+        argv = ["--help"]
     if "-m" in argv and argv.index("-m") + 1 < len(argv) and argv[argv.index("-m") + 1] == CHECKED:
         at = argv.index("-m")
         cfg = load_or_exit(argv[at + 2:], CHECKED)  # one line and exit 2 on a bad config

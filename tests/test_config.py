@@ -144,6 +144,13 @@ def test_no_arguments_print_the_usage_and_exit_2(tmp_path):
     assert proc.stdout == ""  # nothing started
 
 
+@pytest.mark.integration
+def test_launch_help_says_what_it_adds_before_accelerates_usage():
+    proc = run([sys.executable, "-m", "betavae_dist.launch", "--help"])
+    assert proc.stdout.startswith("`accelerate launch`, with the trainer's config checked before any process starts.")
+    assert "accelerate launch's options follow." in proc.stdout and "--num_processes" in proc.stdout
+
+
 def test_config_files_layer_in_order(tmp_path):
     base, change = tmp_path / "base.yaml", tmp_path / "change.yaml"
     base.write_text("loss:\n  beta: 2.0\n  gamma: 50.0\ntrain:\n  steps: 7\n")

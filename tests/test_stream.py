@@ -123,6 +123,9 @@ def test_bad_sample_raise_names_shard_and_key_skip_counts_it(tmp_path, capfd, br
     url = write_bad_shards(tmp_path / "shards", {(1, 2): broken})
     with pytest.raises(StreamError, match=message):
         read_all(url)
+    with pytest.raises(StreamError, match=message) as raised:  # from a DataLoader worker: its line, not its traceback
+        read_all(url, "data.workers=1")
+    assert "\n" not in str(raised.value) and "Caught" not in str(raised.value)
     batches = read_all(url, "data.on_error=skip", "data.max_skip_fraction=0.5")
     assert len(batches) == 4 and batches[-1][2] == 1  # still 4 batches; one sample skipped
     assert "s1_2" in capfd.readouterr().err

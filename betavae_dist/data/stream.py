@@ -195,6 +195,16 @@ class _EpochRanges(IterableDataset):
             yield images, [key for key, _ in batch], counter.skipped
 
 
+def worker_message(error: StreamError) -> str:
+    """A worker's error as the worker said it: torch re-raises it in the main process with the
+    worker's whole traceback in the message ("Caught StreamError in DataLoader worker process 1")."""
+    text = str(error).strip()
+    if not text.startswith("Caught "):
+        return text
+    last = text.splitlines()[-1]  # "betavae_dist.data.stream.StreamError: shard ..., sample ...: ..."
+    return last.split(": ", 1)[1] if "StreamError: " in last else last
+
+
 class ShardStream:
     """Micro-batches for one rank, in step order, from WebDataset shards."""
 
@@ -233,10 +243,13 @@ class ShardStream:
             loader = DataLoader(_EpochRanges(self, epoch), batch_size=None, num_workers=workers,
                                 pin_memory=self.device.type == "cuda")
             skipped = {}
-            for i, (images, keys, worker_skipped) in enumerate(loader):
-                skipped[i % max(workers, 1)] = worker_skipped  # the loader takes workers in turn
-                if i >= skip:
-                    yield images, keys, sum(skipped.values())
+            try:
+                for i, (images, keys, worker_skipped) in enumerate(loader):
+                    skipped[i % max(workers, 1)] = worker_skipped  # the loader takes workers in turn
+                    if i >= skip:
+                        yield images, keys, sum(skipped.values())
+            except StreamError as e:
+                raise StreamError(worker_message(e)) from None
             skip = 0
 
     def micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, int]]:

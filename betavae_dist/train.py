@@ -18,10 +18,12 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedType, set_seed
+from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
@@ -44,6 +46,7 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
 
 
+FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
 PREEMPTED_EXIT_CODE = 3  # stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue and resume
 
 
@@ -109,8 +112,8 @@ def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = Tru
     recon = visualize.reconstructions(model, x, cfg.model.likelihood)
     walk = visualize.traversal(model, x, cfg.model.likelihood)
     if write:
-        visualize.save_grid(recon, Path(cfg.run_dir) / "reconstruction.png")
-        visualize.save_grid(walk, Path(cfg.run_dir) / "traversal.png")
+        for name, grid in zip(FIGURES, (recon, walk)):
+            visualize.save_grid(grid, Path(cfg.run_dir) / f"{name}.png")
 
 
 def preflight(cfg: Config, world_size: int) -> None:
@@ -239,6 +242,7 @@ def train(cfg: Config) -> None:
         if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
             write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
         save_figures(unwrapped, probe, cfg, accelerator.is_main_process)
+        log_figures(accelerator, run_dir, cfg.train.steps)
         accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
         shutdown(accelerator, model, optimizer)
 
@@ -265,11 +269,21 @@ def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:
 
 
 def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> None:
-    """One line of the JSON-lines log (rank 0) and the trackers."""
+    """One line of the JSON-lines log (rank 0) and the trackers, where training's values go under
+    train/ (evaluation's are eval/ already)."""
     if metrics_log:
         metrics_log.write(json.dumps({"step": step, **values}) + "\n")
         metrics_log.flush()
-    accelerator.log(values, step=step)
+    accelerator.log({k if "/" in k else f"train/{k}": v for k, v in values.items()}, step=step)
+
+
+def log_figures(accelerator: Accelerator, run_dir: Path, step: int) -> None:
+    """The run's figures in TensorBoard's image tab too (rank 0 holds the trackers)."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            for name in FIGURES:
+                image = np.asarray(Image.open(run_dir / f"{name}.png").convert("RGB"))
+                tracker.writer.add_image(name, image, step, dataformats="HWC")
 
 
 def _summary(m: dict) -> str:

@@ -50,7 +50,11 @@ def test_run_directory_has_everything_and_the_process_is_left_as_it_was(tmp_run)
     lines = [json.loads(line) for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [2, 4]
     assert {"loss", "recon", "kl", "img_per_s", "grad_norm"} <= lines[0].keys()
-    assert list((tmp_run / tmp_run.name).rglob("events.out.tfevents.*"))  # TensorBoard, under the run's name
+    events = list((tmp_run / tmp_run.name).rglob("events.out.tfevents.*"))  # TensorBoard, under the run's name
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = EventAccumulator(str(events[0].parent)).Reload().Tags()
+    assert {"train/loss", "train/recon", "train/kl"} <= set(tags["scalars"]), tags  # namespaced, as eval/ is
+    assert {"reconstruction", "traversal"} <= set(tags["images"]), tags  # the figures too
     assert "steps: 4" in (tmp_run / "config.yaml").read_text()
     BetaVAE.from_pretrained(tmp_run / "export")
 

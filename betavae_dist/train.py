@@ -38,7 +38,7 @@ from .models import BetaVAE, activation_bytes
 from .objectives import build_objective
 from .optim import build_optimizer
 from .progress import Lines, make_progress
-from .runtime import keep_heap
+from .runtime import cpu_threads, keep_heap
 from .step import StepStats, make_step, non_finite
 
 
@@ -158,7 +158,8 @@ def train(cfg: Config) -> None:
     )
     prepare_run_dir(run_dir, accelerator.process_index)
     checkpoint.refuse_intruders(ckpt_dir)  # before training, not at the step that would need the name
-    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index):
+    workers = cfg.data.workers if cfg.data.source == "webdataset" else 0
+    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index), cpu_threads(workers):
         accelerator.wait_for_everyone()
         is_main = accelerator.is_main_process
 

@@ -1,9 +1,11 @@
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
-pytestmark = pytest.mark.integration  # launches real processes
+from betavae_dist.runtime import cpu_threads
 
 # Minor page faults over 5 conv64 training steps (after warm-up), in a fresh process.
 STEPS = """
@@ -35,7 +37,20 @@ def faults(mode: str) -> int:
     return int(subprocess.run([sys.executable, "-c", STEPS, mode], capture_output=True, text=True, check=True).stdout)
 
 
+@pytest.mark.integration  # a fresh process
 def test_keep_heap_stops_the_page_faults_of_each_training_step():
     default, kept = faults("default"), faults("keep")
     assert default > 1000  # glibc returns freed activations to the kernel and faults them back in
     assert kept < default / 10
+
+
+def test_a_process_alone_leaves_its_data_workers_a_core_each(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    before, cores = torch.get_num_threads(), len(os.sched_getaffinity(0))
+    with cpu_threads(data_workers=1) as threads:
+        assert threads == torch.get_num_threads() == max(1, cores - 1)
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's (or a launcher's) choice is kept
+    with cpu_threads(data_workers=1) as threads:
+        assert threads == before

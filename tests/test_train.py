@@ -67,6 +67,18 @@ def test_a_log_file_gets_a_plain_line_per_log_step(tmp_run):
     assert "loss " in lines[0] and "img/s" in lines[0] and "ETA " in lines[0] and "done in " in lines[1]
 
 
+@pytest.mark.integration
+def test_a_batch_job_log_shows_progress_as_it_goes(tmp_path):
+    """`python -m betavae_dist.train > log`, as SLURM or nohup run it: lines, not a live bar."""
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        subprocess.run([sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+                        f"run_dir={tmp_path / 'run'}", "train.batch_size=16", "train.steps=4", "train.log_every=2"],
+                       cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=HUNG)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"] and "ETA" in lines[0], log.read_text()
+
+
 def test_export_cli_matches_end_of_training_export(tmp_run, tmp_path):
     train_here(tmp_run, "train.steps=3")
     out = tmp_path / "exported"

@@ -1,9 +1,9 @@
 """Progress for a terminal and for a log file.
 
 On a terminal, rich's live bars. Elsewhere (SLURM's slurm-*.out, nohup, CI) a live bar shows
-nothing until the end, so `Lines` prints plain lines instead: one per update of a task with a total
-(a training log step: step, its stats, ETA; a metric when it ends), and for a task without a
-total (images encoded) a line at most every `every` seconds and when the task is done.
+nothing until the end, so `Lines` prints plain lines instead: a task's line at most every `every`
+seconds, and whenever it reaches its total. Training asks for every=0, a line per log step (step,
+stats, ETA); the evaluator keeps 30 s (images encoded of those requested so far; each metric).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class Lines:
     """The part of rich's `Progress` the trainers and the evaluator use, as plain lines on stdout."""
 
     def __init__(self, disable: bool = False, every: float = 30.0):
+        """`every`: the fewest seconds between two lines of a task, except the line that ends it."""
         self.disable, self.every, self.tasks = disable, every, []
         self.console = self  # progress.console.print(...) prints a line
 
@@ -26,9 +27,7 @@ class Lines:
         return self
 
     def __exit__(self, *exc) -> None:
-        for task in range(len(self.tasks)):
-            if self.tasks[task]["total"] is None and self.tasks[task]["completed"]:
-                self._say(task, done=True)  # a count without a total: its last figure
+        pass
 
     def print(self, text: str) -> None:
         if not self.disable:
@@ -43,15 +42,16 @@ class Lines:
     def advance(self, task: int, amount: float) -> None:
         self.update(task, completed=self.tasks[task]["completed"] + amount)
 
-    def update(self, task: int, completed: float | None = None, **fields) -> None:
+    def update(self, task: int, completed: float | None = None, total: float | None = None, **fields) -> None:
         t = self.tasks[task]
         t["fields"].update(fields)
-        if completed is not None:
-            t["completed"] = completed
-        if t["total"] is not None or time.monotonic() - t["said"] >= self.every:
+        t["completed"] = t["completed"] if completed is None else completed
+        t["total"] = t["total"] if total is None else total
+        done = t["total"] is not None and t["completed"] >= t["total"] > 0
+        if (completed is not None and done) or time.monotonic() - t["said"] >= self.every:
             self._say(task)
 
-    def _say(self, task: int, done: bool = False) -> None:
+    def _say(self, task: int) -> None:
         t = self.tasks[task]
         t["said"] = now = time.monotonic()
         elapsed, total = now - t["began"], t["total"]
@@ -63,12 +63,12 @@ class Lines:
             left = elapsed * (total - t["completed"]) / (t["completed"] - t["start"])
             parts.append(f"ETA {timedelta(seconds=round(left))}")
         else:
-            parts.append(f"{'done in' if done else 'after'} {timedelta(seconds=round(elapsed))}")
+            parts.append(f"after {timedelta(seconds=round(elapsed))}")
         self.print("  ".join(parts))
 
 
-def make_progress(*columns, disable: bool = False) -> Progress | Lines:
-    """rich's live `Progress` with these columns on a terminal, else `Lines`."""
+def make_progress(*columns, disable: bool = False, every: float = 30.0) -> Progress | Lines:
+    """rich's live `Progress` with these columns on a terminal, else `Lines` (`every`: see Lines)."""
     if sys.stdout.isatty():
         return Progress(*columns, disable=disable)
-    return Lines(disable=disable)
+    return Lines(disable=disable, every=every)

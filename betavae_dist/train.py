@@ -104,7 +104,7 @@ def refuse_another_run(cfg: Config, run_dir: Path, ckpt_dir: Path) -> None:
 def progress_bar(enabled: bool) -> Progress | Lines:
     """A live bar on a terminal; in a log file, a line per log step (progress.py)."""
     return make_progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
-                         TimeRemainingColumn(), disable=not enabled)
+                         TimeRemainingColumn(), disable=not enabled, every=0)  # log steps set the pace
 
 
 def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> None:

@@ -82,7 +82,8 @@ def test_progress_shows_the_encoding_and_each_metric(small_run, tmp_path):
     proc = evaluate_here(small_run / "export", tmp_path / "p.json",
                          extra=["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=4"])
     lines = proc.stdout.splitlines()  # not a terminal: plain lines (progress.py)
-    assert any(line.startswith("images encoded ") and " done in " in line for line in lines), proc.stdout
+    encoded = [line.split()[2].split("/") for line in lines if line.startswith("images encoded ")]
+    assert encoded and all(done == requested for done, requested in encoded), proc.stdout  # with their totals
     assert any(line.startswith("metric beta_vae 1/1  done in ") for line in lines)
     assert any(line.startswith("metric mig 1/1  done in ") for line in lines)
 

@@ -65,11 +65,22 @@ def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Acce
     `progress` gets a line for the images encoded and one per metric."""
     progress = progress or Progress(disable=True)
     device = accelerator.device if accelerator else next(model.parameters()).device
-    encoding = progress.add_task("images encoded", total=None)
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
-                      cfg.eval.batch_size, on_encoded=lambda n: progress.advance(encoding, n))
+                      cfg.eval.batch_size, **track_encoding(progress))
     results = score(codes, dataset, cfg.eval, progress)
     return {**results, "encode.seconds": round(codes.seconds, 2)}
+
+
+def track_encoding(progress: Progress, description: str = "images encoded") -> dict:
+    """A CodeTable's callbacks for a progress task whose total grows with each request (the metrics
+    ask for their images as they go, so no total is known at the start)."""
+    task, requested = progress.add_task(description, total=0), [0]
+
+    def more(n: int) -> None:
+        requested[0] += n
+        progress.update(task, total=requested[0])
+
+    return {"on_requested": more, "on_encoded": lambda n: progress.advance(task, n)}
 
 
 def score(codes: CodeTable, dataset: FactorDataset, cfg: EvalConfig, progress: Progress, columns: slice | None = None) -> dict:

@@ -56,11 +56,13 @@ class Streams:
 
 class CodeTable:
     def __init__(self, represent: Represent, factor_sizes, accelerator=None, batch_size: int = 64,
-                 on_encoded: Callable[[int], None] = lambda n: None, keep_bytes: int = KEEP_BYTES):
-        """`on_encoded(n)` is told of each round of n images encoded (by all ranks together).
-        `seconds` adds up the time spent rendering, encoding and gathering."""
+                 on_requested: Callable[[int], None] = lambda n: None, on_encoded: Callable[[int], None] = lambda n: None,
+                 keep_bytes: int = KEEP_BYTES):
+        """`on_requested(n)` is told of each request of n new images, `on_encoded(n)` of each round of
+        n images encoded (by all ranks together). `seconds` adds up the time spent rendering,
+        encoding and gathering."""
         self.represent, self.batch_size, self.accelerator = represent, batch_size, accelerator
-        self.on_encoded, self.keep_bytes = on_encoded, keep_bytes
+        self.on_requested, self.on_encoded, self.keep_bytes = on_requested, on_encoded, keep_bytes
         self.sizes = tuple(factor_sizes)
         self._codes, self._known = None, np.zeros(math.prod(factor_sizes), bool)
         self.seconds = 0.0
@@ -85,6 +87,7 @@ class CodeTable:
 
     def _encode(self, flat: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
+        self.on_requested(len(flat))
         world = self.accelerator.num_processes if self.accelerator else 1
         rank = self.accelerator.process_index if self.accelerator else 0
         chunks = math.ceil(len(flat) / self.batch_size)

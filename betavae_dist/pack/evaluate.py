@@ -15,7 +15,7 @@ from rich.progress import Progress
 from ..config import Config
 from ..data import build_dataset
 from ..evaluate import write_results
-from ..metrics import score
+from ..metrics import score, track_encoding
 from ..metrics.codes import CodeTable
 from ..models import BetaVAE
 from .model import PackedVAE
@@ -34,9 +34,8 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
         x = torch.from_numpy(dataset.images(factors)).to(device)
         return model.encode_means(x).float().permute(1, 0, 2).reshape(len(factors), -1).cpu().numpy()
 
-    encoding = progress.add_task(f"images encoded ({model.size} models)", total=None)
     codes = CodeTable(represent, dataset.factor_sizes, None, eval_cfg.batch_size,
-                      on_encoded=lambda n: progress.advance(encoding, n))
+                      **track_encoding(progress, f"images encoded ({model.size} models)"))
     results = [score(codes, dataset, cfg.eval, progress, slice(k * d, (k + 1) * d)) for k, cfg in enumerate(cfgs)]
     shared = {"encode.seconds": round(codes.seconds, 2), "encode.models": model.size}
     for cfg, export, result in zip(cfgs, exports, results):

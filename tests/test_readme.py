@@ -7,7 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import webdataset as wds
 from PIL import Image
 
 from helpers import ROOT, free_port, make_celeba, run
@@ -24,7 +26,6 @@ ELSEWHERE = {
     "python -m betavae_dist.launch [": "a template; tests/test_config.py launches 2 ranks through it",
     "sbatch --nodes=4": "tests/test_slurm.py (2 emulated nodes)",
     "CONFIG=configs/celeba_beta.yaml LAUNCH_CONFIG=launch/zero2.yaml sbatch": "tests/test_slurm.py, tests/test_deepspeed.py",
-    "python -m betavae_dist.data.index": "tests/test_stream.py (a set written by plain webdataset)",
 }
 # Appended to shorten a command: later settings win.
 SHORTER = {
@@ -68,9 +69,14 @@ def test_readme_commands_run_as_written(tmp_path):
     images.mkdir()
     for i in range(3):
         Image.new("RGB", (40 + i, 30), (i * 80, 0, 0)).save(images / f"img{i}.png")
+    theirs = tmp_path / "their_shards"  # a set written by plain webdataset, for the indexer
+    theirs.mkdir()
+    with wds.ShardWriter(str(theirs / "celeba-%06d.tar"), maxcount=4, verbose=0) as sink:
+        for i in range(8):
+            sink.write({"__key__": f"img{i}", "png": np.full((64, 64, 3), i, np.uint8), "json": {"i": i}})
     # The README's data sets and run directories, here.
-    paths = {"/data/celeba": str(celeba), "/data/my_images": str(images), "data/": f"{tmp_path}/data/",
-             "runs/": f"{tmp_path}/runs/"}
+    paths = {"/data/celeba": str(celeba), "/data/my_images": str(images), "/data/their_shards": str(theirs),
+             "data/": f"{tmp_path}/data/", "runs/": f"{tmp_path}/runs/"}
     ran = []
     for command in readme_commands():
         command = command.split(" && ")[-1]  # the quick start's venv and install are .ci/run's
@@ -78,7 +84,8 @@ def test_readme_commands_run_as_written(tmp_path):
             continue
         run(runnable(command, paths, tmp_path / "runs"))
         ran.append(command.split()[:5])
-    assert len(ran) == 6, ran  # dSprites training, three shard writers, CelebA training, evaluation
+    assert len(ran) == 7, ran  # dSprites training, three shard writers, the indexer, CelebA training, evaluation
+    assert (theirs / "manifest.json").is_file()
     assert (tmp_path / "runs" / "dsprites_beta4" / "export" / "evaluation.json").is_file()
     assert (tmp_path / "runs" / "celeba_beta" / "export" / "model.safetensors").is_file()
 

@@ -78,6 +78,34 @@ class StopSignal:
             raise SystemExit(128 + signum)
 
 
+class StopPoll:
+    """Whether a stop signal came, asked at ordinary steps too, so that SLURM's warning (say
+    --signal=B:USR1@120) is acted on within about BUDGET seconds of training whatever
+    `train.log_every`: at every step in a process alone; with several ranks every k steps, in one
+    small all-reduce (did any rank get one, and the slowest rank's seconds since the last poll),
+    from which every rank derives the same next k."""
+
+    BUDGET = 2.0
+
+    def __init__(self, stop: StopSignal, accelerator: Accelerator):
+        self.stop, self.accelerator = stop, accelerator
+        self.every, self.steps, self.last = 1, 0, time.monotonic()
+
+    def __call__(self) -> bool:
+        if self.accelerator.num_processes == 1:
+            return self.stop.received is not None
+        self.steps += 1
+        if self.steps < self.every:
+            return False
+        now = time.monotonic()
+        asked = torch.tensor([float(self.stop.received is not None), now - self.last], device=self.accelerator.device)
+        torch.distributed.all_reduce(asked, op=torch.distributed.ReduceOp.MAX)
+        stop, seconds = asked.tolist()
+        self.every = max(1, min(1000, int(self.steps * self.BUDGET / max(seconds, 1e-6))))
+        self.steps, self.last = 0, now
+        return stop > 0
+
+
 def prepare_run_dir(run_dir: Path, rank: int) -> None:
     """Every rank checks it can write the run directory, so none waits for a rank that failed."""
     try:
@@ -188,6 +216,7 @@ def train(cfg: Config) -> None:
         run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
         noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
         probe = next(batches.micro_batches(0))[0][:8].to(accelerator.device)  # checked at saves, drawn at the end
+        poll = StopPoll(stop, accelerator)
         if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
             accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
         accelerator.print(
@@ -209,7 +238,7 @@ def train(cfg: Config) -> None:
                 log_now = done % cfg.train.log_every == 0 or last
                 save_now = done % cfg.train.ckpt_every == 0 or last
                 eval_now = cfg.eval.every and (done % cfg.eval.every == 0 or last)
-                if not (log_now or save_now or eval_now):
+                if not (log_now or save_now or eval_now or poll()):
                     continue  # an ordinary step: nothing is read back from the device
                 metrics = stats.read(unwrapped, stop.received is not None, skipped, accelerator)
                 check_finite(metrics, done, ckpt_dir)
@@ -228,7 +257,8 @@ def train(cfg: Config) -> None:
                     check_sound(unwrapped, probe, objective, schedule, done, ckpt_dir, accelerator)
                     checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
                 if metrics["stop"]:
-                    accelerator.print(f"stop signal: checkpoint at step {done} written; exiting to be resumed")
+                    accelerator.print(f"stop signal: checkpoint at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
+                                      "the same command resumes from it")
                     shutdown(accelerator, model, optimizer)
                     raise SystemExit(PREEMPTED_EXIT_CODE)
                 if eval_now:

@@ -256,6 +256,47 @@ def test_plain_runs_do_not_import_deepspeed_and_a_missing_one_is_named(tmp_path)
                                                    "deepspeed is not installed: pip install 'betavae-dist[deepspeed]'")
 
 
+def test_a_stop_signal_is_acted_on_at_once_whatever_log_every(tmp_run):
+    """SLURM warns --signal=B:USR1@120 before a time limit: the run must not wait for a log step
+    that is hours away (here 100,000 steps)."""
+    def signal_when_training():
+        deadline = time.time() + HUNG
+        while not (tmp_run / ".ranks" / "rank_0").exists() and time.time() < deadline:  # the stop handler is in place
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    thread = threading.Thread(target=signal_when_training)
+    thread.start()
+    proc = train_here(tmp_run, "train.steps=100000", "train.log_every=100000", "train.ckpt_every=100000", check=False)
+    thread.join()
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+) written", proc.stdout).group(1))
+    newest = checkpoint.latest(tmp_run / "checkpoints")
+    assert stopped_at < 100000 and newest.name == f"step_{stopped_at}" and checkpoint.verify(newest) is None
+
+
+@pytest.mark.distributed
+def test_a_stop_signal_to_one_rank_stops_both_at_one_checkpoint(tmp_run, tmp_path):
+    """The ranks poll for a stop together between log steps: a signal that reaches one rank only
+    (log_every 100,000 steps away) is one checkpoint, written by both, and both stop."""
+    log = tmp_path / "log"
+    cmd = accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={tmp_run}",
+                         *TINY, "train.steps=100000", "train.log_every=100000", "train.ckpt_every=100000")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + HUNG
+    while not all((tmp_run / ".ranks" / f"rank_{r}").exists() for r in (0, 1)):  # both listen for signals
+        assert time.time() < deadline and proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.1)
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    os.kill(workers[-1], signal.SIGUSR1)
+    proc.wait(timeout=HUNG)
+    text = log.read_text()
+    stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+) written", text).group(1))
+    newest = checkpoint.latest(tmp_run / "checkpoints")
+    assert newest.name == f"step_{stopped_at}" and checkpoint.verify(newest) is None, text[-3000:]
+
+
 @pytest.mark.integration
 def test_the_same_stop_delivered_twice_still_checkpoints(tmp_run):
     """Under SLURM with several nodes, a cancel reaches each worker twice: from SLURM and forwarded

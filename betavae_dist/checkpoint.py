@@ -28,6 +28,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .peers import lost_peer
+
 STATE_FILE = "trainer_state.json"
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step_(\d+)$")
@@ -116,9 +118,17 @@ def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path
             prune(ckpt_dir, keep)
     except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, permissions, a quota
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(write_failure(tmp, e, "the previous checkpoint is intact")) from None
+        if lost_peer(e):  # not the disk: another rank went away during the save's collectives
+            raise
+        raise CheckpointError(write_failure(tmp, e, kept(ckpt_dir))) from None
     accelerator.wait_for_everyone()
     return final
+
+
+def kept(ckpt_dir: Path) -> str:
+    """What a failed write left, for its error line."""
+    previous = latest(ckpt_dir)
+    return f"the previous checkpoint {previous} is intact" if previous else "no checkpoint was written before"
 
 
 def write(ckpt_dir: Path, step: int, write_files: Callable[[Path], None]) -> Path:
@@ -132,7 +142,7 @@ def write(ckpt_dir: Path, step: int, write_files: Callable[[Path], None]) -> Pat
         _commit(tmp, final, step)
     except (OSError, RuntimeError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(write_failure(tmp, e, "the previous checkpoint is intact")) from None
+        raise CheckpointError(write_failure(tmp, e, kept(ckpt_dir))) from None
     return final
 
 
@@ -159,11 +169,20 @@ def prune(ckpt_dir: Path, keep: int) -> None:
         _remove(old)
 
 
+FULL = 1 << 20  # bytes free under which a write that failed without an OS error failed for space
+
+
 def write_failure(path: Path, error: Exception, kept: str) -> str:
-    """One line for a failed write: the path, the cause, the space left on its disk, what was kept."""
-    cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[0]
+    """One line for a failed write: the path, the cause, the space left on its disk, what was kept.
+    torch's writer reports a full disk as "[enforce fail at inline_container.cc:...] unexpected pos",
+    without the OS's error, so a full disk is named from the space left."""
+    os_error = isinstance(error, OSError) and error.strerror
+    cause = error.strerror if os_error else str(error).strip().splitlines()[0]
     try:
-        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.0f} MiB free there"
+        left = shutil.disk_usage(path.parent).free
+        free = f"{left / 2**20:,.0f} MiB free there"
+        if not os_error and left < FULL:
+            cause = f"No space left on device ({cause})"
     except OSError:
         free = "free space unknown"
     return f"cannot write {path}: {cause} ({free}); {kept}"

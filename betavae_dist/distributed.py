@@ -16,6 +16,7 @@ import ctypes
 import gc
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -95,13 +96,15 @@ def make_accelerator(collective_timeout: float | None = None, **kwargs) -> Accel
 class Heartbeat:
     """Each rank touches RUN/.ranks/rank_R every few seconds from a thread, which goes on while the
     main thread waits in a collective; a frozen or killed rank's file goes stale, so the rank that
-    times out can name it (`silent_ranks`)."""
+    times out can name it (`silent_ranks`). The file holds the rank's host and pid, so a rank that
+    loses a peer on its own host names it at once, before its file could go stale."""
 
     INTERVAL = 2.0
 
     def __init__(self, run_dir: Path, rank: int):
         self.path = run_dir / ".ranks" / f"rank_{rank}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{socket.gethostname()} {os.getpid()}")
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
         self.thread.start()
@@ -122,16 +125,29 @@ class Heartbeat:
 
 
 def silent_ranks(run_dir: Path, world_size: int) -> str:
-    """The ranks whose heartbeat is stale, e.g. "rank 1 silent for 12 s", or "" when none is."""
+    """The ranks that are gone (their process on this host has ended) or whose heartbeat is stale,
+    e.g. "rank 1 (pid 4242) is gone, rank 2 silent for 12 s", or "" when none is."""
     now, silent = time.time(), []
     for rank in range(world_size):
+        path = run_dir / ".ranks" / f"rank_{rank}"
         try:
-            age = now - (run_dir / ".ranks" / f"rank_{rank}").stat().st_mtime
-        except FileNotFoundError:  # that rank never started, or ended cleanly
+            age, (host, pid) = now - path.stat().st_mtime, path.read_text().split()
+        except (FileNotFoundError, ValueError):  # that rank never started, or ended cleanly
             continue
-        if age > 3 * Heartbeat.INTERVAL:
+        if host == socket.gethostname() and not _running(int(pid)):
+            silent.append(f"rank {rank} (pid {pid}) is gone")
+        elif age > 3 * Heartbeat.INTERVAL:
             silent.append(f"rank {rank} silent for {age:.0f} s")
     return ", ".join(silent)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has ended; only its parent's wait is missing)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
 
 
 def unwrap(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:

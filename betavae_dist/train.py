@@ -37,6 +37,7 @@ from .metrics import evaluate_model
 from .models import BetaVAE, activation_bytes
 from .objectives import build_objective
 from .optim import build_optimizer
+from .peers import lost_peer
 from .progress import Lines, make_progress
 from .runtime import cpu_threads, keep_heap
 from .step import StepStats, make_step, non_finite
@@ -331,14 +332,16 @@ def main(argv: list[str] | None = None) -> None:
     except (TrainingError, LaunchError, DataError, ExportError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.train: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    except RuntimeError as e:  # a collective that timed out: gloo and NCCL raise RuntimeError subclasses
-        if "timed out" not in str(e).lower() and "timeout" not in str(e).lower():
+    except RuntimeError as e:  # a collective that timed out or lost a peer: gloo and NCCL raise RuntimeErrors
+        timed_out = "timed out" in str(e).lower() or "timeout" in str(e).lower()
+        if not (timed_out or lost_peer(e)):
             raise
         rank, silent = os.environ.get("RANK", "0"), silent_ranks(Path(cfg.run_dir), int(os.environ.get("WORLD_SIZE", "1")))
-        print(f"betavae_dist.train: error: rank {rank} waited train.collective_timeout={cfg.train.collective_timeout} s "
-              f"for another rank (frozen, killed or unreachable): {silent or 'every rank still beats (the network?)'}; "
-              f"stopping. Last good checkpoint: {checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}",
-              file=sys.stderr)
+        what = (f"waited train.collective_timeout={cfg.train.collective_timeout} s for another rank (frozen, killed or "
+                f"unreachable): {silent or 'every rank still beats (the network?)'}" if timed_out else
+                f"lost its connection to another rank: {silent or 'none on this host has ended (another node?)'}")
+        print(f"betavae_dist.train: error: rank {rank} {what}; stopping. Last good checkpoint: "
+              f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

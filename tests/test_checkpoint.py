@@ -53,6 +53,19 @@ def test_something_else_named_like_a_checkpoint_is_named_before_training_and_lef
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_2", "step_4"]
 
 
+def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
+    """torch's writer says "unexpected pos" when the disk fills; the line says what happened."""
+    ckpts = tmp_path / "checkpoints"
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
+    def torch_on_a_full_disk(directory):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    with pytest.raises(checkpoint.CheckpointError) as failed:
+        checkpoint.write(ckpts, 2, torch_on_a_full_disk)
+    assert str(failed.value) == (f"cannot write {ckpts / '.tmp-step_2'}: No space left on device ([enforce fail at "
+                                 "inline_container.cc:672] . unexpected pos 64 vs 0) (0 MiB free there); "
+                                 "no checkpoint was written before")
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, small_run):
     """The session's small run (checkpoints at steps 2 and 4), and the same run trained straight to step 6."""
@@ -167,6 +180,7 @@ def test_a_failed_write_is_one_line_and_keeps_the_previous_checkpoint(finished, 
                           cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=HUNG)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"cannot write {run_dir / 'checkpoints' / '.tmp-step_6'}: " in proc.stderr
-    assert "File too large" in proc.stderr and "the previous checkpoint is intact" in proc.stderr
+    kept = f"the previous checkpoint {run_dir / 'checkpoints' / 'step_4'} is intact"
+    assert "File too large" in proc.stderr and kept in proc.stderr
     assert checkpoint.verify(run_dir / "checkpoints" / "step_4") is None
     assert not (run_dir / "checkpoints" / ".tmp-step_6").exists()

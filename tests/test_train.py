@@ -215,6 +215,19 @@ def test_workers_end_when_their_launcher_dies(tmp_run):
 
 
 @pytest.mark.distributed
+def test_a_killed_rank_is_named_by_the_other_in_one_line(tmp_run, tmp_path):
+    log = tmp_path / "log"
+    proc, workers = start_two_ranks(tmp_run, log=log)
+    os.kill(workers[1], signal.SIGKILL)
+    proc.wait(timeout=HUNG)
+    lines = [line for line in log.read_text().splitlines() if "betavae_dist.train: error:" in line]
+    assert len(lines) == 1 and re.fullmatch(
+        r"betavae_dist\.train: error: rank 0 lost its connection to another rank: rank 1 \(pid \d+\) is gone; "
+        r"stopping\. Last good checkpoint: .*step_\d+", lines[0]), log.read_text()[-3000:]
+    assert "[rank0]: Traceback" not in log.read_text()  # the survivor's line, not its traceback
+
+
+@pytest.mark.distributed
 def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tmp_path):
     log = tmp_path / "log"
     proc, workers = start_two_ranks(tmp_run, "train.collective_timeout=10", log=log)

@@ -220,7 +220,8 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
             if save_now or stop.received:
                 save_pack(model, optimizer, cfgs, alive, done)
             if stop.received:
-                print(f"stop signal: checkpoints at step {done} written; exit {PREEMPTED_EXIT_CODE}: the same command resumes from them")
+                print(f"stop signal: checkpoints at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
+                      "the same command resumes from them")
                 raise SystemExit(PREEMPTED_EXIT_CODE)
 
     for k, c in enumerate(cfgs):

@@ -24,7 +24,9 @@ from betavae_dist.objectives import build_objective
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.train import FAILED, split_packs
 from betavae_dist.sweep import Sweep
-from helpers import HUNG, ROOT, TINY, adam_drift_bound, run, train, weights, write_sweep
+from betavae_dist.evaluate import main as evaluate_main
+from betavae_dist.sweep import main as sweep_main
+from helpers import HUNG, ROOT, TINY, adam_drift_bound, in_process, train_here, weights, write_sweep
 
 BETAS, SEEDS = [1, 16], [0, 1]  # 4 points; in packs of 3: (1, 0), (1, 1), (16, 0) together, then (16, 1)
 TRAIN = [*TINY, "train.steps=20", "train.ckpt_every=10"]
@@ -100,7 +102,10 @@ def beta_seed_sweep(path, out_dir, betas, seeds, train_args=TRAIN, pack=None, ev
 
 
 def sweep_run(sweep_file, *args, check=True):
-    return run([sys.executable, "-m", "betavae_dist.sweep", "run", str(sweep_file), *args], check=check)
+    """`python -m betavae_dist.sweep run` in this process (a killed pack needs a process of its own)."""
+    proc = in_process(sweep_main, ["run", str(sweep_file), *args])
+    assert not check or proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 # Loss curves of a packed and a solo run: Adam's drift (above) moved the logged loss by up to 1.2e-4
@@ -129,13 +134,12 @@ def packed_and_solo(tmp_path_factory):
     sweep.copy_into_out_dir()
     for point in sweep.points:
         run_dir = sweep.run_dir(point)
-        train(run_dir, *TRAIN[len(TINY):], f"loss.beta={point['loss.beta']}", f"seed={point['seed']}")
-        run([sys.executable, "-m", "betavae_dist.evaluate", "--model", str(run_dir / "export"),
-             "--out", str(run_dir / "evaluation.json"), *EVAL])
+        train_here(run_dir, *TRAIN[len(TINY):], f"loss.beta={point['loss.beta']}", f"seed={point['seed']}")
+        assert in_process(evaluate_main, ["--model", str(run_dir / "export"), "--out", str(run_dir / "evaluation.json"),
+                                          *EVAL]).returncode == 0
     return packed, solo, [sweep.name(p) for p in sweep.points], out.stdout
 
 
-@pytest.mark.integration
 @pytest.mark.numerics
 def test_packs_of_three_each_point_equal_to_its_solo_run(packed_and_solo):
     packed, solo, names, stdout = packed_and_solo
@@ -150,7 +154,6 @@ def test_packs_of_three_each_point_equal_to_its_solo_run(packed_and_solo):
             assert m["loss"] == pytest.approx(t["loss"], rel=CURVE) and m["kl"] == pytest.approx(t["kl"], rel=1e-2, abs=1e-3)
 
 
-@pytest.mark.integration
 def test_each_packed_point_directory_passes_a_solo_runs_checks(packed_and_solo, tmp_path):
     packed, solo, names, _ = packed_and_solo
     for name in names:
@@ -171,17 +174,16 @@ def test_each_packed_point_directory_passes_a_solo_runs_checks(packed_and_solo, 
     # The solo trainer resumes a packed point's checkpoint: its files are Accelerate's.
     assert names[0] == "beta1_seed0"
     copy = shutil.copytree(packed / names[0], tmp_path / names[0])
-    proc = train(copy, *TRAIN[len(TINY):], "train.steps=22", "seed=0", "loss.beta=1")
+    proc = train_here(copy, *TRAIN[len(TINY):], "train.steps=22", "seed=0", "loss.beta=1")
     assert f"resuming from {copy / 'checkpoints' / 'step_20'} at step 20" in proc.stdout
 
 
-@pytest.mark.integration
 @pytest.mark.numerics
 def test_sweep_report_of_packed_points_equals_the_solo_ones(packed_and_solo):
     packed, solo, names, _ = packed_and_solo
     rows = {}
     for directory in (packed, solo):
-        run([sys.executable, "-m", "betavae_dist.sweep", "report", str(directory)])
+        assert in_process(sweep_main, ["report", str(directory)]).returncode == 0
         rows[directory] = list(csv_rows(directory / "report.csv"))
     assert len(rows[packed]) == 2 and [r["loss.beta"] for r in rows[packed]] == [r["loss.beta"] for r in rows[solo]]
     for mine, theirs in zip(rows[packed], rows[solo]):
@@ -211,7 +213,6 @@ def test_points_that_differ_in_shapes_or_optimiser_are_split_into_packs():
     assert packs[0] == [points[0], points[2]] and packs[1] == [points[1], points[5]]
 
 
-@pytest.mark.integration
 def test_a_diverging_point_fails_alone_and_the_others_go_on(tmp_path):
     # β = 3e38 overflows the loss of that point; the other point is unaffected.
     sweep_file = beta_seed_sweep(tmp_path / "sweep.yaml", tmp_path / "sweep", [4, 3e38], [0], pack=2)

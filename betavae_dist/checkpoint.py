@@ -105,24 +105,42 @@ def _delete(path: Path) -> None:
 
 
 def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path:
-    """Save the full training state at `step` (call on every rank)."""
+    """Save the full training state at `step` (call on every rank). A write that fails on one rank
+    is told to every rank before any raises, so none waits for it in the next collective."""
     final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".tmp-step_{step}"
     if accelerator.is_main_process:
         _clean(ckpt_dir)
     accelerator.wait_for_everyone()
+    _agree(accelerator, _attempt(lambda: accelerator.save_state(str(tmp)), tmp, ckpt_dir), tmp)
+    failure = None
+    if accelerator.is_main_process:  # rank 0 commits; the others learn how that went
+        failure = _attempt(lambda: (_commit(tmp, final, step), prune(ckpt_dir, keep)), tmp, ckpt_dir)
+    _agree(accelerator, failure, tmp)
+    return final
+
+
+def _attempt(write: Callable[[], object], tmp: Path, ckpt_dir: Path) -> str | None:
+    """Run `write`; None, or the line that says why it failed (a full disk, permissions, a quota)."""
     try:
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            _commit(tmp, final, step)
-            prune(ckpt_dir, keep)
-    except (OSError, RuntimeError, SafetensorError) as e:  # a full disk, permissions, a quota
-        shutil.rmtree(tmp, ignore_errors=True)
+        write()
+        return None
+    except (OSError, RuntimeError, SafetensorError) as e:
         if lost_peer(e):  # not the disk: another rank went away during the save's collectives
             raise
-        raise CheckpointError(write_failure(tmp, e, kept(ckpt_dir))) from None
-    accelerator.wait_for_everyone()
-    return final
+        return write_failure(tmp, e, kept(ckpt_dir))
+
+
+def _agree(accelerator: Accelerator, failure: str | None, tmp: Path) -> None:
+    """Every rank learns whether any rank's write failed (the others' lines name that rank); then
+    all raise, or none does."""
+    if accelerator.num_processes > 1:
+        failures = [None] * accelerator.num_processes
+        torch.distributed.all_gather_object(failures, failure)
+        me = accelerator.process_index
+        failure = next((f if rank == me else f"rank {rank}: {f}" for rank, f in enumerate(failures) if f), None)
+    if failure:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(failure)
 
 
 def kept(ckpt_dir: Path) -> str:

@@ -169,6 +169,24 @@ def test_an_older_versions_checkpoint_resumes_only_when_named(finished, tmp_path
     assert max_abs_diff(weights(finished / "straight" / "export"), weights(run_dir / "export")) < 1e-6
 
 
+@pytest.mark.distributed
+def test_a_write_that_fails_on_one_rank_stops_every_rank_at_once(tmp_path):
+    """A 1 MiB file-size limit: rank 0's weights cannot be written, rank 1's small RNG state can. Rank 1
+    must learn of it then, not wait out train.collective_timeout and blame a frozen peer."""
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    proc = subprocess.run(accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+                                         f"run_dir={tmp_path / 'run'}", *TINY, "train.steps=4", *STEPS,
+                                         "train.collective_timeout=600"),
+                          cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=HUNG)
+    lines = [line for line in proc.stderr.splitlines() if "betavae_dist.train: error:" in line]
+    tmp = tmp_path / "run" / "checkpoints" / ".tmp-step_2"
+    assert proc.returncode != 0 and len(lines) == 2, proc.stderr[-3000:]  # one line from each rank
+    mine, told = sorted(lines, key=lambda line: "rank 0: " in line)
+    assert mine.startswith(f"betavae_dist.train: error: cannot write {tmp}") and "File too large" in mine
+    assert told == mine.replace("error: cannot write", "error: rank 0: cannot write")
+    assert "collective_timeout" not in proc.stderr
+
+
 @pytest.mark.integration
 def test_a_failed_write_is_one_line_and_keeps_the_previous_checkpoint(finished, tmp_path):
     # A 1 MiB file-size limit makes the next checkpoint's writes fail as a full disk would.

@@ -2,14 +2,19 @@
 and compare its export with an uninterrupted run's.
 
     python benchmarks/drills.py [--runs 10] [--ranks 1|2] [--seed 0]
+    python benchmarks/drills.py --failures      # the failure cases, as one table
 
 Prints one row per drill and "resumes equal: K / N"; exits 1 when any resumed run differs from the
 uninterrupted one by more than 1e-6 or fails to finish. tests/test_drills.py runs two drills.
+`--failures` runs each failure case of the reliability review for real (a damaged checkpoint, a
+killed and a frozen rank, a full disk, diverged weights, a file in the way, a stop signal) and
+prints a table: case, exit code, the line it ended with (README, "Reliability").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import subprocess
@@ -55,12 +60,75 @@ def drill(run_dir: Path, ranks: int, kill_after: float) -> tuple[str, float]:
     return hit, max_diff(run_dir.parent / "straight", run_dir)
 
 
+def last_line(run_dir: Path, *overrides: str, ranks: int = 1, act=None, limit=None) -> tuple[int, str]:
+    """Train with `overrides` (after the drill schedule); `act(proc, workers)` once step_4 exists.
+    (exit code, the run's last error, stop or skipped-checkpoint line)."""
+    cmd = [*command(run_dir, ranks), *overrides]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, preexec_fn=limit)
+    if act:
+        while not (run_dir / "checkpoints" / "step_4").exists() and proc.poll() is None:
+            time.sleep(0.05)
+        workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                      text=True).stdout.split()]
+        act(proc, workers)
+    out, _ = proc.communicate(timeout=900)
+    said = [line for line in out.splitlines() if line.startswith(SAID) or "betavae_dist.train: " in line]
+    return proc.returncode, (said[-1] if said else out.strip().splitlines()[-1]).replace(str(run_dir), "RUN")
+
+
+SAID = ("stop signal", "skipping checkpoint")  # with the error lines, what a case's row quotes
+
+
+def failures(root: Path) -> list[tuple[str, int, str]]:
+    """Each failure case for real: (case, exit code, the line it ended with)."""
+    import resource
+    import shutil
+
+    def flip(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    rows = []
+    base = root / "base"
+    subprocess.run(command(base, 1) + ["train.steps=8"], cwd=ROOT, check=True, capture_output=True)
+    for case, steps in (("newest checkpoint damaged (resumes from step_4)", (8,)), ("every checkpoint damaged", (4, 8))):
+        damaged = shutil.copytree(base, root / f"damaged_{len(steps)}")
+        for step in steps:
+            flip(damaged / "checkpoints" / f"step_{step}" / "model.safetensors")
+        rows.append((case, *last_line(damaged, "train.steps=12")))
+    kill_one = lambda proc, workers: os.kill(workers[-1], signal.SIGKILL)
+    rows.append(("a rank killed (2 ranks)", *last_line(root / "killed", "train.steps=100000", ranks=2, act=kill_one)))
+    freeze_one = lambda proc, workers: os.kill(workers[-1], signal.SIGSTOP)
+    rows.append(("a rank frozen (2 ranks)", *last_line(root / "frozen", "train.steps=100000", "train.collective_timeout=10",
+                                                       ranks=2, act=freeze_one)))
+    full = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # a disk that takes 1 MiB a file
+    rows.append(("disk full at a save (2 ranks)", *last_line(root / "full", ranks=2, limit=full)))
+    rows.append(("weights diverged (optim.lr=1e30)", *last_line(root / "diverged", "optim.lr=1e30", "train.ckpt_every=1")))
+    (root / "junk" / "checkpoints").mkdir(parents=True)
+    (root / "junk" / "checkpoints" / "step_8").write_text("someone's notes")
+    rows.append(("a file named step_8 in checkpoints/", *last_line(root / "junk")))
+    stop = lambda proc, workers: os.killpg(proc.pid, signal.SIGUSR1)
+    rows.append(("SIGUSR1, log step 100,000 away", *last_line(root / "stop", "train.steps=100000", "train.log_every=100000",
+                                                              act=stop)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--ranks", type=int, default=1, choices=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--failures", action="store_true", help="run the failure cases instead, print their table")
     args = parser.parse_args(argv)
+    if args.failures:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = failures(Path(tmp))
+        print("| case | exit | its line |\n|---|---|---|")
+        for case, code, line in rows:
+            print(f"| {case} | {code} | {line.replace('|', '/')} |")
+        return 0
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

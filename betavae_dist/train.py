@@ -322,15 +322,22 @@ def _summary(m: dict) -> str:
     return f"loss {m['loss']:.2f}  recon {m['recon']:.2f}  KL {m['kl']:.2f}  {m['img_per_s']:.0f} img/s"
 
 
+def say(line: str) -> None:
+    """One line on stderr in one write: the ranks share the launcher's stderr, and print's separate
+    write of the newline let two ranks' lines run together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     cfg = load_or_exit(sys.argv[1:] if argv is None else argv, "betavae_dist.train")
     try:
         train(cfg)
     except ConfigError as e:
-        print(f"betavae_dist.train: config error: {e}", file=sys.stderr)
+        say(f"betavae_dist.train: config error: {e}")
         raise SystemExit(2) from None
     except (TrainingError, LaunchError, DataError, ExportError, checkpoint.CheckpointError) as e:
-        print(f"betavae_dist.train: error: {e}", file=sys.stderr)
+        say(f"betavae_dist.train: error: {e}")
         raise SystemExit(1) from None
     except RuntimeError as e:  # a collective that timed out or lost a peer: gloo and NCCL raise RuntimeErrors
         timed_out = "timed out" in str(e).lower() or "timeout" in str(e).lower()
@@ -340,8 +347,8 @@ def main(argv: list[str] | None = None) -> None:
         what = (f"waited train.collective_timeout={cfg.train.collective_timeout} s for another rank (frozen, killed or "
                 f"unreachable): {silent or 'every rank still beats (the network?)'}" if timed_out else
                 f"lost its connection to another rank: {silent or 'none on this host has ended (another node?)'}")
-        print(f"betavae_dist.train: error: rank {rank} {what}; stopping. Last good checkpoint: "
-              f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}", file=sys.stderr)
+        say(f"betavae_dist.train: error: rank {rank} {what}; stopping. Last good checkpoint: "
+            f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}")
         raise SystemExit(1) from None
 
 

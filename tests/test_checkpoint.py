@@ -180,7 +180,7 @@ def test_a_write_that_fails_on_one_rank_stops_every_rank_at_once(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=HUNG)
     lines = [line for line in proc.stderr.splitlines() if "betavae_dist.train: error:" in line]
     tmp = tmp_path / "run" / "checkpoints" / ".tmp-step_2"
-    assert proc.returncode != 0 and len(lines) == 2, proc.stderr[-3000:]  # one line from each rank
+    assert proc.returncode != 0 and len(lines) == 2, proc.stderr[-3000:]  # one line from each rank, each whole
     mine, told = sorted(lines, key=lambda line: "rank 0: " in line)
     assert mine.startswith(f"betavae_dist.train: error: cannot write {tmp}") and "File too large" in mine
     assert told == mine.replace("error: cannot write", "error: rank 0: cannot write")

@@ -23,7 +23,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedType, set_seed
-from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
@@ -136,13 +135,15 @@ def progress_bar(enabled: bool) -> Progress | Lines:
                          TimeRemainingColumn(), disable=not enabled, every=0)  # log steps set the pace
 
 
-def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> None:
-    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes."""
-    recon = visualize.reconstructions(model, x, cfg.model.likelihood)
-    walk = visualize.traversal(model, x, cfg.model.likelihood)
+def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> dict[str, np.ndarray]:
+    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes.
+    Returns the figures by name, as (height, width, C) images."""
+    figures = {name: visualize.tile(grid) for name, grid in zip(FIGURES, (
+        visualize.reconstructions(model, x, cfg.model.likelihood), visualize.traversal(model, x, cfg.model.likelihood)))}
     if write:
-        for name, grid in zip(FIGURES, (recon, walk)):
-            visualize.save_grid(grid, Path(cfg.run_dir) / f"{name}.png")
+        for name, image in figures.items():
+            visualize.save_image(image, Path(cfg.run_dir) / f"{name}.png")
+    return figures
 
 
 def preflight(cfg: Config, world_size: int) -> None:
@@ -273,8 +274,8 @@ def train(cfg: Config) -> None:
 
         if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
             write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
-        save_figures(unwrapped, probe, cfg, accelerator.is_main_process)
-        log_figures(accelerator, run_dir, cfg.train.steps)
+        figures = save_figures(unwrapped, probe, cfg, accelerator.is_main_process)
+        log_figures(accelerator, figures, cfg.train.steps)
         accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
         shutdown(accelerator, model, optimizer)
 
@@ -309,12 +310,11 @@ def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> No
     accelerator.log({k if "/" in k else f"train/{k}": v for k, v in values.items()}, step=step)
 
 
-def log_figures(accelerator: Accelerator, run_dir: Path, step: int) -> None:
+def log_figures(accelerator: Accelerator, figures: dict[str, np.ndarray], step: int) -> None:
     """The run's figures in TensorBoard's image tab too (rank 0 holds the trackers)."""
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
-            for name in FIGURES:
-                image = np.asarray(Image.open(run_dir / f"{name}.png").convert("RGB"))
+            for name, image in figures.items():
                 tracker.writer.add_image(name, image, step, dataformats="HWC")
 
 

@@ -17,8 +17,8 @@ def to_pixels(output: torch.Tensor, likelihood: str) -> torch.Tensor:
     return LIKELIHOODS[likelihood].image(output.float())
 
 
-def save_grid(images: torch.Tensor, path: Path, pad: int = 2) -> None:
-    """(rows, cols, C, H, W) in [0, 1] -> one PNG with a white border between tiles."""
+def tile(images: torch.Tensor, pad: int = 2) -> np.ndarray:
+    """(rows, cols, C, H, W) in [0, 1] -> one (height, width, C) uint8 image, white between tiles."""
     rows, cols, c, h, w = images.shape
     tiles = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
     grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
@@ -26,7 +26,17 @@ def save_grid(images: torch.Tensor, path: Path, pad: int = 2) -> None:
         for col in range(cols):
             top, left = pad + r * (h + pad), pad + col * (w + pad)
             grid[top : top + h, left : left + w] = tiles[r, col]
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    return grid
+
+
+def save_image(image: np.ndarray, path: Path) -> None:
+    """A (height, width, C) uint8 image as a PNG."""
+    Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(path)
+
+
+def save_grid(images: torch.Tensor, path: Path, pad: int = 2) -> None:
+    """(rows, cols, C, H, W) in [0, 1] -> one PNG with a white border between tiles."""
+    save_image(tile(images, pad), path)
 
 
 @torch.no_grad()

@@ -149,7 +149,6 @@ def _running(pid: int) -> bool:
         return False
 
 
-
 def unwrap(accelerator: Accelerator, model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a prepared one. Accelerate's `unwrap_model` imports DeepSpeed whenever it is
     installed (its "Setting accelerator" warning in every run, and ~1 ms per call), so only

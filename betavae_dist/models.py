@@ -165,15 +165,18 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
         z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
         return self.decode(z), mean, logvar, z
 
+    def _config(self) -> dict:
+        """config.json of the export it was loaded from, else the architecture alone. (Not named
+        `config`: Accelerate's DeepSpeed set-up reads a model's `config` as a transformers one.)"""
+        return self.export_config or {"model": {"arch": self.arch, "latents": self.latents, "channels": self.channels}}
+
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
         """The card `save_pretrained` writes as README.md: training config and scores (export/card.py)."""
-        config = self.export_config or {"model": {"arch": self.arch, "latents": self.latents, "channels": self.channels}}
-        return model_card(config, self.evaluation)
+        return model_card(self._config(), self.evaluation)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The export format (the mixin's save_pretrained and push_to_hub call this)."""
-        config = self.export_config or {"model": {"arch": self.arch, "latents": self.latents, "channels": self.channels}}
-        write_files(self.state_dict(), {k: v for k, v in config.items() if k != "format"}, save_directory)
+        write_files(self.state_dict(), {k: v for k, v in self._config().items() if k != "format"}, save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
@@ -214,7 +217,8 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
             raise ExportError(f"{weights_path}: tensor {bad} has non-finite values")
         model = cls(name, latents, channels).to(map_location)
         check_state_dict(model, state, weights_path, strict)
-        model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=strict)
+        wanted = model.state_dict().keys()
+        model.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=strict)
         model.export_config = config
         model.evaluation = read_evaluation(directory)
         return model.eval()

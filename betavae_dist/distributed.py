@@ -1,8 +1,8 @@
 """Process-group set-up through Accelerate, with a guard against silently lost ranks.
 
 On a CPU-only host, `accelerate launch --cpu --num_processes 2` starts ONE process, and
-`--multi_gpu --num_processes 2` starts two that each think they are alone (see
-../shared/stack-facts.md). We ask for `Accelerator(cpu=True)` whenever there is no GPU, which turns
+`--multi_gpu --num_processes 2` starts two that each think they are alone (both seen with
+accelerate 1.15 on CPU-only hosts; tests/test_train.py holds the first). We ask for `Accelerator(cpu=True)` whenever there is no GPU, which turns
 the second case into real gloo ranks, and we refuse to train when the world size Accelerate
 reports differs from the one the launcher started.
 

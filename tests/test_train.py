@@ -160,7 +160,7 @@ def test_missing_data_file_and_unwritable_run_dir_are_named(tmp_path):
 
 @pytest.mark.integration
 def test_launcher_that_drops_ranks_is_refused(tmp_run):
-    # `--cpu --num_processes 2` silently starts one process (shared/stack-facts.md).
+    # `--cpu --num_processes 2` silently starts one process on a CPU-only host (accelerate 1.15).
     proc = run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
                 "-m", "betavae_dist.train", f"run_dir={tmp_run}", "train.steps=1"], check=False)
     assert proc.returncode != 0

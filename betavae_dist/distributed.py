@@ -2,9 +2,10 @@
 
 On a CPU-only host, `accelerate launch --cpu --num_processes 2` starts ONE process, and
 `--multi_gpu --num_processes 2` starts two that each think they are alone (both seen with
-accelerate 1.15 on CPU-only hosts; tests/test_train.py holds the first). We ask for `Accelerator(cpu=True)` whenever there is no GPU, which turns
-the second case into real gloo ranks, and we refuse to train when the world size Accelerate
-reports differs from the one the launcher started.
+accelerate 1.15 on CPU-only hosts; tests/test_train.py holds the first). We ask for
+`Accelerator(cpu=True)` whenever there is no GPU, which turns the second case into real gloo
+ranks, and we refuse to train when the world size Accelerate reports differs from the one the
+launcher started.
 
 DeepSpeed on a CPU-only host needs the opposite: `cpu=True` would silently run plain DDP, and
 Accelerate leaves the process-group backend unset, so we ask for gloo explicitly.

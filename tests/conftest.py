@@ -1,7 +1,7 @@
 """The test tiers, and fixtures: a run directory, the built-in dSprites and a real SLURM (helpers.py
 has the rest).
 
-`python -m pytest` runs the default tier: in-process tests, a few minutes on 2 cores. The other
+`python -m pytest` runs the default tier: in-process tests, about a minute on 2 cores. The other
 tiers are marked by what they need (pyproject.toml lists the markers); `--all` runs every tier (what
 CI runs), `-m` picks tiers, and tests named on the command line run whatever their tier."""
 

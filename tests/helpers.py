@@ -167,6 +167,20 @@ def make_celeba(root, n_train=28, n_valid=4, n_test=4):
     return root
 
 
+def plain_webdataset(directory: Path, shards: int = 3, per_shard: int = 6) -> Path:
+    """A set written by plain webdataset, as someone else's pipeline would: .png and .json members,
+    64x64 RGB, no manifest."""
+    import numpy as np
+    import webdataset as wds
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with wds.ShardWriter(str(directory / "celeba-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
+        for i in range(shards * per_shard):
+            sink.write({"__key__": f"img{i:04d}", "png": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+                        "json": {"index": i}})
+    return directory
+
+
 def write_sweep(path: Path, out_dir: Path, grid: dict, train: list[str], eval: list[str], pack: int | None = None) -> Path:
     """A sweep file over configs/dsprites_beta4.yaml (see betavae_dist/sweep.py)."""
     data = {"base": "configs/dsprites_beta4.yaml", "out_dir": str(out_dir), "grid": grid, "train": list(train),

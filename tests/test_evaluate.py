@@ -9,6 +9,7 @@ from helpers import ROOT, accelerate_cmd, in_process, run, train
 
 TINY_EVAL = ["eval.metrics=beta_vae,factor_vae,mig,dci,sap", "eval.n_train=300", "eval.n_eval=200",
              "eval.pairs=16", "eval.n_samples=400", "eval.batch_size=64"]
+QUICK_EVAL = ["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=4"]  # in-process checks
 
 
 def evaluate(model, out, nproc=1, extra=(), check=True):
@@ -38,11 +39,10 @@ def test_one_two_three_ranks_give_identical_points_and_scores(small_run, tmp_pat
 
 
 def test_export_run_dir_and_checkpoint_evaluate_the_same_weights(small_run, tmp_path):
-    quick = ["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=4"]  # the weights are in question
-    proc = evaluate_here(small_run / "export", tmp_path / "export.json", quick)
+    proc = evaluate_here(small_run / "export", tmp_path / "export.json", QUICK_EVAL)  # the weights are in question
     assert "beta_vae.eval_accuracy" in proc.stdout  # the rich table
-    evaluate_here(small_run, tmp_path / "run.json", quick)
-    evaluate_here(small_run / "checkpoints" / "step_4", tmp_path / "ckpt.json", quick)
+    evaluate_here(small_run, tmp_path / "run.json", QUICK_EVAL)
+    evaluate_here(small_run / "checkpoints" / "step_4", tmp_path / "ckpt.json", QUICK_EVAL)
     assert scores(tmp_path / "export.json") == scores(tmp_path / "run.json") == scores(tmp_path / "ckpt.json")
 
 
@@ -79,8 +79,7 @@ def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
 
 
 def test_progress_shows_the_encoding_and_each_metric(small_run, tmp_path):
-    proc = evaluate_here(small_run / "export", tmp_path / "p.json",
-                         extra=["eval.metrics=beta_vae,mig", "eval.n_train=100", "eval.n_eval=50", "eval.pairs=4"])
+    proc = evaluate_here(small_run / "export", tmp_path / "p.json", QUICK_EVAL)
     lines = proc.stdout.splitlines()  # not a terminal: plain lines (progress.py)
     encoded = [line.split()[2].split("/") for line in lines if line.startswith("images encoded ")]
     assert encoded and all(done == requested for done, requested in encoded), proc.stdout  # with their totals

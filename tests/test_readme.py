@@ -7,12 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import webdataset as wds
 from PIL import Image
 
-from helpers import ROOT, free_port, make_celeba, run
+from helpers import ROOT, free_port, make_celeba, plain_webdataset, run
 
 # Commands this test does not run, and where they are run instead.
 ELSEWHERE = {
@@ -69,11 +67,7 @@ def test_readme_commands_run_as_written(tmp_path):
     images.mkdir()
     for i in range(3):
         Image.new("RGB", (40 + i, 30), (i * 80, 0, 0)).save(images / f"img{i}.png")
-    theirs = tmp_path / "their_shards"  # a set written by plain webdataset, for the indexer
-    theirs.mkdir()
-    with wds.ShardWriter(str(theirs / "celeba-%06d.tar"), maxcount=4, verbose=0) as sink:
-        for i in range(8):
-            sink.write({"__key__": f"img{i}", "png": np.full((64, 64, 3), i, np.uint8), "json": {"i": i}})
+    theirs = plain_webdataset(tmp_path / "their_shards", shards=2, per_shard=4)  # for the indexer
     # The README's data sets and run directories, here.
     paths = {"/data/celeba": str(celeba), "/data/my_images": str(images), "/data/their_shards": str(theirs),
              "data/": f"{tmp_path}/data/", "runs/": f"{tmp_path}/runs/"}

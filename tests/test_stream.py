@@ -11,7 +11,7 @@ from PIL import Image
 
 from betavae_dist.config import from_sources
 from betavae_dist.data.stream import ShardStream, StreamError, decode
-from helpers import accelerate_cmd, in_process, make_celeba, run, train
+from helpers import accelerate_cmd, in_process, make_celeba, plain_webdataset, run, train, train_here
 
 
 @pytest.fixture(scope="module")
@@ -206,20 +206,8 @@ def test_a_shard_directory_or_its_manifest_stands_for_every_shard(celeba_shards)
         assert keys_of(stream, 0, 3) == keys_of(expanded, 0, 3)
 
 
-def plain_webdataset(directory, shards=3, per_shard=6):
-    """A set written by plain webdataset, as someone else's pipeline would: .png and .json members."""
-    directory.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    with wds.ShardWriter(str(directory / "celeba-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
-        for i in range(shards * per_shard):
-            sink.write({"__key__": f"img{i:04d}", "png": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
-                        "json": {"index": i}})
-    return directory
-
-
 def test_a_plain_webdataset_set_is_indexed_and_trained_on(tmp_path, monkeypatch):
     from betavae_dist.data import index
-    from helpers import train_here
 
     shards = plain_webdataset(tmp_path / "plain")
     run_args = [f"data.shards={shards}", "train.batch_size=4", "train.steps=2", "data.workers=0", "data.shuffle_buffer=4"]

@@ -119,13 +119,12 @@ def activation_bytes(arch: str, latents: int, channels: int) -> int:
 def read_evaluation(export: Path) -> dict | None:
     """An export's scores: its own evaluation.json (evaluate's default), else its run directory's
     (where sweeps write it); None when it was not evaluated or the file is not JSON."""
-    for path in (export / EVALUATION, export.parent / EVALUATION):
-        if path.is_file() and (path == export / EVALUATION or (export.parent / "config.yaml").is_file()):
-            try:
-                return json.loads(path.read_text())
-            except (OSError, ValueError):
-                return None
-    return None
+    run_dir = [export.parent / EVALUATION] if (export.parent / "config.yaml").is_file() else []
+    path = next((p for p in [export / EVALUATION, *run_dir] if p.is_file()), None)
+    try:
+        return json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        return None
 
 
 class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags=["beta-vae", "disentanglement"]):

@@ -84,9 +84,9 @@ def check_sizes(urls: list[str], manifest: dict, path: Path) -> None:
     training starts, not when an epoch reaches it. (URLs that are not files are checked as read.)"""
     recorded = {shard["name"]: shard.get("bytes") for shard in manifest["shards"]}
     for url in urls:
-        expected = recorded[Path(url).name]
-        if expected is not None and os.path.isfile(url) and os.path.getsize(url) != expected:
-            raise StreamError(f"shard {url} has {os.path.getsize(url):,} bytes, the manifest {path} says {expected:,} "
+        expected, size = recorded[Path(url).name], os.path.getsize(url) if os.path.isfile(url) else None
+        if None not in (expected, size) and size != expected:
+            raise StreamError(f"shard {url} has {size:,} bytes, the manifest {path} says {expected:,} "
                               "(cut short or replaced: copy it again, or index the shards again)")
 
 

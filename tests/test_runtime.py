@@ -40,8 +40,12 @@ def faults(mode: str) -> int:
 @pytest.mark.integration  # a fresh process
 def test_keep_heap_stops_the_page_faults_of_each_training_step():
     default, kept = faults("default"), faults("keep")
-    assert default > 1000  # glibc returns freed activations to the kernel and faults them back in
-    assert kept < default / 10
+    assert kept <= 100  # the heap keeps the activations' pages from step to step
+    # Where glibc returns freed activations to the kernel it faults them back in every step (87,040
+    # faults on the development machine); on CI's machine it once did not (1 fault), so the
+    # comparison is made where there is something to stop.
+    if default > 1000:
+        assert kept < default / 10
 
 
 def test_a_process_alone_leaves_its_data_workers_a_core_each(monkeypatch):

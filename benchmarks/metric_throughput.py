@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from betavae_dist.config import Config, EvalConfig
+from betavae_dist.metrics.beta_vae import BetaVAESettings
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.export import write_export
 from sklearn.linear_model import LogisticRegression
@@ -64,7 +65,7 @@ def ours_seconds(model, dataset, factors, n_train, n_eval, pairs) -> tuple[float
     start = time.perf_counter()
     with torch.no_grad():
         table = CodeTable(model_representation(model, dataset, "cpu"), dataset.factor_sizes)
-        result = run_metric("beta_vae", dataset, table, factors, EvalConfig(pairs=pairs, n_train=n_train, n_eval=n_eval))
+        result = run_metric("beta_vae", dataset, table, factors, EvalConfig(beta_vae=BetaVAESettings(pairs, n_train, n_eval)))
     return time.perf_counter() - start, result["beta_vae.eval_accuracy"]
 
 

@@ -24,6 +24,11 @@ from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
 from .data import DATASETS, SOURCES
 from .metrics import METRICS
+from .metrics.beta_vae import BetaVAESettings
+from .metrics.dci import BACKENDS, DCISettings
+from .metrics.factor_vae import FactorVAESettings
+from .metrics.mig import MIGSettings
+from .metrics.sap import SAPSettings
 from .metrics.codes import FACTOR_SETS
 from .models import ARCHITECTURES, MAX_CHANNELS, MAX_LATENTS
 from .objectives import OBJECTIVES
@@ -103,15 +108,32 @@ class EvalConfig:
     metrics: str = "beta_vae"  # comma-separated metric names (metrics/)
     factors: str = "all"  # "all" (every varying factor; dSprites: all but colour) or "no_shape"
     seed: int = 0  # the metrics' random draws
-    pairs: int = 64  # L: image pairs per β-VAE point, images per FactorVAE vote
-    n_train: int = 10_000  # classifier training points
-    n_eval: int = 5_000  # held-out points
-    n_samples: int = 10_000  # samples for MIG and the FactorVAE variance estimate
     batch_size: int = 64  # images per forward pass (64 was fastest on CPU, see docs/benchmarks.md)
+    # Each metric's own settings, disentanglement_lib's defaults (`eval.dci.n_train=2000`); a key
+    # without the metric's name sets it for every metric that has it (`eval.n_train=2000`).
+    beta_vae: BetaVAESettings = field(default_factory=BetaVAESettings)
+    factor_vae: FactorVAESettings = field(default_factory=FactorVAESettings)
+    mig: MIGSettings = field(default_factory=MIGSettings)
+    dci: DCISettings = field(default_factory=DCISettings)
+    sap: SAPSettings = field(default_factory=SAPSettings)
 
     @property
     def metric_names(self) -> list[str]:
         return comma_list(self.metrics)
+
+
+def shared_metric_keys() -> list[str]:
+    """`eval.<setting>` for each setting that some metric has."""
+    return sorted({f"eval.{f.name}" for metric in METRICS.values() for f in dataclasses.fields(metric.settings)})
+
+
+def every_metric(key: str) -> list[str]:
+    """`eval.<setting>` for every metric that has it (`eval.n_train` -> `eval.dci.n_train`, ...), or []."""
+    head, _, setting = key.partition(".")
+    if head != "eval" or "." in setting or setting in {f.name for f in dataclasses.fields(EvalConfig)}:
+        return []
+    return [f"eval.{name}.{setting}" for name, metric in METRICS.items()
+            if setting in {f.name for f in dataclasses.fields(metric.settings)}]
 
 
 @dataclass
@@ -141,6 +163,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "loss.objective": tuple(OBJECTIVES),
         "optim.name": tuple(OPTIMIZERS),
         "eval.factors": FACTOR_SETS,
+        "eval.dci.backend": BACKENDS,
         "train.cuda_graph": ("auto", "on", "off"),
     }
 
@@ -185,11 +208,15 @@ def _coerce(key: str, value: Any, expected: type, source: str) -> Any:
 def _did_you_mean(key: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(key, [*flat(Config().to_dict()), *RENAMED], n=1, cutoff=0.75)
+    close = difflib.get_close_matches(key, [*flat(Config().to_dict()), *RENAMED, *shared_metric_keys()], n=1, cutoff=0.75)
     return f"; did you mean {close[0]}?" if close else ""
 
 
 def _apply(obj: Any, key: str, value: Any, source: str) -> None:
+    for metric_key in every_metric(key):
+        _apply(obj, metric_key, value, source)
+    if every_metric(key):
+        return
     if key in RENAMED:
         new_key, values = RENAMED[key]
         print(f"config: {key} is deprecated, use {new_key} ({source})", file=sys.stderr)
@@ -256,11 +283,9 @@ def _check(cfg: Config) -> None:
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
         "train.collective_timeout": cfg.train.collective_timeout,
         "optim.lr": cfg.optim.lr,
-        "eval.pairs": cfg.eval.pairs,
-        "eval.n_train": cfg.eval.n_train,
-        "eval.n_eval": cfg.eval.n_eval,
-        "eval.n_samples": cfg.eval.n_samples,
         "eval.batch_size": cfg.eval.batch_size,
+        **{key: value for key, value in flat(dataclasses.asdict(cfg.eval), "eval.").items()
+           if type(value) is int and key.count(".") == 2},  # every metric's sizes
     }
     for key, value in positive.items():
         if value <= 0:
@@ -396,6 +421,8 @@ def help_text(prog: str) -> str:
     width = max(len(key) for key, *_ in rows)
     lines = [usage(prog), "", "config keys (key  type  default  meaning):"]
     lines += [f"  {key:<{width}}  {kind:<5}  {default:<12}  {meaning}" for key, kind, default, meaning in rows]
+    lines += ["", "keys for every metric that has the setting (eval.n_train=2000 sets eval.dci.n_train, ...):"]
+    lines += [f"  {key}: {', '.join(k.split('.')[1] for k in every_metric(key))}" for key in shared_metric_keys()]
     allowed = choices()
     lines += ["", "names each key accepts:"] + [f"  {key}: {', '.join(names)}" for key, names in allowed.items()]
     lines += [f"  eval.metrics (comma-separated): {', '.join(METRICS)}"]

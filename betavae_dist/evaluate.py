@@ -71,7 +71,7 @@ def print_table(results: dict, source: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in results.items():
-        if not key.endswith(("seconds", "sha256")):
+        if not key.endswith(("seconds", "sha256")) and not isinstance(value, list):  # not the fits' record
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
 

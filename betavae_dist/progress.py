@@ -39,7 +39,7 @@ class Lines:
                                began=now, said=now, fields=fields))
         return len(self.tasks) - 1
 
-    def advance(self, task: int, amount: float) -> None:
+    def advance(self, task: int, amount: float = 1) -> None:
         self.update(task, completed=self.tasks[task]["completed"] + amount)
 
     def update(self, task: int, completed: float | None = None, total: float | None = None, **fields) -> None:

@@ -135,11 +135,19 @@ def dlib_constant(factors):
 def metric(name, dsprites, represent, factor_set_name="all", **settings) -> dict:
     """One metric's results through `run_metric`, with `EvalConfig` defaults (disentanglement_lib's
     sizes) unless `settings` say otherwise."""
-    from betavae_dist.config import EvalConfig
     from betavae_dist.metrics import run_metric
     from betavae_dist.metrics.codes import CodeTable, factor_set
     table = CodeTable(represent, dsprites.factor_sizes)
-    return run_metric(name, dsprites, table, factor_set(dsprites, factor_set_name), EvalConfig(**settings))
+    return run_metric(name, dsprites, table, factor_set(dsprites, factor_set_name), eval_config(**settings))
+
+
+def eval_config(**settings):
+    """EvalConfig with these `eval.*` settings; one without a metric's name (`n_train=...`) sets it
+    for every metric that has it, as on the command line."""
+    from betavae_dist.config import Config, apply_mapping
+    cfg = Config()
+    apply_mapping(cfg, {"eval": settings}, "in the test")
+    return cfg.eval
 
 
 def score(name, dsprites, represent, key, factor_set_name="all", **settings) -> float:

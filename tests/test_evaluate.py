@@ -23,19 +23,28 @@ def evaluate_here(model, out, extra=()):
 
 
 def scores(path):
-    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("ranks", "model") and "seconds" not in k}
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("ranks", "model", "fits") and "seconds" not in k}
 
 
 @pytest.mark.distributed
-def test_one_two_three_ranks_give_identical_points_and_scores(small_run, tmp_path):
-    results = []
+def test_one_two_three_ranks_give_identical_points_and_scores_and_share_the_fits(small_run, tmp_path):
+    results, fits = [], []
     for n in (1, 2, 3):
         evaluate(small_run / "export", tmp_path / f"{n}.json", nproc=n)
-        assert json.loads((tmp_path / f"{n}.json").read_text())["ranks"] == n
+        result = json.loads((tmp_path / f"{n}.json").read_text())
+        assert result["ranks"] == n
         results.append(scores(tmp_path / f"{n}.json"))
+        fits.append(result["fits"])
     assert results[0] == results[1] == results[2]
     headline = {"beta_vae.eval_accuracy", "factor_vae.eval_accuracy", "mig.score", "dci.disentanglement", "sap.score"}
     assert headline <= results[0].keys()
+    # Each fit (the β-VAE metric's classifier, DCI's trees and SAP's SVMs of each of 5 factors) ran
+    # once, on the rank recorded; every rank had a share.
+    names = [name for name, _, _ in fits[0]]
+    assert len(set(names)) == len(names) == 11 and "dci/orientation" in names
+    for n, record in zip((1, 2, 3), fits):
+        assert [name for name, _, _ in record] == names
+        assert {rank for _, rank, _ in record} == set(range(n))
 
 
 def test_export_run_dir_and_checkpoint_evaluate_the_same_weights(small_run, tmp_path):
@@ -78,13 +87,14 @@ def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
         "the metrics need a factor dataset of the model's images (data.name=...)")
 
 
-def test_progress_shows_the_encoding_and_each_metric(small_run, tmp_path):
+def test_progress_shows_the_encoding_each_metric_and_the_fits(small_run, tmp_path):
     proc = evaluate_here(small_run / "export", tmp_path / "p.json", QUICK_EVAL)
     lines = proc.stdout.splitlines()  # not a terminal: plain lines (progress.py)
     encoded = [line.split()[2].split("/") for line in lines if line.startswith("images encoded ")]
     assert encoded and all(done == requested for done, requested in encoded), proc.stdout  # with their totals
-    assert any(line.startswith("metric beta_vae 1/1  done in ") for line in lines)
-    assert any(line.startswith("metric mig 1/1  done in ") for line in lines)
+    assert any(line.startswith("metric beta_vae: points 1/1  done in ") for line in lines)
+    assert any(line.startswith("metric mig: points 1/1  done in ") for line in lines)
+    assert any(line.startswith("fits (1 of 1 on this rank) 1/1  done in ") for line in lines)  # β-VAE's classifier
 
 
 def test_baselines_need_no_training_and_pca_is_well_above_chance(tmp_path):

@@ -164,7 +164,7 @@ def test_each_packed_point_directory_passes_a_solo_runs_checks(packed_and_solo, 
         assert BetaVAE.from_pretrained(run_dir / "export").latents == 10
         assert (run_dir / "reconstruction.png").is_file() and (run_dir / "traversal.png").is_file()
         evaluation = json.loads((run_dir / "evaluation.json").read_text())
-        assert evaluation["model"] == str(run_dir / "export") and evaluation["eval"]["n_train"] == 200
+        assert evaluation["model"] == str(run_dir / "export") and evaluation["eval"]["beta_vae"]["n_train"] == 200
         alone = json.loads((solo / name / "evaluation.json").read_text())
         assert alone["encode.seconds"] > 0 and "encode.models" not in alone
     # Each pack's images were encoded once for all its models, and its points say so (packs of 3, then 1).

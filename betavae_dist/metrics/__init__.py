@@ -1,14 +1,17 @@
 """Disentanglement metrics, by the names `eval.metrics` uses: one file each, one line in METRICS.
 
-A metric is a function `(dataset, represent, factors, cfg, rng) -> {score: value}` of a factor
-dataset, a representation function (factor vectors -> codes), the indices of the factors it
-scores, the `eval.*` settings and its random streams (`codes.Streams`, derived from its name).
-Each reproduces disentanglement_lib's (see its module).
+A metric is a function `(dataset, represent, factors, settings, rng) -> Plan` of a factor dataset, a
+representation function (factor vectors -> codes), the indices of the factors it scores, its own
+settings (a dataclass in its module, disentanglement_lib's defaults; `eval.<metric>.<key>`) and its
+random streams (`codes.Streams`, derived from its name). It computes its points on every rank and
+returns the classifier fits that remain, which `fits.run_plans` runs once each, spread over the
+ranks. Each reproduces disentanglement_lib's (see its module).
 
 Result keys follow one pattern, `<metric>.<score>` (`beta_vae.eval_accuracy`, `mig.score`,
-`dci.completeness`): the metric returns its scores and `run_metric` adds the prefix; the
-evaluator adds `<metric>.seconds` (the metric's own work) and `encode.seconds` (encoding the images,
-which the metrics share). `Metric.headline` is the score the sweep report shows.
+`dci.completeness`): the metric returns its scores and `score` adds the prefix and
+`<metric>.seconds` (the metric's own work: its points, and its fits wherever they ran);
+`encode.seconds` is the time spent encoding images, which the metrics share, and `fits` records
+which rank ran each fit and for how long. `Metric.headline` is the score the sweep report shows.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..registry import Registry
-from .beta_vae import beta_vae_score
+from .beta_vae import BetaVAESettings, beta_vae_score
 from .codes import CodeTable, Represent, Streams, factor_set, model_representation
-from .dci import dci
-from .factor_vae import factor_vae_score
-from .mig import mig
-from .sap import sap
+from .dci import DCISettings, dci
+from .factor_vae import FactorVAESettings, factor_vae_score
+from .fits import Plan, run_plans
+from .mig import MIGSettings, mig
+from .sap import SAPSettings, sap
 
 from rich.progress import Progress
 
@@ -36,16 +40,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Metric:
-    compute: Callable[..., dict]
+    compute: Callable[..., Plan]
     headline: str  # the score that sums the metric up
+    settings: type  # its settings dataclass: `eval.<name>` in the config
 
 
 METRICS = Registry("metric", {
-    "beta_vae": Metric(beta_vae_score, "eval_accuracy"),  # Higgins et al. 2017
-    "factor_vae": Metric(factor_vae_score, "eval_accuracy"),  # Kim & Mnih 2018
-    "mig": Metric(mig, "score"),  # Chen et al. 2018
-    "dci": Metric(dci, "disentanglement"),  # Eastwood & Williams 2018
-    "sap": Metric(sap, "score"),  # Kumar et al. 2018
+    "beta_vae": Metric(beta_vae_score, "eval_accuracy", BetaVAESettings),  # Higgins et al. 2017
+    "factor_vae": Metric(factor_vae_score, "eval_accuracy", FactorVAESettings),  # Kim & Mnih 2018
+    "mig": Metric(mig, "score", MIGSettings),  # Chen et al. 2018
+    "dci": Metric(dci, "disentanglement", DCISettings),  # Eastwood & Williams 2018
+    "sap": Metric(sap, "score", SAPSettings),  # Kumar et al. 2018
 })
 
 
@@ -54,20 +59,27 @@ def headline_keys() -> list[str]:
 
 
 def run_metric(name: str, dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig) -> dict:
-    scores = METRICS.choose(name, "eval.metrics").compute(dataset, represent, factors, cfg, Streams(cfg.seed, name))
+    """One metric's scores, `<name>.<score>`, in this process."""
+    plan = plan_metric(name, dataset, represent, factors, cfg)
+    (scores,), _ = run_plans([plan])
     return {f"{name}.{score}": value for score, value in scores.items()}
+
+
+def plan_metric(name: str, dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig) -> Plan:
+    metric = METRICS.choose(name, "eval.metrics")
+    return metric.compute(dataset, represent, factors, getattr(cfg, name), Streams(cfg.seed, name))
 
 
 def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Accelerator | None,
                    progress: Progress | None = None) -> dict:
     """The metrics of `eval.metrics` for a model on a factor dataset; every rank must call this (each
-    runs its share of forward passes). Each distinct image is encoded once for all the metrics.
-    `progress` gets a line for the images encoded and one per metric."""
+    runs its share of forward passes and of fits). Each distinct image is encoded once for all the
+    metrics. `progress` gets a line for the images encoded, one per metric's points and one for the fits."""
     progress = progress or Progress(disable=True)
     device = accelerator.device if accelerator else next(model.parameters()).device
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
                       cfg.eval.batch_size, **track_encoding(progress))
-    results = score(codes, dataset, cfg.eval, progress)
+    results, = score(codes, dataset, [cfg.eval], progress, accelerator)
     return {**results, "encode.seconds": round(codes.seconds, 2)}
 
 
@@ -83,16 +95,34 @@ def track_encoding(progress: Progress, description: str = "images encoded") -> d
     return {"on_requested": more, "on_encoded": lambda n: progress.advance(task, n)}
 
 
-def score(codes: CodeTable, dataset: FactorDataset, cfg: EvalConfig, progress: Progress, columns: slice | None = None) -> dict:
-    """Every metric of `eval.metrics` for the representation `codes` (or its `columns`: one model of
-    a pack), with the seconds of each apart from the time `codes` spent encoding images for it."""
-    represent = codes if columns is None else codes.columns(columns)
-    factors = factor_set(dataset, cfg.factors)
-    results: dict = {}
-    for name in cfg.metric_names:
-        task = progress.add_task(f"metric {name}", total=1)
-        start, encoding = time.perf_counter(), codes.seconds
-        results.update(run_metric(name, dataset, represent, factors, cfg))
-        results[f"{name}.seconds"] = round(time.perf_counter() - start - (codes.seconds - encoding), 2)
-        progress.update(task, completed=1)
+def score(codes: CodeTable, dataset: FactorDataset, cfgs: list[EvalConfig], progress: Progress,
+          accelerator: Accelerator | None = None, columns: list[slice] | None = None) -> list[dict]:
+    """Every metric of `eval.metrics` for each of the models whose codes `codes` holds (model m: its
+    `columns[m]`, one model of a pack; all columns when there is one model), each with the seconds
+    of its own work apart from the time `codes` spent encoding images for it. First every metric's
+    points, then all their fits together, so that the ranks share the fits of every model."""
+    columns = columns or [None] * len(cfgs)
+    plans: list[list[tuple[str, Plan]]] = []
+    for cfg, cols in zip(cfgs, columns):
+        represent = codes if cols is None else codes.columns(cols)
+        factors, plans_of_model = factor_set(dataset, cfg.factors), []
+        for name in cfg.metric_names:
+            task = progress.add_task(f"metric {name}: points", total=1)
+            start, encoding = time.perf_counter(), codes.seconds
+            plan = plan_metric(name, dataset, represent, factors, cfg)
+            plan.seconds = time.perf_counter() - start - (codes.seconds - encoding)
+            plans_of_model.append((name, plan))
+            progress.update(task, completed=1)
+        plans.append(plans_of_model)
+    scores, record = run_plans([plan for model in plans for _, plan in model], accelerator, progress)
+    results, i = [], 0
+    for model in plans:
+        result, fits = {}, 0
+        for name, plan in model:
+            result.update({f"{name}.{key}": value for key, value in scores[i].items()})
+            result[f"{name}.seconds"] = round(plan.seconds + sum(plan.fit_seconds), 2)
+            i += 1
+            fits += len(plan.fits)
+        result["fits"], record = record[:fits], record[fits:]
+        results.append(result)
     return results

@@ -18,16 +18,21 @@ ranks; scores agree with disentanglement_lib's within its seed-to-seed spread
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
 from .codes import Represent, Streams, point_codes
+from .fits import Fit, Plan
 
-if TYPE_CHECKING:
-    from ..config import EvalConfig
+
+@dataclass
+class BetaVAESettings:  # disentanglement_lib's defaults
+    pairs: int = 64  # L: image pairs averaged into one point
+    n_train: int = 10_000  # classifier training points
+    n_eval: int = 5_000  # held-out points
 
 
 def beta_vae_points(dataset: FactorDataset, represent: Represent, factors: list[int], rng: Streams, pairs: int, n: int):
@@ -43,15 +48,20 @@ def beta_vae_points(dataset: FactorDataset, represent: Represent, factors: list[
     return point_codes(represent, images, lambda z: np.abs(z[:, 0] - z[:, 1]).mean(1)), labels
 
 
-def beta_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig,
-                   rng: Streams) -> dict[str, float | str]:
-    n_train = cfg.n_train
-    points, labels = beta_vae_points(dataset, represent, factors, rng, cfg.pairs, n_train + cfg.n_eval)
-    from sklearn.linear_model import LogisticRegression  # here, not at import (classifiers.py)
+def beta_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], settings: BetaVAESettings,
+                   rng: Streams) -> Plan:
+    n_train = settings.n_train
+    points, labels = beta_vae_points(dataset, represent, factors, rng, settings.pairs, n_train + settings.n_eval)
 
-    model = fit(LogisticRegression(), points[:n_train], labels[:n_train])
-    return {
-        "train_accuracy": accuracy(model, points[:n_train], labels[:n_train]),
-        "eval_accuracy": accuracy(model, points[n_train:], labels[n_train:]),
-        "points_sha256": hashlib.sha256(points.astype(np.float32).tobytes()).hexdigest(),
-    }
+    def classify() -> tuple[float, float]:
+        from sklearn.linear_model import LogisticRegression  # here, not at import (classifiers.py)
+
+        model = fit(LogisticRegression(), points[:n_train], labels[:n_train])
+        return accuracy(model, points[:n_train], labels[:n_train]), accuracy(model, points[n_train:], labels[n_train:])
+
+    def finish(results: list) -> dict:
+        (train, held_out), = results
+        return {"train_accuracy": train, "eval_accuracy": held_out,
+                "points_sha256": hashlib.sha256(points.astype(np.float32).tobytes()).hexdigest()}
+
+    return Plan([Fit("beta_vae", len(factors) * n_train, classify)], finish)

@@ -10,35 +10,48 @@ for factor k (each column sums to 1).
   (`dci.informativeness_train`: on the training samples).
 H_K is the entropy in base K = number of factors, H_D in base D = code dimensions; 1e-11 is added
 to R before normalising, as disentanglement_lib does. Defaults 10,000 / 5,000, as there.
-Differences: the trees get `random_state=seed` (disentanglement_lib leaves them unseeded, so its
-importances can change from run to run where splits tie), and the samples come from
-the metric's own stream. Trees are slow (one per class and boosting stage: orientation's 40 classes
-make 4,000), so the factors are fitted in parallel worker processes, one per core.
+The trees: `eval.dci.backend=fast` (the default) grows scikit-learn's trees again, compiled
+(boosting.py: the same splits, importances and accuracies, ~30x less CPU time); `sklearn` fits
+`GradientBoostingClassifier(random_state=seed)` itself, the reference (disentanglement_lib leaves it
+unseeded, so its importances can change from run to run where two splits tie). The samples come
+from the metric's own stream; each factor's trees are one fit, run by one rank (fits.py).
 """
 
 from __future__ import annotations
 
-import os
-
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
 
 from ..data.dataset import FactorDataset
+from . import boosting
 from .classifiers import accuracy, fit
 from .codes import Represent, Streams
+from .fits import Fit, Plan
 
-if TYPE_CHECKING:
-    from ..config import EvalConfig
+BACKENDS = ("fast", "sklearn")
 
 
-def _fit_factor(x_train, y_train, x_test, y_test, seed: int) -> tuple[np.ndarray, float, float]:
-    """(importance of each code, train accuracy, test accuracy) of one factor's trees."""
+@dataclass
+class DCISettings:  # disentanglement_lib's defaults
+    n_train: int = 10_000  # training points of each factor's trees
+    n_eval: int = 5_000  # held-out points (informativeness)
+    backend: str = "fast"  # the trees: "fast" (scikit-learn's grown again, compiled) or "sklearn" (the reference)
+
+
+def _sklearn_trees(x_train, y_train, x_test, y_test, seed: int) -> boosting.Boosted:
     from sklearn.ensemble import GradientBoostingClassifier  # here, not at import (classifiers.py)
 
     model = fit(GradientBoostingClassifier(random_state=seed), x_train, y_train)
-    return np.abs(model.feature_importances_), accuracy(model, x_train, y_train), accuracy(model, x_test, y_test)
+    return boosting.Boosted(np.abs(model.feature_importances_), accuracy(model, x_train, y_train),
+                            accuracy(model, x_test, y_test))
+
+
+def _fast_trees(x_train, y_train, x_test, y_test, seed: int) -> boosting.Boosted:
+    return boosting.fit(x_train, y_train, x_test, y_test)  # no randomness: ties go to the first feature
+
+
+TREES = {"fast": _fast_trees, "sklearn": _sklearn_trees}
 
 
 def _one_minus_entropy(r: np.ndarray, base: int) -> np.ndarray:
@@ -64,21 +77,24 @@ def completeness(importance: np.ndarray) -> float:
     return _weighted(_one_minus_entropy(importance, importance.shape[0]), importance.sum(0))
 
 
-def dci(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
-    n_train = cfg.n_train
-    samples = dataset.sample_factors(n_train + cfg.n_eval, rng())
+def dci(dataset: FactorDataset, represent: Represent, factors: list[int], settings: DCISettings, rng: Streams) -> Plan:
+    n_train = settings.n_train
+    samples = dataset.sample_factors(n_train + settings.n_eval, rng())
     codes = represent(samples)
-    largest_first = sorted(range(len(factors)), key=lambda j: -dataset.factor_sizes[factors[j]])
-    workers = min(len(factors), len(os.sched_getaffinity(0)))
-    fitted = Parallel(n_jobs=workers)(
-        delayed(_fit_factor)(codes[:n_train], samples[:n_train, factors[j]], codes[n_train:],
-                             samples[n_train:, factors[j]], rng.seed)
-        for j in largest_first)
-    by_factor = dict(zip(largest_first, fitted))
-    importance = np.stack([by_factor[j][0] for j in range(len(factors))], 1)  # (codes, factors)
-    return {
-        "disentanglement": disentanglement(importance),
-        "completeness": completeness(importance),
-        "informativeness": float(np.mean([by_factor[j][2] for j in range(len(factors))])),
-        "informativeness_train": float(np.mean([by_factor[j][1] for j in range(len(factors))])),
-    }
+    trees = TREES[settings.backend]
+
+    def factor_fit(k: int) -> Fit:
+        y = samples[:, k]
+        return Fit(f"dci/{dataset.factor_names[k]}", dataset.factor_sizes[k] * n_train,
+                   lambda: trees(codes[:n_train], y[:n_train], codes[n_train:], y[n_train:], rng.seed))
+
+    def finish(fitted: list[boosting.Boosted]) -> dict:
+        importance = np.stack([f.importance for f in fitted], 1)  # (codes, factors)
+        return {
+            "disentanglement": disentanglement(importance),
+            "completeness": completeness(importance),
+            "informativeness": float(np.mean([f.test_accuracy for f in fitted])),
+            "informativeness_train": float(np.mean([f.train_accuracy for f in fitted])),
+        }
+
+    return Plan([factor_fit(k) for k in factors], finish)

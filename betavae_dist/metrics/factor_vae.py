@@ -9,25 +9,31 @@ points; the score is its accuracy on `n_eval` points. 0 when every dimension col
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.dataset import FactorDataset
 from .codes import Represent, Streams, point_codes
-
-if TYPE_CHECKING:
-    from ..config import EvalConfig
+from .fits import Plan, done
 
 
-def factor_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig,
-                     rng: Streams) -> dict[str, float]:
-    global_var = represent(dataset.sample_factors(cfg.n_samples, rng(part="variance"))).var(0, ddof=1)
+@dataclass
+class FactorVAESettings:  # disentanglement_lib's defaults
+    pairs: int = 64  # L: images that share a factor's value in one vote
+    n_train: int = 10_000  # votes that fit the majority-vote classifier
+    n_eval: int = 5_000  # held-out votes
+    n_samples: int = 10_000  # random samples of the codes' variance (the active dimensions)
+
+
+def factor_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], settings: FactorVAESettings,
+                     rng: Streams) -> Plan:
+    global_var = represent(dataset.sample_factors(settings.n_samples, rng(part="variance"))).var(0, ddof=1)
     active = np.sqrt(global_var) >= 0.05
     if not active.any():
-        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "active_dims": 0}
-    n_train, pairs = cfg.n_train, cfg.pairs
-    n = n_train + cfg.n_eval
+        return done({"train_accuracy": 0.0, "eval_accuracy": 0.0, "active_dims": 0})
+    n_train, pairs = settings.n_train, settings.pairs
+    n = n_train + settings.n_eval
     labels = np.empty(n, np.int64)
     batches = np.empty((n, pairs, len(dataset.factor_sizes)), np.int64)
     for i in range(n):
@@ -44,8 +50,8 @@ def factor_vae_score(dataset: FactorDataset, represent: Represent, factors: list
     votes = np.zeros((len(global_var), len(factors)), np.int64)
     np.add.at(votes, (dims[:n_train], labels[:n_train]), 1)
     predicted = votes.argmax(1)
-    return {
+    return done({  # the majority vote is a count: no fit to share out
         "train_accuracy": float(votes.max(1).sum() / n_train),
         "eval_accuracy": float((predicted[dims[n_train:]] == labels[n_train:]).mean()),
         "active_dims": int(active.sum()),
-    }
+    })

@@ -9,15 +9,18 @@ Note: 20 bins cannot separate a factor with more values (dSprites orientation ha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.dataset import FactorDataset
 from .codes import Represent, Streams
+from .fits import Plan, done
 
-if TYPE_CHECKING:
-    from ..config import EvalConfig
+
+@dataclass
+class MIGSettings:  # disentanglement_lib's defaults
+    n_samples: int = 10_000  # random samples whose codes are binned
 
 
 def discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:
@@ -45,11 +48,11 @@ def entropy(a: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def mig(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
-    samples = dataset.sample_factors(cfg.n_samples, rng())
+def mig(dataset: FactorDataset, represent: Represent, factors: list[int], settings: MIGSettings, rng: Streams) -> Plan:
+    samples = dataset.sample_factors(settings.n_samples, rng())
     codes = discretize(represent(samples))
     gaps = []
     for k in factors:
         mi = sorted((mutual_information(codes[:, i], samples[:, k]) for i in range(codes.shape[1])), reverse=True)
         gaps.append((mi[0] - (mi[1] if len(mi) > 1 else 0.0)) / entropy(samples[:, k]))
-    return {"score": float(np.mean(gaps))}
+    return done({"score": float(np.mean(gaps))})

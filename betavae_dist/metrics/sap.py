@@ -12,32 +12,40 @@ from the metric's own stream.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
 from .codes import Represent, Streams
-
-if TYPE_CHECKING:
-    from ..config import EvalConfig
+from .fits import Fit, Plan
 
 
-def sap(dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig, rng: Streams) -> dict[str, float]:
-    n_train = cfg.n_train
-    samples = dataset.sample_factors(n_train + cfg.n_eval, rng())
+@dataclass
+class SAPSettings:  # disentanglement_lib's defaults
+    n_train: int = 10_000  # training points of each code's SVM
+    n_eval: int = 5_000  # held-out points
+
+
+def sap(dataset: FactorDataset, represent: Represent, factors: list[int], settings: SAPSettings, rng: Streams) -> Plan:
+    n_train = settings.n_train
+    samples = dataset.sample_factors(n_train + settings.n_eval, rng())
     codes = represent(samples)
-    from sklearn.svm import LinearSVC  # here, not at import (classifiers.py)
 
-    scores = np.zeros((codes.shape[1], len(factors)))
-    for i in range(codes.shape[1]):
-        x = codes[:, i : i + 1]
-        for j, k in enumerate(factors):
-            y = samples[:, k]
+    def accuracies(k: int) -> np.ndarray:
+        """Each code's held-out accuracy at predicting factor k alone."""
+        from sklearn.svm import LinearSVC  # here, not at import (classifiers.py)
+
+        y, out = samples[:, k], np.zeros(codes.shape[1])
+        for i in range(codes.shape[1]):
+            x = codes[:, i : i + 1]
             model = fit(LinearSVC(C=0.01, class_weight="balanced", dual=True, random_state=rng.seed), x[:n_train], y[:n_train])
-            scores[i, j] = accuracy(model, x[n_train:], y[n_train:])
-    return {"score": gap_score(scores)}
+            out[i] = accuracy(model, x[n_train:], y[n_train:])
+        return out
+
+    fits = [Fit(f"sap/{dataset.factor_names[k]}", codes.shape[1] * n_train, lambda k=k: accuracies(k)) for k in factors]
+    return Plan(fits, lambda results: {"score": gap_score(np.stack(results, 1))})
 
 
 def gap_score(scores: np.ndarray) -> float:

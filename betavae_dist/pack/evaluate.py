@@ -1,8 +1,9 @@
 """The metrics of a pack's K trained models, computed together: each distinct image of the factor
 dataset is rendered and encoded once, by all K encoders in one vmapped pass, and its K codes are
 kept side by side (a CodeTable of K·latents columns); each point's metrics then read its own
-columns. Each point's evaluation.json is the one `betavae_dist.evaluate` writes for its export,
-except that `encode.seconds` is the whole pack's, shared by its `encode.models` models.
+columns, and the fits of all K models run together. Each point's evaluation.json is the one
+`betavae_dist.evaluate` writes for its export, except that `encode.seconds` is the whole pack's,
+shared by its `encode.models` models.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
 
     codes = CodeTable(represent, dataset.factor_sizes, None, eval_cfg.batch_size,
                       **track_encoding(progress, f"images encoded ({model.size} models)"))
-    results = [score(codes, dataset, cfg.eval, progress, slice(k * d, (k + 1) * d)) for k, cfg in enumerate(cfgs)]
+    columns = [slice(k * d, (k + 1) * d) for k in range(len(cfgs))]
+    results = score(codes, dataset, [cfg.eval for cfg in cfgs], progress, columns=columns)
     shared = {"encode.seconds": round(codes.seconds, 2), "encode.models": model.size}
     for cfg, export, result in zip(cfgs, exports, results):
         result.update(shared)

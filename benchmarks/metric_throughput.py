@@ -7,13 +7,15 @@ them in fixed chunks, sharded across ranks. Both use the same renderer, model an
 Ranks are real `accelerate launch` processes of `betavae_dist.evaluate`.
 
     python benchmarks/metric_throughput.py [--scale 1.0]     # scale < 1 shrinks N_train and N_eval
-    python benchmarks/metric_throughput.py --suite runs/dsprites_beta4/export   # all five metrics, their shares
+    python benchmarks/metric_throughput.py --suite runs/dsprites_beta4/export [--pack 9]   # all five metrics
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from betavae_dist.config import Config, EvalConfig
@@ -31,7 +34,10 @@ from betavae_dist.data.dsprites import DSprites
 from betavae_dist.export import write_export
 from sklearn.linear_model import LogisticRegression
 
-from betavae_dist.metrics import METRICS, run_metric
+from betavae_dist.evaluate import load_model
+from betavae_dist.metrics import METRICS, run_metric, score
+from betavae_dist.metrics.dci import DCISettings
+from betavae_dist.pack.evaluate import evaluate_pack
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 from betavae_dist.metrics.classifiers import accuracy, fit
 from betavae_dist.models import BetaVAE
@@ -81,20 +87,65 @@ def ranks_seconds(export: Path, nproc: int, n_train: int, n_eval: int, pairs: in
     return result["beta_vae.seconds"] + result["encode.seconds"], result["beta_vae.eval_accuracy"]
 
 
-def suite(export: Path) -> None:
-    """All five metrics at default sizes through `betavae_dist.evaluate` on one process: seconds and share of each."""
-    out = Path(tempfile.mkdtemp()) / "suite.json"
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "betavae_dist.evaluate", "--model", str(export), "--out", str(out),
-                    "eval.metrics=" + ",".join(METRICS)], cwd=ROOT, check=True, capture_output=True)
-    wall = time.perf_counter() - start
-    result = json.loads(out.read_text())
-    table = Table(title=f"the metric suite at default sizes, one process, {export}")
-    for column in ("metric", "seconds", "share"):
+def timed(codes, dataset, cfg: EvalConfig) -> tuple[dict, float]:
+    """The scores of `cfg` on `codes` in this process, and the CPU seconds they took (all threads)."""
+    cpu = time.process_time()
+    result, = score(codes, dataset, [cfg], Progress(disable=True))
+    return result, time.process_time() - cpu
+
+
+def suite(export: Path, pack: int) -> None:
+    """All five metrics at disentanglement_lib's sizes on one model, in this process: each metric's
+    seconds once the codes exist, DCI both with scikit-learn's trees (the reference) and the
+    compiled ones; then the same model `pack` times over as one pack (evaluate_pack, encoding
+    included), against `pack` solo evaluations."""
+    keep_heap()
+    model, train_cfg = load_model(export)
+    dataset = DSprites()
+    cfg = EvalConfig(metrics=",".join(METRICS))  # disentanglement_lib's sizes
+    codes = CodeTable(model_representation(model.eval(), dataset, "cpu"), dataset.factor_sizes, batch_size=cfg.batch_size)
+    ours, _ = timed(codes, dataset, cfg)
+    _, ours_dci_cpu = timed(codes, dataset, dataclasses.replace(cfg, metrics="dci"))
+    sklearn_dci = dataclasses.replace(cfg, metrics="dci", dci=DCISettings(backend="sklearn"))
+    reference, reference_dci_cpu = timed(codes, dataset, sklearn_dci)
+    threads = torch.get_num_threads()
+    table = Table(title=f"the metric suite at disentanglement_lib's sizes, one process, {threads} threads, {export}")
+    for column in ("metric", "reference: scikit-learn's trees (s)", "ours: compiled trees (s)", "× reference"):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    for name in ("encode", *METRICS):
-        table.add_row(name, f"{result[name + '.seconds']:.1f}", f"{result[name + '.seconds'] / wall:.0%}")
-    table.add_row("whole command (start-up, model, dataset included)", f"{wall:.1f}", "100%")
+    before = after = 0.0
+    for name in METRICS:
+        mine = ours[f"{name}.seconds"]
+        theirs = reference["dci.seconds"] if name == "dci" else mine  # the other metrics: one path
+        before, after = before + theirs, after + mine
+        table.add_row(name, f"{theirs:.1f}", f"{mine:.1f}", f"{theirs / mine:.1f}" if name == "dci" else "same path")
+    table.add_row("DCI, CPU seconds (all threads)", f"{reference_dci_cpu:.1f}", f"{ours_dci_cpu:.1f}",
+                  f"{reference_dci_cpu / ours_dci_cpu:.1f}")
+    table.add_row("the five metrics, once the codes exist", f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}")
+    table.add_row("encoding the images (shared)", f"{codes.seconds:.1f}", f"{codes.seconds:.1f}", "")
+    Console().print(table)
+    scores = Table(title="DCI of this model, both ways (the same points)")
+    for column in ("score", "scikit-learn's trees", "compiled trees"):
+        scores.add_column(column)
+    for key in ("disentanglement", "completeness", "informativeness"):
+        scores.add_row(key, f"{reference[f'dci.{key}']:.4f}", f"{ours[f'dci.{key}']:.4f}")
+    Console().print(scores)
+    if pack > 1:
+        pack_suite(export, train_cfg, cfg, pack, solo=codes.seconds + after, solo_before=codes.seconds + before)
+
+
+def pack_suite(export: Path, train_cfg: Config, cfg: EvalConfig, pack: int, solo: float, solo_before: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        exports = [Path(shutil.copytree(export, Path(tmp) / f"point{k}" / "export")) for k in range(pack)]
+        start = time.perf_counter()
+        evaluate_pack([dataclasses.replace(train_cfg, eval=cfg) for _ in exports], exports, torch.device("cpu"))
+        seconds = time.perf_counter() - start
+    table = Table(title=f"a pack of {pack} models, all five metrics, one process (encoding included)")
+    for column in ("evaluation", "seconds", "per model"):
+        table.add_column(column, justify="left" if column == "evaluation" else "right")
+    table.add_row(f"{pack} solo evaluations, scikit-learn's trees (before; {pack} × the solo one above)",
+                  f"{pack * solo_before:.0f}", f"{solo_before:.1f}")
+    table.add_row(f"{pack} solo evaluations, compiled trees ({pack} × the solo one above)", f"{pack * solo:.0f}", f"{solo:.1f}")
+    table.add_row(f"one pack of {pack} (evaluate_pack), compiled trees: measured", f"{seconds:.0f}", f"{seconds / pack:.1f}")
     Console().print(table)
 
 
@@ -105,9 +156,10 @@ def main() -> None:
     parser.add_argument("--suite", metavar="EXPORT", type=Path, default=None,
                         help="instead: time all five metrics on this export (a trained one: an untrained "
                              "model has no active dimension, and FactorVAE then stops early)")
+    parser.add_argument("--pack", type=int, default=9, help="with --suite: also a pack of this many copies (1: none)")
     args = parser.parse_args()
     if args.suite:
-        return suite(args.suite)
+        return suite(args.suite, args.pack)
     n_train, n_eval = int(10_000 * args.scale), int(5_000 * args.scale)
     torch.manual_seed(0)
     model = BetaVAE("conv64").eval()

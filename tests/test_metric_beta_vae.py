@@ -1,14 +1,14 @@
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from betavae_dist.metrics import codes
+from betavae_dist.metrics import codes, run_metric
 from betavae_dist.metrics.beta_vae import beta_vae_points
-from betavae_dist.metrics.codes import CodeTable, Streams, factor_set
-from helpers import (SMALL_EVAL, constant, dlib_constant, dlib_noisy, dlib_oracle, dlib_rotated, metric, oracle, rotated,
-                     run, score, train)
+from betavae_dist.metrics.codes import CodeTable, Streams, factor_set, model_representation
+from betavae_dist.models import BetaVAE
+from helpers import (SMALL_EVAL, constant, dlib_constant, dlib_noisy, dlib_oracle, dlib_rotated, eval_config, metric, oracle,
+                     rotated, score, train)
 
 KEY = "beta_vae.eval_accuracy"
 
@@ -82,13 +82,17 @@ def test_matches_disentanglement_lib(dsprites, represent, expected, tolerance):
 
 
 @pytest.mark.integration
-def test_a_collapsed_model_scores_chance(tmp_run):
-    # Early in training (KL ~ 0.005 nats) the codes barely depend on the image. The tiny |z1 - z2|
-    # left must not be blown up into a score (standardised features gave 0.73-0.79).
+def test_a_collapsed_model_scores_near_chance_over_seeds(tmp_run, dsprites):
+    # Early in training (KL ~ 0.005 nats) the codes barely depend on the image. Under
+    # disentanglement_lib's protocol such a model is not exactly at chance (0.2): over 10 seeds its
+    # scores were 0.273 ± 0.075 (ours 0.267 ± 0.074 on the same codes, 0.19-0.38), since the
+    # classifier still reads something from the tiny |z1 - z2|. What must not happen is what
+    # standardised features did to them: 0.73-0.79.
     train(tmp_run, "train.steps=300", "train.batch_size=64", "train.log_every=100")
     kl = json.loads((tmp_run / "metrics.jsonl").read_text().splitlines()[-1])["kl"]
     assert kl < 0.02
-    proc = run([sys.executable, "-m", "betavae_dist.evaluate", "--model", str(tmp_run / "export"),
-                "eval.metrics=beta_vae", "eval.n_train=2000", "eval.n_eval=1000", "eval.pairs=32"])
-    result = json.loads((tmp_run / "export" / "evaluation.json").read_text())
-    assert abs(result[KEY] - 1 / 5) < 0.05, proc.stdout
+    model = BetaVAE.from_pretrained(tmp_run / "export").eval()
+    table = CodeTable(model_representation(model, dsprites, "cpu"), dsprites.factor_sizes)
+    scores = [run_metric("beta_vae", dsprites, table, factor_set(dsprites, "all"),
+                         eval_config(seed=seed, n_train=2000, n_eval=1000, pairs=32))[KEY] for seed in range(3)]
+    assert max(scores) < 0.5 and 0.15 < np.mean(scores) < 0.4, scores

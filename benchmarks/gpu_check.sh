@@ -14,7 +14,7 @@
 #    SWEEP_ARGS adds settings (e.g. train.steps=10000); SWEEP_FILE names another sweep file.
 # Skip parts with SKIP="tests bench smoke pack" (any of them); BENCH_ARGS passes options to the
 # training benchmark, PACK_BENCH_ARGS to the sweep benchmark (e.g. --repeats 1).
-# Packages the GPU image lacks (deepspeed, webdataset, pyspng) are installed from .whl/ if it is
+# Packages the GPU image lacks (deepspeed, webdataset, pyspng, numba + llvmlite for DCI) are installed from .whl/ if it is
 # there (the device README's wheels: carry [".whl"]). $OUT gets at most 8 files, as the device returns.
 # On a 15-minute lease (start-up included): two calls, the second at once on the warm machine:
 #   FULL_SWEEP=1 SKIP="tests bench smoke pack" bash benchmarks/gpu_check.sh     # timeout_s 600

@@ -122,13 +122,13 @@ def suite(export: Path, pack: int) -> None:
                   f"{reference_dci_cpu / ours_dci_cpu:.1f}")
     table.add_row("the five metrics, once the codes exist", f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}")
     table.add_row("encoding the images (shared)", f"{codes.seconds:.1f}", f"{codes.seconds:.1f}", "")
-    Console().print(table)
+    Console(width=200).print(table)
     scores = Table(title="DCI of this model, both ways (the same points)")
     for column in ("score", "scikit-learn's trees", "compiled trees"):
         scores.add_column(column)
     for key in ("disentanglement", "completeness", "informativeness"):
         scores.add_row(key, f"{reference[f'dci.{key}']:.4f}", f"{ours[f'dci.{key}']:.4f}")
-    Console().print(scores)
+    Console(width=200).print(scores)
     if pack > 1:
         pack_suite(export, train_cfg, cfg, pack, solo=codes.seconds + after, solo_before=codes.seconds + before)
 
@@ -146,7 +146,7 @@ def pack_suite(export: Path, train_cfg: Config, cfg: EvalConfig, pack: int, solo
                   f"{pack * solo_before:.0f}", f"{solo_before:.1f}")
     table.add_row(f"{pack} solo evaluations, compiled trees ({pack} × the solo one above)", f"{pack * solo:.0f}", f"{solo:.1f}")
     table.add_row(f"one pack of {pack} (evaluate_pack), compiled trees: measured", f"{seconds:.0f}", f"{seconds / pack:.1f}")
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 def main() -> None:
@@ -185,7 +185,7 @@ def main() -> None:
     for name, (seconds, acc) in rows.items():
         table.add_row(name, f"{seconds:.1f}", f"{reference / seconds:.2f}",
                       f"{one_rank / seconds:.2f}" if "rank" in name else "", f"{acc:.4f}")
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def beta_vae_score(dataset: FactorDataset, represent: Represent, factors: list[i
     n_train = settings.n_train
     points, labels = beta_vae_points(dataset, represent, factors, rng, settings.pairs, n_train + settings.n_eval)
 
-    def classify() -> tuple[float, float]:
+    def classify(threads: int) -> tuple[float, float]:  # on one thread whatever it may use: the same result anywhere
         from sklearn.linear_model import LogisticRegression  # here, not at import (classifiers.py)
 
         model = fit(LogisticRegression(), points[:n_train], labels[:n_train])

@@ -7,28 +7,21 @@ same ones), one Newton step per leaf, learning rate 0.1; the importance of a fea
 error its splits remove, summed over all trees and normalised. `fit` grows those trees: each feature
 sorted once and kept sorted within each node as the node splits (scikit-learn sorts every node's
 samples again, 99 % of its DCI time), one pass per feature and node for the split, and the trees of
-a stage, which are independent, in parallel. It differs only where two splits tie exactly
-(scikit-learn tries the features in a random order, here in order) and in the last bits of sums.
+a stage, which are independent, in parallel. It differs only where two features split a node the
+same way (scikit-learn takes the one its random feature order meets first; here the one whose sums
+round higher, else the first) and in the last bits of sums: the trees equal scikit-learn's for one
+of its random states (tests/test_metric_dci.py), and DCI's scores agree within the spread of seeds
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
-import torch
 
 FEATURE_THRESHOLD = 1e-7  # scikit-learn's: values closer than this are never split apart
 EPSILON = np.finfo(np.float64).eps  # a node whose squared error is below this is a leaf
 NODES = 15  # a heap of depth 3: node j's children are 2j + 1 and 2j + 2
-
-
-@dataclass(frozen=True)
-class Boosted:
-    importance: np.ndarray  # (features,), sums to 1 (or all zeros when no tree splits)
-    train_accuracy: float
-    test_accuracy: float
 
 
 @numba.njit(cache=True, nogil=True)
@@ -117,7 +110,6 @@ def _apply(xt, features, thresholds, values, out, rate):
         out[i] += rate * values[j]
 
 
-@numba.njit(cache=True, parallel=True)
 def _stage(xt, order, inverse, residuals, hess, newton, max_depth, rate, raw, test_xt, test_raw, gain):
     """One boosting stage: a tree per column of residuals, each added to its column of raw and
     test_raw (the trees are independent, so the stage's result does not depend on the threads)."""
@@ -130,17 +122,27 @@ def _stage(xt, order, inverse, residuals, hess, newton, max_depth, rate, raw, te
         _apply(test_xt, features, thresholds, values, test_raw[k], rate)
 
 
+# The trees of a stage on numba's threads, or on the calling thread alone: the serial kernel never
+# enters numba's thread pool, so several Python threads may run it at once (fits.py's pool).
+_parallel_stage = numba.njit(cache=True, parallel=True)(_stage)
+_serial_stage = numba.njit(cache=True, nogil=True)(_stage)
+
+
 def _softmax(raw: np.ndarray) -> np.ndarray:
     e = np.exp(raw - raw.max(0))
     return e / e.sum(0)
 
 
-def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-        stages: int = 100, rate: float = 0.1, max_depth: int = 3) -> Boosted:
-    """GradientBoostingClassifier() fitted on (x_train, y_train): its importances and accuracies."""
+def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, threads: int = 1,
+        stages: int = 100, rate: float = 0.1, max_depth: int = 3) -> tuple[np.ndarray, float, float]:
+    """GradientBoostingClassifier() fitted on (x_train, y_train) with `threads` threads: its feature
+    importances (summing to 1, or all zeros when no tree splits), its accuracy on the training and
+    on the test samples."""
     assert max_depth <= 3, "the node heap holds depth 3"
-    # As many threads as torch has here: the launcher's share of the cores for each rank.
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+    if threads > 1:
+        numba.set_num_threads(threads)
+    stage_trees = _parallel_stage if threads > 1 else _serial_stage
     classes, y = np.unique(y_train, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"gradient boosting needs 2 or more classes; the training labels hold {len(classes)}")
@@ -164,11 +166,11 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np
     inverse = 1.0 / np.maximum(np.arange(len(y) + 1), 1)
     for stage in range(stages):
         p = 1 / (1 + np.exp(-raw)) if binary else _softmax(raw)
-        _stage(xt, order, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw, gain[stage])
+        stage_trees(xt, order, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw, gain[stage])
     importance = gain.sum((0, 1))
     importance = importance / importance.sum() if importance.sum() > 0 else importance
 
     def predict(r: np.ndarray) -> np.ndarray:
         return classes[(r[0] > 0).astype(int)] if binary else classes[r.argmax(0)]
 
-    return Boosted(importance, float((predict(raw) == y_train).mean()), float((predict(test_raw) == y_test).mean()))
+    return importance, float((predict(raw) == y_train).mean()), float((predict(test_raw) == y_test).mean())

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.dataset import FactorDataset
-from . import boosting
 from .classifiers import accuracy, fit
 from .codes import Represent, Streams
 from .fits import Fit, Plan
@@ -39,16 +38,25 @@ class DCISettings:  # disentanglement_lib's defaults
     backend: str = "fast"  # the trees: "fast" (scikit-learn's grown again, compiled) or "sklearn" (the reference)
 
 
-def _sklearn_trees(x_train, y_train, x_test, y_test, seed: int) -> boosting.Boosted:
+@dataclass(frozen=True)
+class Trees:
+    """What DCI reads off one factor's trees."""
+    importance: np.ndarray  # of each code, summing to 1 (or all zeros when no tree splits)
+    train_accuracy: float
+    test_accuracy: float
+
+
+def _sklearn_trees(x_train, y_train, x_test, y_test, seed: int, threads: int) -> Trees:
     from sklearn.ensemble import GradientBoostingClassifier  # here, not at import (classifiers.py)
 
     model = fit(GradientBoostingClassifier(random_state=seed), x_train, y_train)
-    return boosting.Boosted(np.abs(model.feature_importances_), accuracy(model, x_train, y_train),
-                            accuracy(model, x_test, y_test))
+    return Trees(np.abs(model.feature_importances_), accuracy(model, x_train, y_train), accuracy(model, x_test, y_test))
 
 
-def _fast_trees(x_train, y_train, x_test, y_test, seed: int) -> boosting.Boosted:
-    return boosting.fit(x_train, y_train, x_test, y_test)  # no randomness: ties go to the first feature
+def _fast_trees(x_train, y_train, x_test, y_test, seed: int, threads: int) -> Trees:
+    from . import boosting  # here, not at import: numba's start-up, and a trainer never needs it
+
+    return Trees(*boosting.fit(x_train, y_train, x_test, y_test, threads))  # no randomness: a tie goes the same way every time
 
 
 TREES = {"fast": _fast_trees, "sklearn": _sklearn_trees}
@@ -86,9 +94,9 @@ def dci(dataset: FactorDataset, represent: Represent, factors: list[int], settin
     def factor_fit(k: int) -> Fit:
         y = samples[:, k]
         return Fit(f"dci/{dataset.factor_names[k]}", dataset.factor_sizes[k] * n_train,
-                   lambda: trees(codes[:n_train], y[:n_train], codes[n_train:], y[n_train:], rng.seed))
+                   lambda threads: trees(codes[:n_train], y[:n_train], codes[n_train:], y[n_train:], rng.seed, threads))
 
-    def finish(fitted: list[boosting.Boosted]) -> dict:
+    def finish(fitted: list[Trees]) -> dict:
         importance = np.stack([f.importance for f in fitted], 1)  # (codes, factors)
         return {
             "disentanglement": disentanglement(importance),

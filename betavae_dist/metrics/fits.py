@@ -4,25 +4,28 @@ A metric first computes its points on every rank (encoding is shared: codes.py),
 `Plan`: the independent fits that remain (one per factor for DCI and SAP, one for the β-VAE
 metric) and how its scores follow from their results. `run_plans` deals the fits of all plans (all
 metrics, all models of a pack) to the ranks, longest first to the least loaded rank (a fixed rule,
-so every rank knows the deal without talking), runs its own share and gathers every result to
-every rank. A fit's result depends only on its inputs, never on the rank or the thread count that
+so every rank knows the deal without talking), runs its own share over its threads and gathers
+every result to every rank. A fit's result depends only on its inputs, never on the rank or the thread count that
 computed it, so the scores are the same on any number of ranks.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from rich.progress import Progress
+from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
 class Fit:
     name: str  # e.g. "dci/orientation": shown in progress and in the evaluation's `fits` record
     cost: float  # relative work, to balance the ranks (e.g. classes x samples)
-    run: Callable[[], Any]  # returns a picklable result
+    run: Callable[[int], Any]  # given the threads it may use, returns a picklable result
 
 
 @dataclass
@@ -48,6 +51,31 @@ def deal(costs: list[float], ranks: int) -> list[int]:
     return owner
 
 
+def _run(fits: list[Fit], mine: list[int], advance: Callable[[], None]) -> list[tuple[int, Any, float]]:
+    """(index, result, seconds) of this rank's fits, over its threads (torch's count: the launcher's
+    share of the cores): with at least as many fits as threads, a pool of single-threaded fits (the
+    classifiers hold the process-wide one-thread BLAS limit throughout); else one after another,
+    each on all of them."""
+    threads = torch.get_num_threads()
+
+    def one(i: int, threads: int) -> tuple[int, Any, float]:
+        start = time.perf_counter()
+        result = fits[i].run(threads)
+        return i, result, time.perf_counter() - start
+
+    if threads == 1 or len(mine) < threads:
+        done = []
+        for i in mine:
+            done.append(one(i, threads))
+            advance()
+        return done
+    with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(one, i, 1) for i in sorted(mine, key=lambda i: -fits[i].cost)]
+        for _ in as_completed(futures):
+            advance()
+        return [future.result() for future in futures]
+
+
 def run_plans(plans: list[Plan], accelerator=None, progress: Progress | None = None) -> tuple[list[dict], list]:
     """Each plan's scores, and a record of the fits: [name, rank, seconds] each. Every rank must call
     this with the same plans."""
@@ -58,12 +86,7 @@ def run_plans(plans: list[Plan], accelerator=None, progress: Progress | None = N
     owner = deal([fit.cost for fit in fits], ranks)
     mine = [i for i in range(len(fits)) if owner[i] == rank]
     task = progress.add_task(f"fits ({len(mine)} of {len(fits)} on this rank)", total=len(mine))
-    ran = []
-    for i in mine:
-        start = time.perf_counter()
-        result = fits[i].run()
-        ran.append((i, rank, result, time.perf_counter() - start))
-        progress.advance(task)
+    ran = [(i, rank, result, seconds) for i, result, seconds in _run(fits, mine, lambda: progress.advance(task))]
     if ranks > 1:
         from accelerate.utils import gather_object
 
@@ -72,9 +95,9 @@ def run_plans(plans: list[Plan], accelerator=None, progress: Progress | None = N
     assert [i for i, *_ in ran] == list(range(len(fits))), "every fit runs on exactly one rank"
     scores, start = [], 0
     for plan in plans:
-        mine = ran[start:start + len(plan.fits)]
-        plan.fit_seconds = [seconds for *_, seconds in mine]
-        scores.append(plan.finish([result for _, _, result, _ in mine]))
+        its = ran[start:start + len(plan.fits)]
+        plan.fit_seconds = [seconds for *_, seconds in its]
+        scores.append(plan.finish([result for _, _, result, _ in its]))
         start += len(plan.fits)
     record = [[fits[i].name, by, round(seconds, 3)] for i, by, _, seconds in ran]  # by: the rank that ran it
     return scores, record

@@ -47,7 +47,7 @@ from .export import ExportError
 from .metrics import headline_keys
 from .pack.evaluate import evaluate_pack
 from .pack.train import failed_record, split_packs, train_pack
-from .train import TrainingError
+from .train import PREEMPTED_EXIT_CODE, Preempted, TrainingError
 
 
 @dataclass
@@ -301,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
                 print("  " + " ".join(sweep.train_overrides(point)))
         else:
             print_report(report(sweep), sweep.out_dir)
+    except Preempted as e:
+        print(e, flush=True)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
     except ConfigError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

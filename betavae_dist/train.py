@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
+from typing import TextIO
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ from .step import StepStats, make_step, non_finite
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
+
+
+class Preempted(Exception):
+    """A stop signal came and the checkpoint of the step reached is written: `main` exits with
+    PREEMPTED_EXIT_CODE, so that SLURM's requeue (or the user) runs the same command again."""
 
 
 FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
@@ -227,7 +233,7 @@ def train(cfg: Config) -> None:
             + (f"resuming from {resume_from} at step {start}" if resume_from else "starting at step 0")
         )
 
-        metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else nullcontext()
+        metrics_file = open_metrics_log(run_dir / "metrics.jsonl", start) if is_main else nullcontext()
         with progress_bar(is_main and cfg.train.progress) as progress, metrics_file as metrics_log:
             task = progress.add_task("step", total=cfg.train.steps, completed=start, stats="")
             window_start, window_steps = time.perf_counter(), 0
@@ -259,10 +265,9 @@ def train(cfg: Config) -> None:
                     check_sound(unwrapped, probe, objective, schedule, done, ckpt_dir, accelerator)
                     checkpoint.save(accelerator, ckpt_dir, done, cfg.train.keep_checkpoints)
                 if metrics["stop"]:
-                    accelerator.print(f"stop signal: checkpoint at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
-                                      "the same command resumes from it")
                     shutdown(accelerator, model, optimizer)
-                    raise SystemExit(PREEMPTED_EXIT_CODE)
+                    raise Preempted(f"stop signal: checkpoint at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
+                                    "the same command resumes from it")
                 if eval_now:
                     eval_start = time.perf_counter()
                     with torch.no_grad():
@@ -270,7 +275,8 @@ def train(cfg: Config) -> None:
                     window_start += time.perf_counter() - eval_start  # keep img/s about training
                     scores = {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))}
                     record(scores, done, metrics_log, accelerator)
-                    progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+                    if is_main:  # a disabled bar's console still prints
+                        progress.console.print(f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
         if is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
             write_export(checkpoint.weights(checkpoint.latest(ckpt_dir)), cfg, run_dir / "export")
@@ -299,6 +305,24 @@ def check_finite(metrics: dict, done: int, ckpt_dir: Path) -> None:
     problem = non_finite(metrics, done)
     if problem:
         raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(ckpt_dir) or 'none yet'}")
+
+
+def open_metrics_log(path: Path, start: int) -> TextIO:
+    """A run's metrics.jsonl, to append to from step `start`. The lines of later steps (written
+    after the checkpoint the run resumes from, before it was stopped) and a line cut short by a kill
+    are dropped first, atomically, so that each step appears once."""
+    if path.is_file():
+        kept = []
+        for line in path.read_text().splitlines(keepends=True):
+            try:
+                if line.endswith("\n") and json.loads(line)["step"] <= start:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(kept))
+        os.replace(partial, path)
+    return open(path, "a")
 
 
 def record(values: dict, step: int, metrics_log, accelerator: Accelerator) -> None:
@@ -333,6 +357,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_or_exit(sys.argv[1:] if argv is None else argv, "betavae_dist.train")
     try:
         train(cfg)
+    except Preempted as e:
+        if os.environ.get("RANK", "0") == "0":
+            print(e, flush=True)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
     except ConfigError as e:
         say(f"betavae_dist.train: config error: {e}")
         raise SystemExit(2) from None

@@ -67,11 +67,13 @@ def test_bad_metric_name_exits_2(small_run, tmp_path):
 
 @pytest.mark.distributed
 def test_periodic_evaluation_is_logged_with_training_metrics(tmp_run):
-    train(tmp_run, "train.steps=4", "eval.every=2", *TINY_EVAL, nproc=2)
+    proc = train(tmp_run, "train.steps=4", "eval.every=2", *TINY_EVAL, nproc=2)
     lines = [json.loads(line) for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
     evals = [line for line in lines if "eval/beta_vae.eval_accuracy" in line]
     assert [line["step"] for line in evals] == [2, 4]
     assert 0 <= evals[-1]["eval/mig.score"] <= 1
+    printed = [line for line in (proc.stdout + proc.stderr).splitlines() if "eval/beta_vae.eval_accuracy" in line]
+    assert [line.split(":")[0] for line in printed] == ["step 2", "step 4"]  # rank 0 alone prints them
 
 
 def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):

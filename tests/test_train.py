@@ -108,6 +108,18 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     resumed = train(killed, *steps, "train.resume=auto")
     assert "resuming from" in resumed.stdout
     assert max_abs_diff(weights(tmp_path / "straight" / "export"), weights(killed / "export")) < 1e-6
+    logged = lambda run: [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged(killed) == logged(tmp_path / "straight")  # each step once: what the kill cut off is written again
+
+
+def test_a_resumed_log_drops_the_lines_after_its_checkpoint(tmp_path):
+    from betavae_dist.train import open_metrics_log
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (2, 4, 6, 8)) + '{"step": 10, "lo')
+    with open_metrics_log(log, 4) as f:  # resumed from step 4's checkpoint, after a kill mid-line
+        f.write(json.dumps({"step": 6, "loss": 2.0}) + "\n")
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [
+        {"step": 2, "loss": 1.0}, {"step": 4, "loss": 1.0}, {"step": 6, "loss": 2.0}]
 
 
 def test_half_written_checkpoint_is_ignored(tmp_run):

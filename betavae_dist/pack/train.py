@@ -29,8 +29,8 @@ from ..objectives import build_objective
 from ..optim import CAPTURABLE, build_optimizer
 from ..runtime import keep_heap
 from ..step import non_finite
-from ..train import (PREEMPTED_EXIT_CODE, StopSignal, TrainingError, check_memory, prepare_run_dir, progress_bar,
-                     refuse_another_run, save_figures)
+from ..train import (PREEMPTED_EXIT_CODE, Preempted, StopSignal, TrainingError, check_memory, open_metrics_log,
+                     prepare_run_dir, progress_bar, refuse_another_run, save_figures)
 from .model import POINT_LOSS_SETTINGS, PackedVAE
 from .step import PackStats, PackStep, freeze
 
@@ -180,7 +180,7 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
 
     alive, failed = [True] * model.size, []
     with StopSignal() as stop, ExitStack() as files, progress_bar(cfg.train.progress) as progress:
-        logs = [files.enter_context(open(Path(c.run_dir) / "metrics.jsonl", "a")) for c in cfgs]
+        logs = [files.enter_context(open_metrics_log(Path(c.run_dir) / "metrics.jsonl", start)) for c in cfgs]
         task = progress.add_task("step", total=cfg.train.steps, completed=start, stats="")
         window_start, window_steps = time.perf_counter(), 0
         for step in range(start, cfg.train.steps):
@@ -220,9 +220,8 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
             if save_now or stop.received:
                 save_pack(model, optimizer, cfgs, alive, done)
             if stop.received:
-                print(f"stop signal: checkpoints at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
-                      "the same command resumes from them")
-                raise SystemExit(PREEMPTED_EXIT_CODE)
+                raise Preempted(f"stop signal: checkpoints at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
+                                "the same command resumes from them")
 
     for k, c in enumerate(cfgs):
         if alive[k]:

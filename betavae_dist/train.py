@@ -220,6 +220,8 @@ def train(cfg: Config) -> None:
         if is_main:
             save_yaml(cfg, run_dir / "config.yaml")
         objective = build_objective(cfg)
+        for caveat in invariance_caveats(cfg, objective, accelerator.num_processes):
+            accelerator.print(f"note: {caveat}")
         stats = StepStats(accelerator.device, objective.terms)
         run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)  # after resuming: a graph captures the state
         noise = NoiseWindow(cfg, accelerator.device, cfg.train.steps)
@@ -284,6 +286,19 @@ def train(cfg: Config) -> None:
         log_figures(accelerator, figures, cfg.train.steps)
         accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
         shutdown(accelerator, model, optimizer)
+
+
+def invariance_caveats(cfg: Config, objective, ranks: int) -> list[str]:
+    """Why this run's model would change with the number of ranks or micro-batches, if it would."""
+    caveats = []
+    if not objective.mean_of_samples and ranks * cfg.train.grad_accum > 1:
+        caveats.append(f"loss.objective={cfg.loss.objective} is not a mean over samples: with {ranks} rank(s) x "
+                       f"{cfg.train.grad_accum} micro-batch(es) its gradient is not the whole batch's, so the model "
+                       "depends on them")
+    if cfg.data.source == "webdataset" and ranks > 1:
+        caveats.append("data.source=webdataset: each rank reads its own shards in its own order, so the samples of a "
+                       "step, and the model, depend on the number of ranks")
+    return caveats
 
 
 @torch.no_grad()

@@ -340,3 +340,12 @@ def test_the_same_stop_delivered_twice_still_checkpoints(tmp_run):
     out, _ = proc.communicate(timeout=HUNG)
     assert proc.returncode == 3 and "stop signal: checkpoint at step" in out, out[-2000:]
     assert checkpoint.verify(checkpoint.latest(tmp_run / "checkpoints")) is None
+
+
+def test_a_run_whose_model_depends_on_the_split_says_so_once(tmp_path):
+    annealed = train_here(tmp_path / "annealed", "train.steps=2", "train.grad_accum=2", "loss.objective=annealed")
+    notes = [line for line in annealed.stdout.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: loss.objective=annealed is not a mean over samples: with 1 rank(s) x 2 micro-batch(es) its "
+                     "gradient is not the whole batch's, so the model depends on them"]
+    beta = train_here(tmp_path / "beta", "train.steps=2", "train.grad_accum=2")
+    assert "note: " not in beta.stdout

@@ -7,6 +7,8 @@ from .base import Objective
 
 
 class Annealed(Objective):
+    mean_of_samples = False  # |KL - C| of each micro-batch's mean KL: ranks and accumulation change it
+
     def schedule(self, step: int) -> dict[str, float]:
         return {"capacity": self.cfg.capacity_max * min(1.0, step / self.cfg.capacity_steps)}
 

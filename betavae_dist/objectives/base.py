@@ -35,6 +35,9 @@ class Objective:
     """loss = recon + regulariser; `__call__` returns every term of `terms`, each a batch mean."""
 
     terms: tuple[str, ...] = ("loss", "recon", "kl")  # logged, in this order; subclasses may add theirs
+    # The loss is a mean of per-sample terms, so a batch split over ranks or micro-batches gives the
+    # gradient of the whole batch. False for a penalty of a batch mean (|KL - C|): the trainer says so.
+    mean_of_samples: bool = True
 
     def __init__(self, loss: LossConfig, model: ModelConfig):
         self.cfg, self.likelihood, self.gaussian_std = loss, LIKELIHOODS[model.likelihood], model.gaussian_std

@@ -25,22 +25,24 @@ NODES = 15  # a heap of depth 3: node j's children are 2j + 1 and 2j + 2
 
 
 @numba.njit(cache=True, nogil=True)
-def _grow(xt, order, inverse, r, hess, newton, max_depth, features, thresholds, values, leaf_of, gain):
+def _grow(xt, order, ordered, inverse, r, hess, newton, max_depth, features, thresholds, values, leaf_of, gain):
     """One regression tree on residuals r (n,) over features xt (features, n), the node values being
     Newton steps: newton * mean(r) / mean(hess) over the node's samples. Writes the nodes
     (features[j] = -1 at a leaf), each sample's leaf and each feature's removed squared error.
-    inverse[m] = 1 / m: a product in the split search instead of two divisions (2x faster)."""
+    order[f] lists the samples by feature f, ordered[f] their values in that order; inverse[m] = 1 / m:
+    a product in the split search instead of two divisions (2x faster)."""
     n_features, n = xt.shape
     idx = np.empty_like(order)  # idx[f, start:end]: a node's samples sorted by feature f
+    vals = np.empty_like(ordered)  # their values: read in order, not gathered (1.3x faster)
     start, end = np.full(NODES, -1), np.full(NODES, -1)
     start[0], end[0] = 0, n
-    goes_left, spare = np.zeros(n, np.bool_), np.empty(n, order.dtype)
+    goes_left, spare, spare_vals = np.zeros(n, np.bool_), np.empty(n, order.dtype), np.empty(n, ordered.dtype)
     features[:] = -1
     for j in range(NODES):
         if start[j] < 0:
             continue
         s, e, depth = start[j], end[j], int(np.log2(j + 1))
-        sorted_by = order if j == 0 else idx  # the root reads the presorted features
+        sorted_by, sorted_vals = (order, ordered) if j == 0 else (idx, vals)  # the root reads the presorted features
         total, squares, h = 0.0, 0.0, 0.0
         for p in range(s, e):
             i = sorted_by[0, p]
@@ -53,10 +55,10 @@ def _grow(xt, order, inverse, r, hess, newton, max_depth, features, thresholds, 
         best, best_f, best_p, threshold = -np.inf, -1, -1, 0.0
         if depth < max_depth and count >= 2 and error / count > EPSILON:
             for f in range(n_features):
-                left, after = 0.0, np.float64(xt[f, sorted_by[f, s]])
+                left, after = 0.0, np.float64(sorted_vals[f, s])
                 for p in range(s, e - 1):
                     left += r[sorted_by[f, p]]
-                    here, after = after, np.float64(xt[f, sorted_by[f, p + 1]])
+                    here, after = after, np.float64(sorted_vals[f, p + 1])
                     if after <= here + FEATURE_THRESHOLD:
                         continue
                     n_left = p - s + 1
@@ -78,15 +80,13 @@ def _grow(xt, order, inverse, r, hess, newton, max_depth, features, thresholds, 
         # A stable partition keeps both halves sorted; leaves need only one feature's order.
         for f in range(n_features if depth + 1 < max_depth else 1):
             lo, hi = s, 0
-            for p in range(s, e):
-                i = sorted_by[f, p]
-                if goes_left[i]:
-                    idx[f, lo] = i
-                    lo += 1
-                else:
-                    spare[hi] = i
-                    hi += 1
-            idx[f, lo:e] = spare[:hi]
+            for p in range(s, e):  # both writes, no branch: which side a sample goes is a coin toss to the CPU
+                i, v = sorted_by[f, p], sorted_vals[f, p]
+                go = goes_left[i]
+                idx[f, lo], vals[f, lo], spare[hi], spare_vals[hi] = i, v, i, v
+                lo += go
+                hi += 1 - go
+            idx[f, lo:e], vals[f, lo:e] = spare[:hi], spare_vals[:hi]
         middle = best_p + 1
         child_error = 0.0
         for a, b in ((s, middle), (middle, e)):
@@ -110,13 +110,13 @@ def _apply(xt, features, thresholds, values, out, rate):
         out[i] += rate * values[j]
 
 
-def _stage(xt, order, inverse, residuals, hess, newton, max_depth, rate, raw, test_xt, test_raw, gain):
+def _stage(xt, order, ordered, inverse, residuals, hess, newton, max_depth, rate, raw, test_xt, test_raw, gain):
     """One boosting stage: a tree per column of residuals, each added to its column of raw and
     test_raw (the trees are independent, so the stage's result does not depend on the threads)."""
     for k in numba.prange(residuals.shape[0]):
         features, thresholds, values = np.empty(NODES, np.int64), np.zeros(NODES), np.zeros(NODES)
         leaf_of = np.empty(xt.shape[1], np.int64)
-        _grow(xt, order, inverse, residuals[k], hess[k], newton, max_depth, features, thresholds, values, leaf_of, gain[k])
+        _grow(xt, order, ordered, inverse, residuals[k], hess[k], newton, max_depth, features, thresholds, values, leaf_of, gain[k])
         for i in range(xt.shape[1]):
             raw[k, i] += rate * values[leaf_of[i]]
         _apply(test_xt, features, thresholds, values, test_raw[k], rate)
@@ -149,6 +149,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np
     xt = np.ascontiguousarray(x_train.astype(np.float32).T)  # scikit-learn's trees see float32
     test_xt = np.ascontiguousarray(x_test.astype(np.float32).T)
     order = np.argsort(xt, axis=1, kind="stable").astype(np.int32)
+    ordered = np.take_along_axis(xt, order, 1)
     eps = np.finfo(np.float64).eps
     prior = np.clip(np.bincount(y) / len(y), eps, 1 - eps)
     binary = len(classes) == 2
@@ -166,7 +167,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np
     inverse = 1.0 / np.maximum(np.arange(len(y) + 1), 1)
     for stage in range(stages):
         p = 1 / (1 + np.exp(-raw)) if binary else _softmax(raw)
-        stage_trees(xt, order, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw, gain[stage])
+        stage_trees(xt, order, ordered, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw, gain[stage])
     importance = gain.sum((0, 1))
     importance = importance / importance.sum() if importance.sum() > 0 else importance
 

@@ -7,8 +7,9 @@ PATH is an export directory (config.json + model.safetensors), a run directory (
 complete checkpoint) or one checkpoint directory; or a baseline that needs no training: `pixels`,
 `pca:N`, `ica:N` (baselines.py). Settings come from the model's training config (a baseline's from
 the defaults), then `key=value` overrides (see EvalConfig in config.py). Every rank encodes its
-share of the images; the scores are the same whatever the number of ranks. Rank 0 prints a table
-and writes the JSON (default: PATH/evaluation.json; a baseline's: runs/baselines/NAME/).
+share of the images, then fits its share of the classifiers (metrics/fits.py); the scores are the
+same whatever the number of ranks. Rank 0 prints a table and writes the JSON (default:
+PATH/evaluation.json; a baseline's: runs/baselines/NAME/).
 """
 
 from __future__ import annotations

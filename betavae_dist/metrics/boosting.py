@@ -25,6 +25,34 @@ NODES = 15  # a heap of depth 3: node j's children are 2j + 1 and 2j + 2
 
 
 @numba.njit(cache=True, nogil=True)
+def _best_splits(sorted_by, sorted_vals, r, inverse, f, g, s, e, total):
+    """The best split of a node (samples s:e of the arrangement) along feature f and along feature g:
+    (proxy, position) each, position -1 where all values are within FEATURE_THRESHOLD. The proxy is
+    scikit-learn's: sum_left^2 / n_left + sum_right^2 / n_right; the first position wins a tie."""
+    count = e - s
+    a_best, a_p, b_best, b_p = -np.inf, -1, -np.inf, -1
+    a_left, b_left = 0.0, 0.0
+    a_after, b_after = np.float64(sorted_vals[f, s]), np.float64(sorted_vals[g, s])
+    for p in range(s, e - 1):
+        a_left += r[sorted_by[f, p]]
+        b_left += r[sorted_by[g, p]]
+        a_here, a_after = a_after, np.float64(sorted_vals[f, p + 1])
+        b_here, b_after = b_after, np.float64(sorted_vals[g, p + 1])
+        left_share, right_share = inverse[p - s + 1], inverse[count - (p - s + 1)]
+        if a_after > a_here + FEATURE_THRESHOLD:
+            a_right = total - a_left
+            proxy = a_left * a_left * left_share + a_right * a_right * right_share
+            if proxy > a_best:
+                a_best, a_p = proxy, p
+        if b_after > b_here + FEATURE_THRESHOLD:
+            b_right = total - b_left
+            proxy = b_left * b_left * left_share + b_right * b_right * right_share
+            if proxy > b_best:
+                b_best, b_p = proxy, p
+    return a_best, a_p, b_best, b_p
+
+
+@numba.njit(cache=True, nogil=True)
 def _grow(xt, order, ordered, inverse, r, hess, newton, max_depth, features, thresholds, values, leaf_of, gain):
     """One regression tree on residuals r (n,) over features xt (features, n), the node values being
     Newton steps: newton * mean(r) / mean(hess) over the node's samples. Writes the nodes
@@ -52,23 +80,21 @@ def _grow(xt, order, ordered, inverse, r, hess, newton, max_depth, features, thr
         count = e - s
         error = squares - total * total / count  # count times the node's squared-error impurity
         values[j] = 0.0 if abs(h / count) < 1e-150 else newton * (total / count) / (h / count)
-        best, best_f, best_p, threshold = -np.inf, -1, -1, 0.0
+        best, best_f, best_p = -np.inf, -1, -1
         if depth < max_depth and count >= 2 and error / count > EPSILON:
-            for f in range(n_features):
-                left, after = 0.0, np.float64(sorted_vals[f, s])
-                for p in range(s, e - 1):
-                    left += r[sorted_by[f, p]]
-                    here, after = after, np.float64(sorted_vals[f, p + 1])
-                    if after <= here + FEATURE_THRESHOLD:
-                        continue
-                    n_left = p - s + 1
-                    right = total - left
-                    proxy = left * left * inverse[n_left] + right * right * inverse[count - n_left]
-                    if proxy > best:
-                        best, best_f, best_p = proxy, f, p
-                        threshold = here / 2.0 + after / 2.0
-                        if threshold == after or np.isinf(threshold):
-                            threshold = here
+            for f in range(0, n_features, 2):  # two features at a time: two running sums, twice the speed
+                g = min(f + 1, n_features - 1)
+                a_best, a_p, b_best, b_p = _best_splits(sorted_by, sorted_vals, r, inverse, f, g, s, e, total)
+                if a_best > best:  # ties go to the first feature, as one feature after another would
+                    best, best_f, best_p = a_best, f, a_p
+                if g > f and b_best > best:
+                    best, best_f, best_p = b_best, g, b_p
+        threshold = 0.0
+        if best_f >= 0:  # scikit-learn's: halfway, in float64, between the float32 values
+            here, after = np.float64(sorted_vals[best_f, best_p]), np.float64(sorted_vals[best_f, best_p + 1])
+            threshold = here / 2.0 + after / 2.0
+            if threshold == after or np.isinf(threshold):
+                threshold = here
         if best_f < 0:  # a leaf: too deep, too small, pure, or every feature constant here
             for p in range(s, e):
                 leaf_of[sorted_by[0, p]] = j
@@ -116,7 +142,8 @@ def _stage(xt, order, ordered, inverse, residuals, hess, newton, max_depth, rate
     for k in numba.prange(residuals.shape[0]):
         features, thresholds, values = np.empty(NODES, np.int64), np.zeros(NODES), np.zeros(NODES)
         leaf_of = np.empty(xt.shape[1], np.int64)
-        _grow(xt, order, ordered, inverse, residuals[k], hess[k], newton, max_depth, features, thresholds, values, leaf_of, gain[k])
+        _grow(xt, order, ordered, inverse, residuals[k], hess[k], newton, max_depth, features, thresholds, values, leaf_of,
+              gain[k])
         for i in range(xt.shape[1]):
             raw[k, i] += rate * values[leaf_of[i]]
         _apply(test_xt, features, thresholds, values, test_raw[k], rate)
@@ -167,7 +194,8 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np
     inverse = 1.0 / np.maximum(np.arange(len(y) + 1), 1)
     for stage in range(stages):
         p = 1 / (1 + np.exp(-raw)) if binary else _softmax(raw)
-        stage_trees(xt, order, ordered, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw, gain[stage])
+        stage_trees(xt, order, ordered, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw,
+                    gain[stage])
     importance = gain.sum((0, 1))
     importance = importance / importance.sum() if importance.sum() > 0 else importance
 

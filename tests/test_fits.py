@@ -63,3 +63,24 @@ def test_a_metric_scores_the_same_on_one_thread_and_on_a_pool(dsprites):
         finally:
             torch.set_num_threads(before)
     assert results[0] == results[1]
+
+
+def test_a_packs_fits_dealt_together_give_each_model_its_solo_scores(dsprites):
+    from betavae_dist.metrics import score
+    from betavae_dist.metrics.codes import CodeTable
+    from helpers import dlib_oracle, eval_config
+    from rich.progress import Progress
+
+    def two_models(factors):  # model 0: the rotated oracle; model 1: the oracle with a fixed noise
+        noise = 0.05 * np.sin(factors @ np.random.RandomState(1).randn(6, 5) * 37)
+        return np.hstack([dlib_rotated(factors), dlib_oracle(factors) + noise])
+
+    cfg = eval_config(metrics="beta_vae,dci,sap", n_train=300, n_eval=150, pairs=8)
+    codes = CodeTable(two_models, dsprites.factor_sizes)
+    columns = [slice(0, 5), slice(5, 10)]
+    packed = score(codes, dsprites, [cfg, cfg], Progress(disable=True), columns=columns)
+    for model, cols in enumerate(columns):
+        solo, = score(codes, dsprites, [cfg], Progress(disable=True), columns=[cols])
+        scores = lambda result: {k: v for k, v in result.items() if k != "fits" and not k.endswith(".seconds")}
+        assert scores(packed[model]) == scores(solo)
+        assert [name for name, _, _ in packed[model]["fits"]] == [name for name, _, _ in solo["fits"]]

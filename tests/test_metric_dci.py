@@ -63,7 +63,7 @@ def test_fast_trees_are_scikit_learns_trees(classes, seed):
     from betavae_dist.metrics import boosting
     x, y, x_test, y_test = separable(classes, seed=seed)
     importance, train_accuracy, test_accuracy = boosting.fit(x, y, x_test, y_test, stages=2)
-    for state in range(20):
+    for state in range(200):
         reference = GradientBoostingClassifier(n_estimators=2, random_state=state).fit(x, y)
         if np.allclose(importance, reference.feature_importances_, rtol=0, atol=1e-9):
             break

@@ -7,10 +7,10 @@ same ones), one Newton step per leaf, learning rate 0.1; the importance of a fea
 error its splits remove, summed over all trees and normalised. `fit` grows those trees: each feature
 sorted once and kept sorted within each node as the node splits (scikit-learn sorts every node's
 samples again, 99 % of its DCI time), one pass per feature and node for the split, and the trees of
-a stage, which are independent, in parallel. It differs only where two features split a node the
-same way (scikit-learn takes the one its random feature order meets first; here the one whose sums
-round higher, else the first) and in the last bits of sums: the trees equal scikit-learn's for one
-of its random states (tests/test_metric_dci.py), and DCI's scores agree within the spread of seeds
+a stage, which are independent, in parallel. Where two features split a node the same way, the
+one met first wins, in a random order of the features as in scikit-learn (drawn here from the
+stage, tree and node, so the same every run): the trees equal scikit-learn's for one of its
+random states (tests/test_metric_dci.py), and DCI's scores agree within the spread of seeds
 (docs/benchmarks.md).
 """
 
@@ -22,6 +22,20 @@ import numpy as np
 FEATURE_THRESHOLD = 1e-7  # scikit-learn's: values closer than this are never split apart
 EPSILON = np.finfo(np.float64).eps  # a node whose squared error is below this is a leaf
 NODES = 15  # a heap of depth 3: node j's children are 2j + 1 and 2j + 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _shuffled(n, key):
+    """0..n-1 in an order drawn from the integer `key` (a splitmix64 stream, Fisher-Yates)."""
+    order = np.arange(n)
+    state = np.uint64(key)
+    for i in range(n - 1, 0, -1):
+        state += np.uint64(0x9E3779B97F4A7C15)
+        z = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        j = int((z ^ (z >> np.uint64(31))) % np.uint64(i + 1))
+        order[i], order[j] = order[j], order[i]
+    return order
 
 
 @numba.njit(cache=True, nogil=True)
@@ -53,12 +67,13 @@ def _best_splits(sorted_by, sorted_vals, r, inverse, f, g, s, e, total):
 
 
 @numba.njit(cache=True, nogil=True)
-def _grow(xt, order, ordered, inverse, r, hess, newton, max_depth, features, thresholds, values, leaf_of, gain):
+def _grow(xt, order, ordered, inverse, r, hess, newton, max_depth, key, features, thresholds, values, leaf_of, gain):
     """One regression tree on residuals r (n,) over features xt (features, n), the node values being
     Newton steps: newton * mean(r) / mean(hess) over the node's samples. Writes the nodes
     (features[j] = -1 at a leaf), each sample's leaf and each feature's removed squared error.
     order[f] lists the samples by feature f, ordered[f] their values in that order; inverse[m] = 1 / m:
-    a product in the split search instead of two divisions (2x faster)."""
+    a product in the split search instead of two divisions (2x faster); `key` draws the order in which
+    each node visits the features."""
     n_features, n = xt.shape
     idx = np.empty_like(order)  # idx[f, start:end]: a node's samples sorted by feature f
     vals = np.empty_like(ordered)  # their values: read in order, not gathered (1.3x faster)
@@ -82,12 +97,16 @@ def _grow(xt, order, ordered, inverse, r, hess, newton, max_depth, features, thr
         values[j] = 0.0 if abs(h / count) < 1e-150 else newton * (total / count) / (h / count)
         best, best_f, best_p = -np.inf, -1, -1
         if depth < max_depth and count >= 2 and error / count > EPSILON:
-            for f in range(0, n_features, 2):  # two features at a time: two running sums, twice the speed
-                g = min(f + 1, n_features - 1)
+            # The features in a random order, as scikit-learn visits them: of two splits that tie
+            # exactly (two features cutting the same samples off), the first one visited wins, so a
+            # fixed order would credit the same feature every time. Two at a time: two running sums.
+            visit = _shuffled(n_features, key * NODES + j)
+            for q in range(0, n_features, 2):
+                f, g = visit[q], visit[min(q + 1, n_features - 1)]
                 a_best, a_p, b_best, b_p = _best_splits(sorted_by, sorted_vals, r, inverse, f, g, s, e, total)
-                if a_best > best:  # ties go to the first feature, as one feature after another would
+                if a_best > best:
                     best, best_f, best_p = a_best, f, a_p
-                if g > f and b_best > best:
+                if g != f and b_best > best:
                     best, best_f, best_p = b_best, g, b_p
         threshold = 0.0
         if best_f >= 0:  # scikit-learn's: halfway, in float64, between the float32 values
@@ -136,14 +155,14 @@ def _apply(xt, features, thresholds, values, out, rate):
         out[i] += rate * values[j]
 
 
-def _stage(xt, order, ordered, inverse, residuals, hess, newton, max_depth, rate, raw, test_xt, test_raw, gain):
+def _stage(xt, order, ordered, inverse, residuals, hess, newton, max_depth, rate, raw, test_xt, test_raw, gain, stage):
     """One boosting stage: a tree per column of residuals, each added to its column of raw and
     test_raw (the trees are independent, so the stage's result does not depend on the threads)."""
     for k in numba.prange(residuals.shape[0]):
         features, thresholds, values = np.empty(NODES, np.int64), np.zeros(NODES), np.zeros(NODES)
         leaf_of = np.empty(xt.shape[1], np.int64)
-        _grow(xt, order, ordered, inverse, residuals[k], hess[k], newton, max_depth, features, thresholds, values, leaf_of,
-              gain[k])
+        _grow(xt, order, ordered, inverse, residuals[k], hess[k], newton, max_depth, stage * residuals.shape[0] + k, features,
+              thresholds, values, leaf_of, gain[k])
         for i in range(xt.shape[1]):
             raw[k, i] += rate * values[leaf_of[i]]
         _apply(test_xt, features, thresholds, values, test_raw[k], rate)
@@ -195,7 +214,7 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np
     for stage in range(stages):
         p = 1 / (1 + np.exp(-raw)) if binary else _softmax(raw)
         stage_trees(xt, order, ordered, inverse, targets - p, p * (1 - p), newton, max_depth, rate, raw, test_xt, test_raw,
-                    gain[stage])
+                    gain[stage], stage)
     importance = gain.sum((0, 1))
     importance = importance / importance.sum() if importance.sum() > 0 else importance
 

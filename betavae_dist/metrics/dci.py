@@ -56,7 +56,7 @@ def _sklearn_trees(x_train, y_train, x_test, y_test, seed: int, threads: int) ->
 def _fast_trees(x_train, y_train, x_test, y_test, seed: int, threads: int) -> Trees:
     from . import boosting  # here, not at import: numba's start-up, and a trainer never needs it
 
-    return Trees(*boosting.fit(x_train, y_train, x_test, y_test, threads))  # no randomness: a tie goes the same way every time
+    return Trees(*boosting.fit(x_train, y_train, x_test, y_test, threads))  # no seed: its tie-breaking order is fixed
 
 
 TREES = {"fast": _fast_trees, "sklearn": _sklearn_trees}

@@ -1,5 +1,6 @@
 """The metrics of a pack's K trained models, computed together: each distinct image of the factor
-dataset is rendered and encoded once, by all K encoders in one vmapped pass, and its K codes are
+dataset is rendered once and encoded by all K encoders (one vmapped pass on a GPU; on a CPU, where
+that pass is slower, one plain pass per model), and its K codes are
 kept side by side (a CodeTable of K·latents columns); each point's metrics then read its own
 columns, and the fits of all K models run together. Each point's evaluation.json is the one
 `betavae_dist.evaluate` writes for its export, except that `encode.seconds` is the whole pack's,
@@ -31,9 +32,16 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
     model = PackedVAE(cfgs, device, [BetaVAE.from_pretrained(path).state_dict() for path in exports])
     dataset, eval_cfg, d = build_dataset(cfgs[0]), cfgs[0].eval, model.latents
 
+    if device.type == "cuda":  # one vmapped pass for the K encoders: where a pack gains
+        encode_means = model.encode_means
+    else:  # on a CPU that pass (a grouped convolution) took 1.8x as long as K plain ones (docs/benchmarks.md)
+        plain = [model.point_model(k) for k in range(model.size)]
+        encode_means = lambda x: torch.stack([m.encode(x.contiguous(memory_format=m.memory_format))[0] for m in plain])
+
+    @torch.no_grad()
     def represent(factors):  # (n, K·latents): point k's codes in columns k·d .. k·d+d-1
         x = torch.from_numpy(dataset.images(factors)).to(device)
-        return model.encode_means(x).float().permute(1, 0, 2).reshape(len(factors), -1).cpu().numpy()
+        return encode_means(x).float().permute(1, 0, 2).reshape(len(factors), -1).cpu().numpy()
 
     codes = CodeTable(represent, dataset.factor_sizes, None, eval_cfg.batch_size,
                       **track_encoding(progress, f"images encoded ({model.size} models)"))

@@ -67,7 +67,7 @@ def test_bad_metric_name_exits_2(small_run, tmp_path):
 
 @pytest.mark.distributed
 def test_periodic_evaluation_is_logged_with_training_metrics(tmp_run):
-    proc = train(tmp_run, "train.steps=4", "eval.every=2", *TINY_EVAL, nproc=2)
+    proc = train(tmp_run, "train.steps=4", "eval.every=2", *TINY_EVAL, "train.progress=true", nproc=2)
     lines = [json.loads(line) for line in (tmp_run / "metrics.jsonl").read_text().splitlines()]
     evals = [line for line in lines if "eval/beta_vae.eval_accuracy" in line]
     assert [line["step"] for line in evals] == [2, 4]

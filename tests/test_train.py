@@ -95,7 +95,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
 
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
-           f"run_dir={killed}", "train.progress=false", *steps]
+           f"run_dir={killed}", "train.progress=false", "train.log_every=2", *steps]  # logs as train() does
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + HUNG
     while not (killed / "checkpoints" / "step_8").exists() and time.time() < deadline and proc.poll() is None:

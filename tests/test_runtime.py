@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from betavae_dist.runtime import cpu_threads
+from betavae_dist.runtime import cpu_threads, keep_heap
 
 # Minor page faults over 5 conv64 training steps (after warm-up), in a fresh process.
 STEPS = """
@@ -40,12 +40,16 @@ def faults(mode: str) -> int:
 @pytest.mark.integration  # a fresh process
 def test_keep_heap_stops_the_page_faults_of_each_training_step():
     default, kept = faults("default"), faults("keep")
-    assert kept <= 100  # the heap keeps the activations' pages from step to step
-    # Where glibc returns freed activations to the kernel it faults them back in every step (87,040
-    # faults on the development machine); on CI's machine it once did not (1 fault), so the
-    # comparison is made where there is something to stop.
+    # Where glibc returns freed activations to the kernel, it faults them back in every step: 87,040
+    # faults on the development machine, 0-1 with keep_heap. The counts are the machine's, not ours:
+    # CI's machine once gave 1 fault without keep_heap, and 2,049 with it under load. So the ratio
+    # is compared only where there is something to stop, and with a margin.
     if default > 1000:
-        assert kept < default / 10
+        assert kept < default / 10, (default, kept)
+
+
+def test_keep_heap_takes_effect_under_glibc():
+    assert keep_heap()  # every mallopt accepted (train() calls it in this process too)
 
 
 def test_a_process_alone_leaves_its_data_workers_a_core_each(monkeypatch):

@@ -213,9 +213,10 @@ def _did_you_mean(key: str) -> str:
 
 
 def _apply(obj: Any, key: str, value: Any, source: str) -> None:
-    for metric_key in every_metric(key):
+    fanned = every_metric(key)
+    for metric_key in fanned:
         _apply(obj, metric_key, value, source)
-    if every_metric(key):
+    if fanned:
         return
     if key in RENAMED:
         new_key, values = RENAMED[key]

@@ -16,8 +16,8 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
-from typing import TextIO
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch

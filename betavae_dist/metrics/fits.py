@@ -5,8 +5,8 @@ A metric first computes its points on every rank (encoding is shared: codes.py),
 metric) and how its scores follow from their results. `run_plans` deals the fits of all plans (all
 metrics, all models of a pack) to the ranks, longest first to the least loaded rank (a fixed rule,
 so every rank knows the deal without talking), runs its own share over its threads and gathers
-every result to every rank. A fit's result depends only on its inputs, never on the rank or the thread count that
-computed it, so the scores are the same on any number of ranks.
+every result to every rank. A fit's result depends only on its inputs, never on the rank or the
+thread count that computed it, so the scores are the same on any number of ranks.
 """
 
 from __future__ import annotations

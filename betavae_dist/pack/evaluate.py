@@ -34,7 +34,7 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
 
     if device.type == "cuda":  # one vmapped pass for the K encoders: where a pack gains
         encode_means = model.encode_means
-    else:  # on a CPU that pass (a grouped convolution) took 1.8x as long as K plain ones (docs/benchmarks.md)
+    else:  # on a CPU that pass (a grouped convolution) took 6x as long as K plain ones (docs/benchmarks.md)
         plain = [model.point_model(k) for k in range(model.size)]
         encode_means = lambda x: torch.stack([m.encode(x.contiguous(memory_format=m.memory_format))[0] for m in plain])
 

@@ -37,6 +37,7 @@ from sklearn.linear_model import LogisticRegression
 from betavae_dist.evaluate import load_model
 from betavae_dist.metrics import METRICS, run_metric, score
 from betavae_dist.metrics.dci import DCISettings
+from betavae_dist.metrics.sap import SAPSettings
 from betavae_dist.pack.evaluate import evaluate_pack
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 from betavae_dist.metrics.classifiers import accuracy, fit
@@ -45,6 +46,7 @@ from betavae_dist.runtime import keep_heap
 from isolated import run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
+FITTED = ("dci", "sap")  # the metrics whose classifiers have a compiled backend
 
 
 @torch.no_grad()
@@ -96,38 +98,41 @@ def timed(codes, dataset, cfg: EvalConfig) -> tuple[dict, float]:
 
 def suite(export: Path, pack: int) -> None:
     """All five metrics at disentanglement_lib's sizes on one model, in this process: each metric's
-    seconds once the codes exist, DCI both with scikit-learn's trees (the reference) and the
-    compiled ones; then the same model `pack` times over as one pack (evaluate_pack, encoding
+    seconds once the codes exist, DCI and SAP both with scikit-learn's classifiers (the reference) and
+    the compiled ones; then the same model `pack` times over as one pack (evaluate_pack, encoding
     included), against `pack` solo evaluations."""
     keep_heap()
     model, train_cfg = load_model(export)
     dataset = DSprites()
-    cfg = EvalConfig(metrics=",".join(METRICS))  # disentanglement_lib's sizes
+    cfg = EvalConfig(metrics=",".join(METRICS))  # disentanglement_lib's sizes, the compiled classifiers
+    reference_cfg = dataclasses.replace(cfg, dci=DCISettings(backend="sklearn"), sap=SAPSettings(backend="sklearn"))
     codes = CodeTable(model_representation(model.eval(), dataset, "cpu"), dataset.factor_sizes, batch_size=cfg.batch_size)
-    ours, _ = timed(codes, dataset, cfg)
-    _, ours_dci_cpu = timed(codes, dataset, dataclasses.replace(cfg, metrics="dci"))
-    sklearn_dci = dataclasses.replace(cfg, metrics="dci", dci=DCISettings(backend="sklearn"))
-    reference, reference_dci_cpu = timed(codes, dataset, sklearn_dci)
+    ours, reference = {}, {}  # metric -> (results, CPU seconds), one metric at a time
+    for name in METRICS:
+        ours[name] = timed(codes, dataset, dataclasses.replace(cfg, metrics=name))
+        reference[name] = (timed(codes, dataset, dataclasses.replace(reference_cfg, metrics=name))
+                           if name in FITTED else ours[name])
     threads = torch.get_num_threads()
     table = Table(title=f"the metric suite at disentanglement_lib's sizes, one process, {threads} threads, {export}")
-    for column in ("metric", "reference: scikit-learn's trees (s)", "ours: compiled trees (s)", "× reference"):
+    for column in ("metric", "reference: scikit-learn's classifiers (s)", "ours: compiled (s)", "× reference"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     before = after = 0.0
     for name in METRICS:
-        mine = ours[f"{name}.seconds"]
-        theirs = reference["dci.seconds"] if name == "dci" else mine  # the other metrics: one path
+        theirs, mine = reference[name][0][f"{name}.seconds"], ours[name][0][f"{name}.seconds"]
         before, after = before + theirs, after + mine
-        table.add_row(name, f"{theirs:.1f}", f"{mine:.1f}", f"{theirs / mine:.1f}" if name == "dci" else "same path")
-    table.add_row("DCI, CPU seconds (all threads)", f"{reference_dci_cpu:.1f}", f"{ours_dci_cpu:.1f}",
-                  f"{reference_dci_cpu / ours_dci_cpu:.1f}")
+        table.add_row(name, f"{theirs:.1f}", f"{mine:.1f}", f"{theirs / mine:.1f}" if name in FITTED else "same path")
+    for name in FITTED:
+        table.add_row(f"{name}, CPU seconds (all threads)", f"{reference[name][1]:.1f}", f"{ours[name][1]:.1f}",
+                      f"{reference[name][1] / ours[name][1]:.1f}")
     table.add_row("the five metrics, once the codes exist", f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}")
     table.add_row("encoding the images (shared)", f"{codes.seconds:.1f}", f"{codes.seconds:.1f}", "")
     Console(width=200).print(table)
-    scores = Table(title="DCI of this model, both ways (the same points)")
-    for column in ("score", "scikit-learn's trees", "compiled trees"):
+    scores = Table(title="DCI and SAP of this model, both ways (the same points)")
+    for column in ("score", "scikit-learn's classifiers", "compiled"):
         scores.add_column(column)
-    for key in ("disentanglement", "completeness", "informativeness"):
-        scores.add_row(key, f"{reference[f'dci.{key}']:.4f}", f"{ours[f'dci.{key}']:.4f}")
+    for key in ("dci.disentanglement", "dci.completeness", "dci.informativeness", "sap.score"):
+        name = key.split(".")[0]
+        scores.add_row(key, f"{reference[name][0][key]:.4f}", f"{ours[name][0][key]:.4f}")
     Console(width=200).print(scores)
     if pack > 1:
         pack_suite(export, train_cfg, cfg, pack, solo=codes.seconds + after, solo_before=codes.seconds + before)
@@ -142,10 +147,12 @@ def pack_suite(export: Path, train_cfg: Config, cfg: EvalConfig, pack: int, solo
     table = Table(title=f"a pack of {pack} models, all five metrics, one process (encoding included)")
     for column in ("evaluation", "seconds", "per model"):
         table.add_column(column, justify="left" if column == "evaluation" else "right")
-    table.add_row(f"{pack} solo evaluations, scikit-learn's trees (before; {pack} × the solo one above)",
+    table.add_row(f"{pack} solo evaluations, scikit-learn's classifiers (before; {pack} × the solo one above)",
                   f"{pack * solo_before:.0f}", f"{solo_before:.1f}")
-    table.add_row(f"{pack} solo evaluations, compiled trees ({pack} × the solo one above)", f"{pack * solo:.0f}", f"{solo:.1f}")
-    table.add_row(f"one pack of {pack} (evaluate_pack), compiled trees: measured", f"{seconds:.0f}", f"{seconds / pack:.1f}")
+    table.add_row(f"{pack} solo evaluations, compiled classifiers ({pack} × the solo one above)",
+                  f"{pack * solo:.0f}", f"{solo:.1f}")
+    table.add_row(f"one pack of {pack} (evaluate_pack), compiled classifiers: measured",
+                  f"{seconds:.0f}", f"{seconds / pack:.1f}")
     Console(width=200).print(table)
 
 

@@ -25,7 +25,8 @@ from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 from .data import DATASETS, SOURCES
 from .metrics import METRICS
 from .metrics.beta_vae import BetaVAESettings
-from .metrics.dci import BACKENDS, DCISettings
+from .metrics.classifiers import BACKENDS
+from .metrics.dci import DCISettings
 from .metrics.factor_vae import FactorVAESettings
 from .metrics.mig import MIGSettings
 from .metrics.sap import SAPSettings
@@ -164,6 +165,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "optim.name": tuple(OPTIMIZERS),
         "eval.factors": FACTOR_SETS,
         "eval.dci.backend": BACKENDS,
+        "eval.sap.backend": BACKENDS,
         "train.cuda_graph": ("auto", "on", "off"),
     }
 

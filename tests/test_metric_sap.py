@@ -30,3 +30,36 @@ def test_matches_disentanglement_lib(dsprites, represent, expected):
 def test_rotated_code_has_no_single_predictive_code(dsprites):
     result = metric("sap", dsprites, dlib_rotated)
     assert result["sap.score"] < 0.05  # measured 0.025-0.029 over 3 seeds
+
+
+# The compiled SVM against scikit-learn's LinearSVC: the same problem, solved to its minimum here and
+# by liblinear's dual coordinate descent there (up to its tolerance).
+@pytest.mark.parametrize("classes,shift", [(2, 0.0), (3, 0.0), (6, 0.5), (40, -2.0)])
+def test_fast_svm_finds_linearsvcs_coefficients(classes, shift):
+    from sklearn.svm import LinearSVC
+
+    from betavae_dist.metrics import linear_svm
+
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, 3000)
+    x = y / classes + shift + 0.3 * rng.standard_normal(3000)  # an ordinal factor, noisy and shifted
+    reference = LinearSVC(C=0.01, class_weight="balanced", dual=True, tol=1e-8, max_iter=100_000).fit(x[:, None], y)
+    coef = linear_svm._fit(x, y, classes, 0.01)
+    np.testing.assert_allclose(coef[:, 0], reference.coef_[:, 0], atol=1e-5)
+    np.testing.assert_allclose(coef[:, 1], reference.intercept_, atol=1e-5)
+    x_test, y_test = x[::-1] + 0.01, y[::-1]  # accuracies where no point lies on a boundary
+    assert linear_svm.accuracy(x, y, x_test, y_test) == (reference.predict(x_test[:, None]) == y_test).mean()
+
+
+def test_fast_svm_needs_two_classes():
+    from betavae_dist.metrics import linear_svm
+
+    with pytest.raises(ValueError, match="two classes"):
+        linear_svm.accuracy(np.arange(5.0), np.zeros(5, int), np.arange(5.0), np.zeros(5, int))
+
+
+@pytest.mark.parametrize("codes", [dlib_noisy, lambda: dlib_rotated])  # each backend its own, equal, noise
+def test_fast_sap_equals_scikit_learns(dsprites, codes):
+    fast = metric("sap", dsprites, codes(), n_train=2000, n_eval=1000, seed=1)
+    reference = metric("sap", dsprites, codes(), n_train=2000, n_eval=1000, seed=1, backend="sklearn")
+    assert fast["sap.score"] == pytest.approx(reference["sap.score"], abs=1e-3)

@@ -14,6 +14,10 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+# How DCI and SAP fit their classifiers: "fast" compiled (boosting.py, linear_svm.py), with
+# scikit-learn's values; "sklearn" scikit-learn itself, the reference.
+BACKENDS = ("fast", "sklearn")
+
 
 def fit(model, x: np.ndarray, y: np.ndarray):
     from sklearn.exceptions import ConvergenceWarning

@@ -11,10 +11,11 @@ for factor k (each column sums to 1).
 H_K is the entropy in base K = number of factors, H_D in base D = code dimensions; 1e-11 is added
 to R before normalising, as disentanglement_lib does. Defaults 10,000 / 5,000, as there.
 The trees: `eval.dci.backend=fast` (the default) grows scikit-learn's trees again, compiled
-(boosting.py: the same splits, importances and accuracies, ~30x less CPU time); `sklearn` fits
-`GradientBoostingClassifier(random_state=seed)` itself, the reference (disentanglement_lib leaves it
-unseeded, so its importances can change from run to run where two splits tie). The samples come
-from the metric's own stream; each factor's trees are one fit, run by one rank (fits.py).
+(boosting.py: the same splits, importances and accuracies, 23-25x less CPU time at
+disentanglement_lib's sizes); `sklearn` fits `GradientBoostingClassifier(random_state=seed)`
+itself, the reference (disentanglement_lib leaves it unseeded, so its importances can change from
+run to run where two splits tie). The samples come from the metric's own stream; each factor's
+trees are one fit, run by one rank (fits.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
 from .codes import Represent, Streams
 from .fits import Fit, Plan
-
-BACKENDS = ("fast", "sklearn")
-
 
 @dataclass
 class DCISettings:  # disentanglement_lib's defaults

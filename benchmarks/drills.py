@@ -7,8 +7,9 @@ and compare its export with an uninterrupted run's.
 Prints one row per drill and "resumes equal: K / N"; exits 1 when any resumed run differs from the
 uninterrupted one by more than 1e-6 or fails to finish. tests/test_drills.py runs two drills.
 `--failures` runs each failure case of the reliability review for real (a damaged checkpoint, a
-killed and a frozen rank, a full disk, diverged weights, a file in the way, a stop signal) and
-prints a table: case, exit code, the line it ended with (README, "Reliability").
+killed and a frozen rank, a full disk, diverged weights, a file in the way, a stop signal), two
+ranks through `python -m betavae_dist.launch`, and prints a table: case, exit code, the line it
+ended with, and how many lines the job wrote to stderr in all (README, "Reliability").
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE = ["train.steps=40", "train.ckpt_every=4", "train.batch_size=32", "train.log_every=4", "train.progress=false"]
 
 
-def command(run_dir: Path, ranks: int) -> list[str]:
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "launch/cpu_ddp.yaml"),
+def command(run_dir: Path, ranks: int, launcher: str = "accelerate.commands.launch") -> list[str]:
+    launch = [sys.executable, "-m", launcher, "--config_file", str(ROOT / "launch/cpu_ddp.yaml"),
               "--num_processes", str(ranks)] if ranks > 1 else [sys.executable]
     return [*launch, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={run_dir}",
             *SCHEDULE]
@@ -60,11 +61,11 @@ def drill(run_dir: Path, ranks: int, kill_after: float) -> tuple[str, float]:
     return hit, max_diff(run_dir.parent / "straight", run_dir)
 
 
-def last_line(run_dir: Path, *overrides: str, ranks: int = 1, act=None, limit=None) -> tuple[int, str]:
+def last_line(run_dir: Path, *overrides: str, ranks: int = 1, act=None, limit=None) -> tuple[int, str, int]:
     """Train with `overrides` (after the drill schedule); `act(proc, workers)` once step_4 exists.
-    (exit code, the run's last error, stop or skipped-checkpoint line)."""
-    cmd = [*command(run_dir, ranks), *overrides]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    (exit code, the run's last error, stop or skipped-checkpoint line, the job's lines on stderr)."""
+    cmd = [*command(run_dir, ranks, "betavae_dist.launch"), *overrides]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=limit)
     if act:
         while not (run_dir / "checkpoints" / "step_4").exists() and proc.poll() is None:
@@ -72,16 +73,17 @@ def last_line(run_dir: Path, *overrides: str, ranks: int = 1, act=None, limit=No
         workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                                       text=True).stdout.split()]
         act(proc, workers)
-    out, _ = proc.communicate(timeout=900)
-    said = [line for line in out.splitlines() if line.startswith(SAID) or "betavae_dist.train: " in line]
-    return proc.returncode, (said[-1] if said else out.strip().splitlines()[-1]).replace(str(run_dir), "RUN")
+    out, err = proc.communicate(timeout=900)
+    said = [line for line in (out + err).splitlines() if line.startswith(SAID) or "betavae_dist.train: " in line]
+    line = (said[-1] if said else (out + err).strip().splitlines()[-1]).replace(str(run_dir), "RUN")
+    return proc.returncode, line, len([line for line in err.splitlines() if line.strip()])
 
 
 SAID = ("stop signal", "skipping checkpoint")  # with the error lines, what a case's row quotes
 
 
-def failures(root: Path) -> list[tuple[str, int, str]]:
-    """Each failure case for real: (case, exit code, the line it ended with)."""
+def failures(root: Path) -> list[tuple[str, int, str, int]]:
+    """Each failure case for real: (case, exit code, the line it ended with, its lines on stderr)."""
     import resource
     import shutil
 
@@ -125,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.failures:
         with tempfile.TemporaryDirectory() as tmp:
             rows = failures(Path(tmp))
-        print("| case | exit | its line |\n|---|---|---|")
-        for case, code, line in rows:
-            print(f"| {case} | {code} | {line.replace('|', '/')} |")
+        print("| case | exit | its line | stderr lines |\n|---|---|---|---|")
+        for case, code, line, lines in rows:
+            print(f"| {case} | {code} | {line.replace('|', '/')} | {lines} |")
         return 0
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:

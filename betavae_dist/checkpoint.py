@@ -36,7 +36,12 @@ _NAME = re.compile(r"^step_(\d+)$")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the path and the cause."""
+    """A checkpoint that cannot be used; the message names the path and the cause. `quiet`: every
+    rank raised it, and another rank tells it (one line per job)."""
+
+    def __init__(self, message: str, quiet: bool = False):
+        super().__init__(message)
+        self.quiet = quiet
 
 
 def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -131,16 +136,16 @@ def _attempt(write: Callable[[], object], tmp: Path, ckpt_dir: Path) -> str | No
 
 
 def _agree(accelerator: Accelerator, failure: str | None, tmp: Path) -> None:
-    """Every rank learns whether any rank's write failed (the others' lines name that rank); then
-    all raise, or none does."""
+    """Every rank learns whether any rank's write failed; then all raise, or none does. The first
+    rank that failed tells why, naming itself; the others raise quietly."""
+    teller = accelerator.process_index
     if accelerator.num_processes > 1:
         failures = [None] * accelerator.num_processes
         torch.distributed.all_gather_object(failures, failure)
-        me = accelerator.process_index
-        failure = next((f if rank == me else f"rank {rank}: {f}" for rank, f in enumerate(failures) if f), None)
+        teller, failure = next(((rank, f"rank {rank}: {f}") for rank, f in enumerate(failures) if f), (None, None))
     if failure:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(failure)
+        raise CheckpointError(failure, quiet=teller != accelerator.process_index)
 
 
 def kept(ckpt_dir: Path) -> str:

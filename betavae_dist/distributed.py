@@ -94,6 +94,9 @@ def make_accelerator(collective_timeout: float | None = None, **kwargs) -> Accel
     return accelerator
 
 
+TOLD = "told"  # RUN/.ranks/told: a rank of this job has told of a lost or frozen peer
+
+
 class Heartbeat:
     """Each rank touches RUN/.ranks/rank_R every few seconds from a thread, which goes on while the
     main thread waits in a collective; a frozen or killed rank's file goes stale, so the rank that
@@ -106,6 +109,8 @@ class Heartbeat:
         self.path = run_dir / ".ranks" / f"rank_{rank}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(f"{socket.gethostname()} {os.getpid()}")
+        if rank == 0:  # a new job: no rank has told of a lost peer yet (before any collective can fail)
+            (self.path.parent / TOLD).unlink(missing_ok=True)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
         self.thread.start()
@@ -123,6 +128,19 @@ class Heartbeat:
         self.stopped.set()
         self.thread.join()
         self.path.unlink(missing_ok=True)
+
+
+def first_to_tell(run_dir: Path) -> bool:
+    """Whether this rank is the first of its job to tell of a lost or frozen peer: the ranks that
+    see it cannot agree through the process group any more, so they claim a file in the run
+    directory (shared by all nodes, as the checkpoints are); one line per job."""
+    try:
+        os.close(os.open(run_dir / ".ranks" / TOLD, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # cannot claim it: better a line twice than none
+        return True
 
 
 def silent_ranks(run_dir: Path, world_size: int) -> str:

@@ -6,13 +6,23 @@ Under plain `accelerate launch`, a bad config makes every rank print the same li
 and the launcher then exits 1 with torch elastic's ChildFailedError report. Here the config and
 every check that needs no process group (`train.preflight`, with the world size the launch
 options ask for) run first: a problem is one line and exit 2, and nothing is started. Otherwise
-this process becomes `accelerate launch` with the same arguments (exec: the same signals and exit
-status). Any other module or script is launched unchecked. slurm/ uses it.
+this process runs `accelerate launch` with the same arguments, in itself (the same signals).
+
+When a worker fails, accelerate's launcher reports it with a traceback of its own
+(`CalledProcessError`, or torch elastic's `ChildFailedError` box, after elastic's log lines of the
+exit and of the SIGTERM to the others) and exits 1, whatever the worker said; a stop signal to the
+launcher itself (SLURM's scancel) ends in elastic's `SignalException` traceback. Here that report and
+those log lines are left out, as the workers tell the cause in a line of theirs; the exit status is
+the one the first failing worker meant (README: config 2, run-time 1, preempted 3). Where every
+rank was ended by a signal, none could say a word (the OOM killer's SIGKILL, say): one line here.
+Any other module or script is launched unchecked. slurm/ uses it.
 """
 
 from __future__ import annotations
 
-import os
+import logging
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +31,7 @@ import yaml
 from .config import ConfigError, load_or_exit
 
 CHECKED = "betavae_dist.train"
+QUIET = "torch.distributed.elastic"  # logs a failed worker's exit, a stop signal, and the SIGTERM to the rest
 
 
 def world_size(launch_args: list[str]) -> int | None:
@@ -58,7 +69,55 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as e:
             print(f"{CHECKED}: config error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-    os.execvp(sys.executable, [sys.executable, "-m", "accelerate.commands.launch", *argv])
+    raise SystemExit(launch(argv))
+
+
+def launch(argv: list[str]) -> int:
+    """`accelerate launch argv` in this process; its exit status, as the module docstring says."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from .train import PREEMPTED_EXIT_CODE
+
+    args = launch_command_parser().parse_args(argv)
+    name = QUIET  # the handlers its records reach: torch sets them on "torch" and "torch.distributed"
+    while name:
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(lambda record: not record.name.startswith(QUIET))
+        name = name.rpartition(".")[0]
+    try:
+        launch_command(args)
+        return 0
+    except SignalException:  # a stop signal (scancel's TERM): elastic passed it on and waited for the workers,
+        return PREEMPTED_EXIT_CODE  # which wrote their stop checkpoint and said so
+    except subprocess.CalledProcessError as e:  # one process (accelerate's simple launcher)
+        failures = [(0, e.returncode, None)]
+    except ChildFailedError as e:  # torch elastic: rank -> its failure, the first to fail first
+        first, _ = e.get_first_failure()
+        failures = [(rank, f.exitcode, f.pid) for rank, f in sorted(e.failures.items(), key=lambda kv: kv[0] != first)]
+    status, line = exit_status(failures)
+    if line:
+        print(f"betavae_dist.launch: {line}", file=sys.stderr, flush=True)
+    return status
+
+
+def exit_status(failures: list[tuple[int, int, int | None]]) -> tuple[int, str | None]:
+    """From the failed workers (rank, exit code, pid; the first to fail first): the launch's exit
+    status, and a line to print where no rank can have told why: every one was ended by a signal,
+    none by the SIGTERM the launcher sends the rest (a rank alive then has named the rank it lost)."""
+    from .train import PREEMPTED_EXIT_CODE
+
+    rank, code, pid = failures[0]
+    if all(c < 0 and c != -signal.SIGTERM for _, c, _ in failures):
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        where = f"rank {rank}" + (f" (pid {pid})" if pid else "")
+        return 1, f"{where} was ended by {name} without a word (out of memory? killed?); the launch stopped"
+    meant = [c for _, c, _ in failures if c >= 0]  # the rest were ended by signals (the launcher's SIGTERM)
+    return (meant[0] if meant and meant[0] in (1, 2, PREEMPTED_EXIT_CODE) else 1), None
 
 
 if __name__ == "__main__":

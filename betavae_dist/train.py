@@ -30,8 +30,8 @@ from . import checkpoint, visualize
 from .config import Config, ConfigError, flat, from_sources, identity_changes, load_or_exit, save_yaml
 from .data import DataError, build_batches, build_dataset
 from .data.batches import NoiseWindow, micro_batch_size
-from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_launcher, launched_world_size,
-                          make_accelerator, offloads_optimizer, shutdown, silent_ranks, unwrap)
+from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_launcher, first_to_tell,
+                          launched_world_size, make_accelerator, offloads_optimizer, shutdown, silent_ranks, unwrap)
 from .export import ExportError, write_export
 from .metrics import evaluate_model
 from .models import BetaVAE, activation_bytes
@@ -53,7 +53,9 @@ class Preempted(Exception):
 
 
 FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
-PREEMPTED_EXIT_CODE = 3  # stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue and resume
+# Stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue and resume. slurm/common.sh makes
+# it 0: the job script learns of the preemption from the signal, and srun logs any other as an error.
+PREEMPTED_EXIT_CODE = int(os.environ.get("BETAVAE_PREEMPTED_EXIT_CODE", "3"))
 
 
 class StopSignal:
@@ -380,7 +382,8 @@ def main(argv: list[str] | None = None) -> None:
         say(f"betavae_dist.train: config error: {e}")
         raise SystemExit(2) from None
     except (TrainingError, LaunchError, DataError, ExportError, checkpoint.CheckpointError) as e:
-        say(f"betavae_dist.train: error: {e}")
+        if not getattr(e, "quiet", False):  # one line per job where every rank raised the same
+            say(f"betavae_dist.train: error: {e}")
         raise SystemExit(1) from None
     except RuntimeError as e:  # a collective that timed out or lost a peer: gloo and NCCL raise RuntimeErrors
         timed_out = "timed out" in str(e).lower() or "timeout" in str(e).lower()
@@ -390,8 +393,9 @@ def main(argv: list[str] | None = None) -> None:
         what = (f"waited train.collective_timeout={cfg.train.collective_timeout} s for another rank (frozen, killed or "
                 f"unreachable): {silent or 'every rank still beats (the network?)'}" if timed_out else
                 f"lost its connection to another rank: {silent or 'none on this host has ended (another node?)'}")
-        say(f"betavae_dist.train: error: rank {rank} {what}; stopping. Last good checkpoint: "
-            f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}")
+        if first_to_tell(Path(cfg.run_dir)):
+            say(f"betavae_dist.train: error: rank {rank} {what}; stopping. Last good checkpoint: "
+                f"{checkpoint.latest(Path(cfg.run_dir) / 'checkpoints') or 'none yet'}")
         raise SystemExit(1) from None
 
 

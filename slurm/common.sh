@@ -6,8 +6,10 @@
 # Each node reads its own rank from $SLURM_NODEID (expanded on that node, not here); the first
 # node's address (SLURM's NodeAddr) and MAIN_PORT make the rendezvous. Processes per node: the GPUs
 # SLURM gave ($SLURM_GPUS_ON_NODE), else $PROCS_PER_NODE (default 1, CPU). It returns the exit
-# status of the step, or 3 after a preemption signal (the trainer then wrote a checkpoint); so
-# does run_once.
+# status of the step, 3 after a preemption signal (the trainer then wrote a checkpoint), or 143
+# after a cancel (TERM); so does run_once. The trainers exit 0, not 3, after a stop checkpoint here
+# (BETAVAE_PREEMPTED_EXIT_CODE): this script learns of the stop from the signal itself, and srun
+# would log any other status as an error.
 
 if [[ -n "${PYTHON_ENV:-}" ]]; then source "$PYTHON_ENV/bin/activate"
 elif [[ -f .venv/bin/activate ]]; then source .venv/bin/activate; fi
@@ -18,7 +20,7 @@ export HEAD_ADDR
 export MAIN_PORT=${MASTER_PORT:-$((20000 + ${SLURM_ARRAY_TASK_ID:-0} * 97 % 10000 + SLURM_JOB_ID % 9000))}
 export NNODES=${SLURM_JOB_NUM_NODES:-1}
 export PPN=${SLURM_GPUS_ON_NODE:-${PROCS_PER_NODE:-1}}
-export PREEMPTED=""
+export PREEMPTED="" CANCELLED="" BETAVAE_PREEMPTED_EXIT_CODE=0
 JOB_ID="${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}${SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}"
 echo "job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}): $NNODES node(s) x $PPN process(es), head $HEAD_NODE ($HEAD_ADDR:$MAIN_PORT)"
 
@@ -29,7 +31,7 @@ run_on_nodes() {
         trap "" USR1
         flags=(--num_machines "$NNODES" --machine_rank "$SLURM_NODEID" --num_processes $((NNODES * PPN))
                --main_process_ip "$HEAD_ADDR" --main_process_port "$MAIN_PORT"
-               --mixed_precision "${MIXED_PRECISION:-no}")
+               --mixed_precision "${MIXED_PRECISION:-no}" --dynamo_backend no)  # given: no warning of defaults
         if [[ -n "${LAUNCH_CONFIG:-}" ]]; then flags=(--config_file "$LAUNCH_CONFIG" "${flags[@]}")
         elif (( NNODES * PPN > 1 )); then flags=(--multi_gpu --rdzv_backend static "${flags[@]}"); fi
         exec python -m betavae_dist.launch "${flags[@]}" "$@"' bash "$@" &
@@ -49,11 +51,12 @@ wait_relaying_signals() {
     # TERM is `scancel` (or the end of the time limit's grace): the trainers got it too and write
     # a checkpoint if they can; the job then ends, without requeue.
     trap 'PREEMPTED=1; echo "signal received: asking the trainers to checkpoint"; scancel --signal=USR1 "$JOB_ID"' USR1
-    trap 'echo "cancelled: the trainers checkpoint if they can; no requeue"' TERM
+    trap 'CANCELLED=1; echo "cancelled: the trainers checkpoint if they can; no requeue"' TERM
     wait "$pid" || status=$?
     while kill -0 "$pid" 2>/dev/null; do wait "$pid" || status=$?; done
     trap - USR1 TERM
     if [[ -n "$PREEMPTED" ]]; then return 3; fi
+    if [[ -n "$CANCELLED" ]]; then return 143; fi
     return "$status"
 }
 

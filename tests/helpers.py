@@ -29,12 +29,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def accelerate_cmd(nproc: int, *args: str) -> list[str]:
-    """`accelerate launch` with our CPU DDP config for nproc > 1, else one plain process."""
-    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+def accelerate_cmd(nproc: int, *args: str, launcher: str = "accelerate.commands.launch") -> list[str]:
+    """`accelerate launch` (or `launcher`: betavae_dist.launch) with our CPU DDP config for nproc > 1,
+    else one plain process."""
     if nproc == 1:
         return [sys.executable, *args]
-    return [*launch, "--config_file", str(CPU_DDP), "--num_processes", str(nproc),
+    return [sys.executable, "-m", launcher, "--config_file", str(CPU_DDP), "--num_processes", str(nproc),
             "--main_process_port", str(free_port()), *args]
 
 

@@ -190,6 +190,22 @@ def test_a_two_rank_launch_through_betavae_dist_launch_is_one_line_and_exit_2(tm
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("failures, status, line", [
+    ([(0, 3, 11), (1, -15, 12)], 3, None),  # preempted; the launcher then stopped rank 1 (SIGTERM)
+    ([(1, 1, 12), (0, -15, 11)], 1, None),  # rank 1 told its error in a line of its own
+    ([(0, 2, None)], 2, None),  # one process, through accelerate's simple launcher
+    ([(0, 120, None)], 1, None),  # a status the README does not name is a run-time failure
+    ([(1, -9, 12), (0, -15, 11)], 1, None),  # rank 0 was alive when rank 1 died: it named rank 1 itself
+    ([(1, -9, 12), (0, -9, 11)], 1, "rank 1 (pid 12) was ended by SIGKILL without a word"),
+    ([(0, -6, None)], 1, "rank 0 was ended by SIGABRT without a word"),
+])
+def test_a_launch_exits_as_its_first_failing_worker_meant(failures, status, line):
+    from betavae_dist.launch import exit_status
+
+    got_status, got_line = exit_status(failures)
+    assert got_status == status and (got_line is None if line is None else line in got_line)
+
+
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_starting(tmp_path):
     # 2^20 conv64 samples per micro-batch need over a terabyte of activations; 2^20 / 2^10 fit.
     proc = in_process(train_main, ["--config", BETA4, f"run_dir={tmp_path / 'r'}",

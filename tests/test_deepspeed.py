@@ -5,7 +5,7 @@ import json
 import pytest
 
 from betavae_dist.models import BetaVAE
-from helpers import ROOT, accelerate_cmd, max_abs_diff, run, weights
+from helpers import HUNG, ROOT, accelerate_cmd, max_abs_diff, run, weights
 
 pytestmark = pytest.mark.deepspeed
 
@@ -80,3 +80,24 @@ def test_zero2_with_optimizer_offload_matches_ddp(ddp_reference, tmp_path):
     proc = ds_train(tmp_path / "offload", ROOT / "launch" / "zero2_offload.yaml", "train.steps=6")
     assert "(DEEPSPEED" in proc.stdout
     assert max_abs_diff(weights(tmp_path / "offload" / "export"), ddp_reference) < 1e-4
+
+
+def test_a_failed_checkpoint_write_under_zero2_is_one_line_from_the_rank_that_failed(tmp_path):
+    """DeepSpeed writes its own checkpoint files inside `save_state`; a write that fails there (a
+    1 MiB file-size limit) is still agreed on by the ranks: one line, exit 1, no wait for a timeout."""
+    import os
+    import resource
+    import subprocess
+
+    ds_train(tmp_path / "warm", ROOT / "launch" / "zero2.yaml", "train.steps=1")  # DeepSpeed builds its ops first
+    cmd = accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml",
+                         f"run_dir={tmp_path / 'run'}", "train.progress=false", *STEPS, "train.steps=4",
+                         "train.collective_timeout=600", launcher="betavae_dist.launch")
+    cmd[cmd.index("--config_file") + 1] = str(ROOT / "launch" / "zero2.yaml")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=limit, timeout=HUNG,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    lines = [line for line in proc.stderr.splitlines() if "betavae_dist.train: error:" in line]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
+    assert f"cannot write {tmp_path / 'run' / 'checkpoints' / '.tmp-step_3'}" in lines[0]
+    assert "Traceback" not in proc.stderr and "collective_timeout" not in proc.stderr

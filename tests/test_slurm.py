@@ -110,6 +110,7 @@ def test_signal_checkpoints_requeues_and_resumes(slurm, tmp_path):
     text = preempt_and_finish(slurm, job, log, run_dir / "export" / "model.safetensors")
     assert "stop signal: checkpoint at step" in text
     assert "requeueing job" in text and "resuming from" in text
+    assert "Traceback" not in text and "srun: error" not in text, text[-3000:]  # a stop, not a failure
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["step"] == 600
 
@@ -126,6 +127,7 @@ def test_scancel_checkpoints_and_ends_the_job_without_requeue(slurm, tmp_path):
     text = log.read_text()
     assert not queued(slurm, job) and "requeueing job" not in text, text[-3000:]
     assert "cancelled: the trainers checkpoint if they can; no requeue" in text
+    assert "Traceback" not in text, text[-3000:]
     assert "stop signal: checkpoint at step" in text
     stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+)", text).group(1))
     newest = checkpoint.latest(run_dir / "checkpoints")
@@ -146,6 +148,7 @@ def test_packed_sweep_task_checkpoints_on_preemption_requeues_and_finishes(slurm
              "the step-50 checkpoints")
     text = preempt_and_finish(slurm, f"{job}_0", log, tmp_path / "sweep" / "report.md")
     assert text.count("pack of 2 on cpu") == 2 and "stop signal: checkpoints at step" in text and "resuming at step" in text
+    assert "Traceback" not in text and "srun: error" not in text, text[-3000:]
     for point in ("beta1", "beta4"):
         lines = [json.loads(line) for line in (tmp_path / "sweep" / point / "metrics.jsonl").read_text().splitlines()]
         assert lines[-1]["step"] == 600 and (tmp_path / "sweep" / point / "evaluation.json").is_file()

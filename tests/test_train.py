@@ -189,10 +189,11 @@ def test_a_finished_run_is_not_re_exported_under_a_shorter_schedule(tmp_run):
     assert "steps: 4" in (tmp_run / "config.yaml").read_text()
 
 
-def start_two_ranks(run_dir, *overrides, log=None):
-    """A long 2-rank run in the background, and its two worker processes once step_20 is written."""
-    cmd = accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={run_dir}",
-                         *TINY, "train.steps=100000", "train.ckpt_every=20", *overrides)
+def start_two_ranks(run_dir, *overrides, log=None, ranks=2):
+    """A long 2-rank run in the background (through betavae_dist.launch), and its worker processes
+    once step_20 is written."""
+    cmd = accelerate_cmd(ranks, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={run_dir}",
+                         *TINY, "train.steps=100000", "train.ckpt_every=20", *overrides, launcher="betavae_dist.launch")
     out = open(log or os.devnull, "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "DS_ACCELERATOR": "cpu"})
     deadline = time.time() + HUNG
@@ -200,7 +201,7 @@ def start_two_ranks(run_dir, *overrides, log=None):
         assert time.time() < deadline and proc.poll() is None, "the run did not reach step 20"
         time.sleep(0.1)
     workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
-    assert len(workers) == 2
+    assert len(workers) == ranks
     return proc, workers
 
 
@@ -236,7 +237,20 @@ def test_a_killed_rank_is_named_by_the_other_in_one_line(tmp_run, tmp_path):
     assert len(lines) == 1 and re.fullmatch(
         r"betavae_dist\.train: error: rank 0 lost its connection to another rank: rank 1 \(pid \d+\) is gone; "
         r"stopping\. Last good checkpoint: .*step_\d+", lines[0]), log.read_text()[-3000:]
-    assert "[rank0]: Traceback" not in log.read_text()  # the survivor's line, not its traceback
+    assert proc.returncode == 1 and "Traceback" not in log.read_text()  # neither the survivor's nor the launcher's
+
+
+@pytest.mark.distributed
+def test_a_killed_rank_of_three_is_named_once_per_job(tmp_run, tmp_path):
+    """Two ranks lose the third; they cannot agree through the process group any more, and the
+    first of them to tell claims it in the run directory: one line for the job."""
+    log = tmp_path / "log"
+    proc, workers = start_two_ranks(tmp_run, "train.batch_size=12", log=log, ranks=3)
+    os.kill(workers[2], signal.SIGKILL)
+    proc.wait(timeout=HUNG)
+    lines = [line for line in log.read_text().splitlines() if "betavae_dist.train: error:" in line]
+    assert len(lines) == 1 and "lost its connection to another rank: rank 2 (pid" in lines[0], log.read_text()[-3000:]
+    assert proc.returncode == 1 and "Traceback" not in log.read_text()
 
 
 @pytest.mark.distributed
@@ -250,7 +264,7 @@ def test_a_frozen_rank_stops_the_other_within_the_collective_timeout(tmp_run, tm
         for w in workers:
             if alive(w):
                 os.kill(w, signal.SIGKILL)
-    assert proc.returncode != 0
+    assert proc.returncode == 1 and "Traceback" not in log.read_text(), log.read_text()[-3000:]
     assert "waited train.collective_timeout=10 s for another rank (frozen, killed or unreachable): rank 1 silent for" \
         in log.read_text()
 
@@ -303,10 +317,12 @@ def test_a_stop_signal_is_acted_on_at_once_whatever_log_every(tmp_run):
 @pytest.mark.distributed
 def test_a_stop_signal_to_one_rank_stops_both_at_one_checkpoint(tmp_run, tmp_path):
     """The ranks poll for a stop together between log steps: a signal that reaches one rank only
-    (log_every 100,000 steps away) is one checkpoint, written by both, and both stop."""
+    (log_every 100,000 steps away) is one checkpoint, written by both, and both stop: the launch
+    exits 3 (preempted), without the launcher's report of a failed worker."""
     log = tmp_path / "log"
     cmd = accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={tmp_run}",
-                         *TINY, "train.steps=100000", "train.log_every=100000", "train.ckpt_every=100000")
+                         *TINY, "train.steps=100000", "train.log_every=100000", "train.ckpt_every=100000",
+                         launcher="betavae_dist.launch")
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + HUNG
@@ -320,6 +336,7 @@ def test_a_stop_signal_to_one_rank_stops_both_at_one_checkpoint(tmp_run, tmp_pat
     stopped_at = int(re.search(r"stop signal: checkpoint at step (\d+) written", text).group(1))
     newest = checkpoint.latest(tmp_run / "checkpoints")
     assert newest.name == f"step_{stopped_at}" and checkpoint.verify(newest) is None, text[-3000:]
+    assert proc.returncode == 3 and "Traceback" not in text, text[-3000:]
 
 
 @pytest.mark.integration

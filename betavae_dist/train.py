@@ -384,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     except (TrainingError, LaunchError, DataError, ExportError, checkpoint.CheckpointError) as e:
         if not getattr(e, "quiet", False):  # one line per job where every rank raised the same
             say(f"betavae_dist.train: error: {e}")
+            first_to_tell(Path(cfg.run_dir))  # this line is the cause: ranks that now lose this one stay quiet
         raise SystemExit(1) from None
     except RuntimeError as e:  # a collective that timed out or lost a peer: gloo and NCCL raise RuntimeErrors
         timed_out = "timed out" in str(e).lower() or "timeout" in str(e).lower()

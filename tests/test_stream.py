@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import sys
 
 import numpy as np
@@ -143,6 +144,20 @@ def test_truncated_and_missing_shards(tmp_path):
     shard.unlink()
     with pytest.raises(StreamError, match=f"shard {shard}: cannot open"):
         read_all(url)
+
+
+@pytest.mark.distributed
+def test_a_bad_sample_on_one_of_two_ranks_is_one_line_naming_shard_and_sample(tmp_path):
+    """The rank that reads it names it; the other, which loses that rank, stays quiet; the launch adds
+    no report of its own."""
+    url = write_bad_shards(tmp_path / "shards", {(1, 2): corrupt_image})
+    cmd = accelerate_cmd(2, "-m", "betavae_dist.train", "--config", "configs/celeba_beta.yaml", f"run_dir={tmp_path / 'run'}",
+                         f"data.shards={url}", "train.batch_size=4", "train.steps=20", "data.workers=1",
+                         "data.shuffle_buffer=1", "train.progress=false", launcher="betavae_dist.launch")
+    proc = run(cmd, check=False)
+    lines = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
+    assert re.search(r"betavae_dist\.train: error: .*shard .*shard-000001\.tar, sample s1_2: pyspng", lines[0]), lines[0]
 
 
 @pytest.mark.distributed

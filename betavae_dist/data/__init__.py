@@ -2,6 +2,8 @@
 
     dataset.py   the FactorDataset interface (factors, images in [0, 1], sampling)
     dsprites.py  dSprites, rendered from its factor grid (the built-in default)
+    shapes3d.py  3D Shapes, read from the user's 3dshapes.h5 (data.path)
+    cars3d.py    Cars3D, read from the user's folder of .mat files (data.path)
     batches.py   training batches of a factor dataset as a function of the step (host or GPU)
     stream.py    training batches streamed from WebDataset tar shards
     shards.py    writing those shards (`python -m betavae_dist.data.shards`)
@@ -20,13 +22,17 @@ import torch
 from ..registry import Registry
 from .batches import DeviceBatches, StepBatches
 from .dataset import DataError, FactorDataset
+from .cars3d import Cars3D
 from .dsprites import DSprites
+from .shapes3d import Shapes3D
 
 if TYPE_CHECKING:
     from ..config import Config
 
 DATASETS = Registry("dataset", {
-    "dsprites": DSprites,
+    "dsprites": DSprites,  # Higgins et al. 2017, rendered here
+    "shapes3d": Shapes3D,  # Kim & Mnih 2018
+    "cars3d": Cars3D,  # Reed et al. 2015
 })
 SOURCES = ("dataset", "webdataset")  # data.source: the factor dataset `data.name`, or tar shards
 

@@ -48,7 +48,7 @@ class DataConfig:
     name: str = "dsprites"  # the factor dataset: training data of source "dataset", and what the metrics use
     source: str = "dataset"  # "dataset" (the one `name` gives) or "webdataset" (tar shards)
     dsprites_npz: str = ""  # optional path to the original dsprites_ndarray_*.npz
-    path: str = ""  # the data set's own files, where it has any: shapes3d's 3dshapes.h5, cars3d's folder of .mat files
+    path: str = ""  # the data set's own files: shapes3d's 3dshapes.h5, mpi3d_*'s .npz, cars3d's and smallnorb's folders
     shards: str = ""  # webdataset: a shard directory, its manifest.json, or URLs with brace expansion (pipe:..., http://...)
     manifest: str = ""  # webdataset: manifest.json of the shards; default: beside the first shard
     workers: int = 2  # webdataset: DataLoader worker processes per rank

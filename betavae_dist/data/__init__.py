@@ -4,6 +4,8 @@
     dsprites.py  dSprites, rendered from its factor grid (the built-in default)
     shapes3d.py  3D Shapes, read from the user's 3dshapes.h5 (data.path)
     cars3d.py    Cars3D, read from the user's folder of .mat files (data.path)
+    norb.py      SmallNORB, read from the user's folder of its binary matrix files (data.path)
+    mpi3d.py     MPI3D (toy, realistic, real), read from the user's .npz (data.path)
     batches.py   training batches of a factor dataset as a function of the step (host or GPU)
     stream.py    training batches streamed from WebDataset tar shards
     shards.py    writing those shards (`python -m betavae_dist.data.shards`)
@@ -24,6 +26,8 @@ from .batches import DeviceBatches, StepBatches
 from .dataset import DataError, FactorDataset
 from .cars3d import Cars3D
 from .dsprites import DSprites
+from .mpi3d import MPI3D, MPI3DReal
+from .norb import SmallNORB
 from .shapes3d import Shapes3D
 
 if TYPE_CHECKING:
@@ -33,6 +37,10 @@ DATASETS = Registry("dataset", {
     "dsprites": DSprites,  # Higgins et al. 2017, rendered here
     "shapes3d": Shapes3D,  # Kim & Mnih 2018
     "cars3d": Cars3D,  # Reed et al. 2015
+    "smallnorb": SmallNORB,  # LeCun et al. 2004
+    "mpi3d_toy": MPI3D,  # Gondal et al. 2019
+    "mpi3d_realistic": MPI3D,
+    "mpi3d_real": MPI3DReal,
 })
 SOURCES = ("dataset", "webdataset")  # data.source: the factor dataset `data.name`, or tar shards
 

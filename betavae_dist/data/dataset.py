@@ -49,6 +49,7 @@ def grid_factors(index: np.ndarray, sizes) -> np.ndarray:
 class FactorDataset:
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
+    nuisance: tuple[str, ...] = ()  # factors drawn at random with the others but not scored (SmallNORB's instance)
     image_shape: tuple[int, int, int] = (1, 64, 64)  # (channels, height, width)
     pixel_max: int = 1  # raw pixels are uint8 in 0..pixel_max: 1 for binary images, 255 for photographs
 

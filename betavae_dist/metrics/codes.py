@@ -124,9 +124,10 @@ FACTOR_SETS = ("all", "no_shape")
 
 
 def factor_set(dataset, name: str) -> list[int]:
-    """Indices of the factors a metric uses: `all` = every factor that varies (dSprites: all but
-    colour), `no_shape` = those without shape."""
-    varying = [i for i, size in enumerate(dataset.factor_sizes) if size > 1]
+    """Indices of the factors a metric uses: `all` = every factor that varies and is not a nuisance
+    (dSprites: all but colour; SmallNORB: all but instance), `no_shape` = those without shape."""
+    varying = [i for i, size in enumerate(dataset.factor_sizes)
+               if size > 1 and dataset.factor_names[i] not in dataset.nuisance]
     if name == "all":
         return varying
     if name == "no_shape":

@@ -29,7 +29,9 @@ from .metrics.classifiers import BACKENDS
 from .metrics.dci import DCISettings
 from .metrics.factor_vae import FactorVAESettings
 from .metrics.mig import MIGSettings
+from .metrics.modularity import ModularitySettings
 from .metrics.sap import SAPSettings
+from .metrics.unsupervised import UnsupervisedSettings
 from .metrics.codes import FACTOR_SETS
 from .models import ARCHITECTURES, MAX_CHANNELS, MAX_LATENTS
 from .objectives import OBJECTIVES
@@ -118,6 +120,8 @@ class EvalConfig:
     mig: MIGSettings = field(default_factory=MIGSettings)
     dci: DCISettings = field(default_factory=DCISettings)
     sap: SAPSettings = field(default_factory=SAPSettings)
+    modularity: ModularitySettings = field(default_factory=ModularitySettings)
+    unsupervised: UnsupervisedSettings = field(default_factory=UnsupervisedSettings)
 
     @property
     def metric_names(self) -> list[str]:

@@ -27,7 +27,9 @@ from .dci import DCISettings, dci
 from .factor_vae import FactorVAESettings, factor_vae_score
 from .fits import Plan, run_plans
 from .mig import MIGSettings, mig
+from .modularity import ModularitySettings, modularity_explicitness
 from .sap import SAPSettings, sap
+from .unsupervised import UnsupervisedSettings, unsupervised
 
 from rich.progress import Progress
 
@@ -51,6 +53,8 @@ METRICS = Registry("metric", {
     "mig": Metric(mig, "score", MIGSettings),  # Chen et al. 2018
     "dci": Metric(dci, "disentanglement", DCISettings),  # Eastwood & Williams 2018
     "sap": Metric(sap, "score", SAPSettings),  # Kumar et al. 2018
+    "modularity": Metric(modularity_explicitness, "score", ModularitySettings),  # Ridgeway & Mozer 2018
+    "unsupervised": Metric(unsupervised, "gaussian_total_correlation", UnsupervisedSettings),  # dlib's unsupervised scores
 })
 
 

@@ -1,0 +1,54 @@
+"""Unsupervised scores of a representation, as disentanglement_lib's `unsupervised_metrics`.
+
+Reproduces evaluation/metrics/unsupervised_metrics.py on the codes of `n_train` samples (10,000, as
+in its study); they use no factor, only the codes' covariance C and the codes binned into 20
+equal-width bins (as MIG):
+- gaussian_total_correlation: KL between N(0, C) and N(0, diag C), 0.5 (sum log diag C - log det C);
+- gaussian_wasserstein_correlation: the squared 2-Wasserstein distance between the same two,
+  2 tr C - 2 tr sqrt(C diag C), and `_norm`: that over tr C;
+- mutual_info_score: the mean mutual information between two different binned codes.
+Lower is more factorised. As there, a code that never varies makes the first ones infinite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.dataset import FactorDataset
+from .codes import Represent, Streams
+from .fits import Plan, done
+from .mig import discretize, mutual_information
+
+
+@dataclass
+class UnsupervisedSettings:  # disentanglement_lib's unsupervised study
+    n_train: int = 10_000  # samples whose codes give the covariance and the binned codes
+
+
+def gaussian_total_correlation(cov: np.ndarray) -> float:
+    with np.errstate(divide="ignore"):
+        return float(0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1]))
+
+
+def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
+    from scipy.linalg import sqrtm  # scipy comes with scikit-learn
+
+    return float(2 * np.trace(cov) - 2 * np.trace(sqrtm(cov * np.diag(cov)[:, None])).real)
+
+
+def unsupervised(dataset: FactorDataset, represent: Represent, factors: list[int], settings: UnsupervisedSettings,
+                 rng: Streams) -> Plan:
+    codes = represent(dataset.sample_factors(settings.n_train, rng()))
+    cov = np.atleast_2d(np.cov(codes.T))
+    binned = discretize(codes)
+    d = codes.shape[1]
+    information = sum(mutual_information(binned[:, i], binned[:, j]) for i in range(d) for j in range(d) if i != j)
+    wasserstein = gaussian_wasserstein_correlation(cov)
+    return done({
+        "gaussian_total_correlation": gaussian_total_correlation(cov),
+        "gaussian_wasserstein_correlation": wasserstein,
+        "gaussian_wasserstein_correlation_norm": wasserstein / float(np.trace(cov)),
+        "mutual_info_score": information / (d * d - d) if d > 1 else 0.0,
+    })

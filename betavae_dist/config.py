@@ -51,6 +51,7 @@ class DataConfig:
     source: str = "dataset"  # "dataset" (the one `name` gives) or "webdataset" (tar shards)
     dsprites_npz: str = ""  # optional path to the original dsprites_ndarray_*.npz
     path: str = ""  # the data set's own files: shapes3d's 3dshapes.h5, mpi3d_*'s .npz, cars3d's and smallnorb's folders
+    seed: int = 0  # color/noisy/scream_dsprites: draws each image's colour, noise or crop (fixed data, not the run's seed)
     shards: str = ""  # webdataset: a shard directory, its manifest.json, or URLs with brace expansion (pipe:..., http://...)
     manifest: str = ""  # webdataset: manifest.json of the shards; default: beside the first shard
     workers: int = 2  # webdataset: DataLoader worker processes per rank

@@ -2,6 +2,7 @@
 
     dataset.py   the FactorDataset interface (factors, images in [0, 1], sampling)
     dsprites.py  dSprites, rendered from its factor grid (the built-in default)
+    dsprites_variants.py  colour-, noisy- and scream-dSprites, painted on those renderings
     shapes3d.py  3D Shapes, read from the user's 3dshapes.h5 (data.path)
     cars3d.py    Cars3D, read from the user's folder of .mat files (data.path)
     norb.py      SmallNORB, read from the user's folder of its binary matrix files (data.path)
@@ -26,6 +27,7 @@ from .batches import DeviceBatches, StepBatches
 from .dataset import DataError, FactorDataset
 from .cars3d import Cars3D
 from .dsprites import DSprites
+from .dsprites_variants import ColorDSprites, NoisyDSprites, ScreamDSprites
 from .mpi3d import MPI3D, MPI3DReal
 from .norb import SmallNORB
 from .shapes3d import Shapes3D
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 
 DATASETS = Registry("dataset", {
     "dsprites": DSprites,  # Higgins et al. 2017, rendered here
+    "color_dsprites": ColorDSprites,  # disentanglement_lib's variants of it
+    "noisy_dsprites": NoisyDSprites,
+    "scream_dsprites": ScreamDSprites,
     "shapes3d": Shapes3D,  # Kim & Mnih 2018
     "cars3d": Cars3D,  # Reed et al. 2015
     "smallnorb": SmallNORB,  # LeCun et al. 2004

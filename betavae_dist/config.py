@@ -28,6 +28,7 @@ from .metrics.beta_vae import BetaVAESettings
 from .metrics.classifiers import BACKENDS
 from .metrics.dci import DCISettings
 from .metrics.factor_vae import FactorVAESettings
+from .metrics.irs import IRSSettings
 from .metrics.mig import MIGSettings
 from .metrics.modularity import ModularitySettings
 from .metrics.sap import SAPSettings
@@ -123,6 +124,7 @@ class EvalConfig:
     sap: SAPSettings = field(default_factory=SAPSettings)
     modularity: ModularitySettings = field(default_factory=ModularitySettings)
     unsupervised: UnsupervisedSettings = field(default_factory=UnsupervisedSettings)
+    irs: IRSSettings = field(default_factory=IRSSettings)
 
     @property
     def metric_names(self) -> list[str]:

@@ -26,6 +26,7 @@ from .codes import CodeTable, Represent, Streams, factor_set, model_representati
 from .dci import DCISettings, dci
 from .factor_vae import FactorVAESettings, factor_vae_score
 from .fits import Plan, run_plans
+from .irs import IRSSettings, irs
 from .mig import MIGSettings, mig
 from .modularity import ModularitySettings, modularity_explicitness
 from .sap import SAPSettings, sap
@@ -55,6 +56,7 @@ METRICS = Registry("metric", {
     "sap": Metric(sap, "score", SAPSettings),  # Kumar et al. 2018
     "modularity": Metric(modularity_explicitness, "score", ModularitySettings),  # Ridgeway & Mozer 2018
     "unsupervised": Metric(unsupervised, "gaussian_total_correlation", UnsupervisedSettings),  # dlib's unsupervised scores
+    "irs": Metric(irs, "score", IRSSettings),  # Suter et al. 2019
 })
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from betavae_dist.data import DATASETS
 from helpers import ROOT, TINY, run
 
 pytestmark = pytest.mark.integration  # launches real processes
@@ -57,4 +58,5 @@ def test_new_objective_and_dataset_train_and_evaluate(tmp_run):
 def test_an_unregistered_name_is_one_line_listing_the_choices(tmp_path):
     proc = run([sys.executable, "-m", "betavae_dist.train", f"run_dir={tmp_path / 'r'}", "data.name=bars"], check=False)
     assert proc.returncode == 2
-    assert "data.name: 'bars' is not one of dsprites (on the command line)" in proc.stderr
+    names = ", ".join(name for name in DATASETS if name != "bars")  # the built-in ones
+    assert f"data.name: 'bars' is not one of {names} (on the command line)" in proc.stderr

@@ -12,26 +12,23 @@ system decides. The set (216 MB) is read and resized once, when it is opened.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .dataset import FactorDataset
-
-if TYPE_CHECKING:
-    from ..config import DataConfig
+from .dataset import ReleaseFiles
 
 WHERE = ("get the Cars3D release of Reed et al.'s \"Deep Visual Analogy-Making\" (scottreed.info), unpack it and set "
          "data.path to its cars/ folder of .mat files")
 MESH = (128, 128, 3, 24, 4)  # one file's `im`: rows, columns, colour, azimuth, elevation
 
 
-class Cars3D(FactorDataset):
+class Cars3D(ReleaseFiles):
     factor_names = ("elevation", "azimuth", "object_type")
     factor_sizes = (4, 24, 183)
     image_shape = (3, 64, 64)
     pixel_max = 255
+    files, where = "the folder of the 183 .mat files", WHERE
 
     def __init__(self, folder: str | Path):
         from scipy.io import loadmat
@@ -56,11 +53,6 @@ class Cars3D(FactorDataset):
                     self.images[elevation, azimuth, car] = np.asarray(picture).transpose(2, 0, 1)
         self.images = self.images.reshape(-1, *self.image_shape)  # the grid's order: object type fastest
 
-    @classmethod
-    def from_config(cls, data: DataConfig) -> Cars3D:
-        if not data.path:
-            raise ValueError(f"data.name=cars3d needs data.path, the folder of the 183 .mat files; {WHERE}")
-        return cls(data.path)
 
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         return self.images[self.factors_to_index(self.check_factors(factors))]

@@ -99,3 +99,18 @@ class FactorDataset:
     def images(self, factors: np.ndarray) -> np.ndarray:
         """(n, C, H, W) float32 images in [0, 1]."""
         return to_unit(torch.from_numpy(self.raw_images(factors)), self.pixel_max).numpy()
+
+
+class ReleaseFiles(FactorDataset):
+    """A dataset read from the files of its release, which the user names in `data.path`; nothing
+    is downloaded. Subclasses say what the path must be and where to get it, and take it in
+    `__init__(path)`."""
+
+    files: str  # what data.path names, e.g. "the file 3dshapes.h5"
+    where: str  # how to get the files, for the error when they are missing
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> ReleaseFiles:
+        if not data.path:
+            raise ValueError(f"data.name={data.name} needs data.path, {cls.files}; {cls.where}")
+        return cls(data.path)

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .dataset import FactorDataset
-
-if TYPE_CHECKING:
-    from ..config import DataConfig
+from .dataset import ReleaseFiles
 
 WHERE = ("get mpi3d_toy.npz, mpi3d_realistic.npz or mpi3d_real.npz from the MPI3D release (the README of "
          "github.com/rr-learning/disentanglement_dataset) and set data.path to it")
@@ -43,13 +39,14 @@ def npz_member(path: Path, name: str) -> np.memmap:
         return np.memmap(path, dtype, "r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
 
 
-class MPI3D(FactorDataset):
+class MPI3D(ReleaseFiles):
     """mpi3d_toy and mpi3d_realistic: 4 colours and 4 shapes."""
     factor_names = ("object_color", "object_shape", "object_size", "camera_height", "background_color",
                     "horizontal_axis", "vertical_axis")
     factor_sizes = (4, 4, 2, 3, 3, 40, 40)
     image_shape = (3, 64, 64)
     pixel_max = 255
+    files, where = "the release's .npz", WHERE
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -64,11 +61,6 @@ class MPI3D(FactorDataset):
                              f"({self.num_images}, 64, 64, 3) uint8 (is data.name the right one of mpi3d_toy, "
                              "mpi3d_realistic, mpi3d_real?)")
 
-    @classmethod
-    def from_config(cls, data: DataConfig) -> MPI3D:
-        if not data.path:
-            raise ValueError(f"data.name={data.name} needs data.path, the release's .npz; {WHERE}")
-        return cls(data.path)
 
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         index = self.factors_to_index(self.check_factors(factors))

@@ -14,15 +14,11 @@ says unsigned bytes, as here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from .dataset import FactorDataset, grid_index
-
-if TYPE_CHECKING:
-    from ..config import DataConfig
+from .dataset import ReleaseFiles, grid_index
 
 CHUNKS = ("5x46789x9x18x6x2x96x96-training", "5x01235x9x18x6x2x96x96-testing")
 KINDS = {0x1E3D4C55: np.uint8, 0x1E3D4C54: np.int32}  # the format's byte matrix and integer matrix
@@ -41,12 +37,13 @@ def read_matrix(path: Path) -> np.ndarray:
         raise ValueError(f"SmallNORB: {path} is not a matrix of the release's format ({type(e).__name__}: {e})") from None
 
 
-class SmallNORB(FactorDataset):
+class SmallNORB(ReleaseFiles):
     factor_names = ("category", "instance", "elevation", "azimuth", "lighting")
     factor_sizes = (5, 10, 9, 18, 6)
     nuisance = ("instance",)
     image_shape = (1, 64, 64)
     pixel_max = 255
+    files, where = "the folder of the six .mat files", WHERE
 
     def __init__(self, folder: str | Path):
         folder = Path(folder)
@@ -73,11 +70,6 @@ class SmallNORB(FactorDataset):
         if (self.row_of < 0).any():
             raise ValueError(f"SmallNORB: the images of {folder} do not cover the grid (a point twice, another never)")
 
-    @classmethod
-    def from_config(cls, data: DataConfig) -> SmallNORB:
-        if not data.path:
-            raise ValueError(f"data.name=smallnorb needs data.path, the folder of the six .mat files; {WHERE}")
-        return cls(data.path)
 
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         rows = self.row_of[self.factors_to_index(self.check_factors(factors))]

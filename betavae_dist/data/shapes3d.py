@@ -13,24 +13,21 @@ images and factors are the same.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .dataset import FactorDataset, grid_index
-
-if TYPE_CHECKING:
-    from ..config import DataConfig
+from .dataset import ReleaseFiles, grid_index
 
 WHERE = ("get 3dshapes.h5 from DeepMind's 3d-shapes release (the README of github.com/google-deepmind/3d-shapes) "
          "and set data.path to it")
 
 
-class Shapes3D(FactorDataset):
+class Shapes3D(ReleaseFiles):
     factor_names = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     factor_sizes = (10, 10, 10, 8, 4, 15)
     image_shape = (3, 64, 64)
     pixel_max = 255
+    files, where = "the file 3dshapes.h5", WHERE
 
     def __init__(self, path: str | Path):
         try:
@@ -63,11 +60,6 @@ class Shapes3D(FactorDataset):
             raise ValueError(f"{self.path}: image {wrong[0]} is not where the factor grid puts it "
                              f"(its labels {labels[wrong[0]].tolist()}); the file's order is not 3dshapes.h5's")
 
-    @classmethod
-    def from_config(cls, data: DataConfig) -> Shapes3D:
-        if not data.path:
-            raise ValueError(f"data.name=shapes3d needs data.path, the file 3dshapes.h5; {WHERE}")
-        return cls(data.path)
 
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         index = self.factors_to_index(self.check_factors(factors))

@@ -7,7 +7,7 @@ them in fixed chunks, sharded across ranks. Both use the same renderer, model an
 Ranks are real `accelerate launch` processes of `betavae_dist.evaluate`.
 
     python benchmarks/metric_throughput.py [--scale 1.0]     # scale < 1 shrinks N_train and N_eval
-    python benchmarks/metric_throughput.py --suite runs/dsprites_beta4/export [--pack 9]   # all five metrics
+    python benchmarks/metric_throughput.py --suite runs/dsprites_beta4/export [--pack 9]   # every metric
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def timed(codes, dataset, cfg: EvalConfig) -> tuple[dict, float]:
 
 
 def suite(export: Path, pack: int) -> None:
-    """All five metrics at disentanglement_lib's sizes on one model, in this process: each metric's
+    """Every metric (METRICS) at disentanglement_lib's sizes on one model, in this process: each metric's
     seconds once the codes exist, DCI and SAP both with scikit-learn's classifiers (the reference) and
     the compiled ones; then the same model `pack` times over as one pack (evaluate_pack, encoding
     included), against `pack` solo evaluations."""
@@ -124,7 +124,7 @@ def suite(export: Path, pack: int) -> None:
     for name in FITTED:
         table.add_row(f"{name}, CPU seconds (all threads)", f"{reference[name][1]:.1f}", f"{ours[name][1]:.1f}",
                       f"{reference[name][1] / ours[name][1]:.1f}")
-    table.add_row("the five metrics, once the codes exist", f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}")
+    table.add_row(f"the {len(METRICS)} metrics, once the codes exist", f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}")
     table.add_row("encoding the images (shared)", f"{codes.seconds:.1f}", f"{codes.seconds:.1f}", "")
     Console(width=200).print(table)
     scores = Table(title="DCI and SAP of this model, both ways (the same points)")
@@ -144,7 +144,7 @@ def pack_suite(export: Path, train_cfg: Config, cfg: EvalConfig, pack: int, solo
         start = time.perf_counter()
         evaluate_pack([dataclasses.replace(train_cfg, eval=cfg) for _ in exports], exports, torch.device("cpu"))
         seconds = time.perf_counter() - start
-    table = Table(title=f"a pack of {pack} models, all five metrics, one process (encoding included)")
+    table = Table(title=f"a pack of {pack} models, all {len(METRICS)} metrics, one process (encoding included)")
     for column in ("evaluation", "seconds", "per model"):
         table.add_column(column, justify="left" if column == "evaluation" else "right")
     table.add_row(f"{pack} solo evaluations, scikit-learn's classifiers (before; {pack} × the solo one above)",
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--suite", metavar="EXPORT", type=Path, default=None,
-                        help="instead: time all five metrics on this export (a trained one: an untrained "
+                        help="instead: time every metric on this export (a trained one: an untrained "
                              "model has no active dimension, and FactorVAE then stops early)")
     parser.add_argument("--pack", type=int, default=9, help="with --suite: also a pack of this many copies (1: none)")
     args = parser.parse_args()

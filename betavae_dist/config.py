@@ -63,7 +63,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "conv64"  # "fc" (Higgins et al.), "conv64" (Burgess et al.), "conv64_deep" (CelebA)
+    arch: str = "conv64"  # "fc" (Higgins et al.), "conv64" (Burgess et al.), "conv64_deep" (CelebA), "dlib_conv"
     latents: int = 10  # size of the code z
     channels: int = 1  # image channels: 1 for dSprites, 3 for colour images
     likelihood: str = "bernoulli"  # "bernoulli" (binary images) or "gaussian" (natural images)

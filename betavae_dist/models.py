@@ -7,6 +7,12 @@ Architectures (`model.arch`):
   transposed mirror for the decoder.
 - "conv64_deep": a deeper conv net for 3-channel images such as CelebA (32-32-64-64 conv, then a
   4x4 conv to 256; the widely used layout of the 1Konny/Beta-VAE CelebA model).
+- "dlib_conv": disentanglement_lib's `conv_encoder` / `deconv_decoder` (methods/shared/
+  architectures.py), the network of its unsupervised study, layer for layer: 32-32-64-64 convolutions
+  (4x4, 4x4, then 2x2 kernels, as in its code), dense 256; the decoder dense 256-1024 and four 4x4
+  transposed convolutions. TensorFlow's "same" padding is padding 1 for the 4x4 kernels and 0 for
+  the 2x2 ones; its separate means and log-variance layers are one layer of twice the width here.
+  TensorFlow's initialisers differ from torch's defaults, kept here.
 
 Every encoder returns (mean, log-variance); the decoder returns logits (Bernoulli) or means
 (Gaussian) with the image's shape.
@@ -96,7 +102,26 @@ def _conv64_deep(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
     return encoder, decoder
 
 
-ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep})
+def _dlib_conv(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
+    encoder = nn.Sequential(
+        *_conv_stack([channels, 32, 32], transpose=False),  # 64 -> 16
+        nn.Conv2d(32, 64, 2, stride=2), nn.ReLU(),  # 16 -> 8
+        nn.Conv2d(64, 64, 2, stride=2), nn.ReLU(),  # 8 -> 4
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 256), nn.ReLU(),
+        nn.Linear(256, 2 * latents),
+    )
+    decoder = nn.Sequential(
+        nn.Linear(latents, 256), nn.ReLU(),
+        nn.Linear(256, 64 * 4 * 4), nn.ReLU(),
+        nn.Unflatten(1, (64, 4, 4)),
+        *_conv_stack([64, 64, 32, 32, channels], transpose=True),
+    )
+    return encoder, decoder
+
+
+ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep,
+                                          "dlib_conv": _dlib_conv})
 
 
 def activation_bytes(arch: str, latents: int, channels: int) -> int:

@@ -11,7 +11,8 @@ from betavae_dist.export import ExportError, write_export
 from betavae_dist.models import BetaVAE
 
 
-@pytest.mark.parametrize("arch, channels, latents", [("fc", 1, 10), ("conv64", 1, 10), ("conv64_deep", 3, 32)])
+@pytest.mark.parametrize("arch, channels, latents", [("fc", 1, 10), ("conv64", 1, 10), ("conv64_deep", 3, 32),
+                                                     ("dlib_conv", 3, 10)])
 def test_shapes(arch, channels, latents):
     model = BetaVAE(arch, latents, channels)
     x = torch.rand(5, channels, 64, 64)
@@ -32,6 +33,29 @@ def test_paper_architectures():
     convs = [m for m in conv.encoder if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (4, 4), (2, 2))] * 4
     assert [m.out_features for m in conv.encoder if isinstance(m, torch.nn.Linear)] == [256, 256, 20]
+
+
+def test_disentanglement_libs_network_layer_for_layer():
+    """methods/shared/architectures.py: conv_encoder and deconv_decoder, 3 channels, 10 latents."""
+    model = BetaVAE("dlib_conv", 10, 3)
+    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (4, 4), (2, 2)), (32, (4, 4), (2, 2)),
+                                                                         (64, (2, 2), (2, 2)), (64, (2, 2), (2, 2))]
+    shapes, x = [], torch.rand(1, 3, 64, 64)
+    for layer in model.encoder:
+        x = layer(x)
+        shapes += [tuple(x.shape[1:])] if isinstance(layer, torch.nn.Conv2d) else []
+    assert shapes == [(32, 32, 32), (32, 16, 16), (64, 8, 8), (64, 4, 4)]  # TensorFlow's "same" padding
+    deconvs = [m for m in model.decoder if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(d.out_channels, d.kernel_size, d.stride) for d in deconvs] == [(64, (4, 4), (2, 2)), (32, (4, 4), (2, 2)),
+                                                                           (32, (4, 4), (2, 2)), (3, (4, 4), (2, 2))]
+    assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [256, 1024]
+    # its parameters, counted from its layers: convolutions (k*k*in + 1) * out, dense (in + 1) * out
+    conv = lambda k, a, b: (k * k * a + 1) * b
+    dense = lambda a, b: (a + 1) * b
+    encoder = conv(4, 3, 32) + conv(4, 32, 32) + conv(2, 32, 64) + conv(2, 64, 64) + dense(1024, 256) + 2 * dense(256, 10)
+    decoder = dense(10, 256) + dense(256, 1024) + conv(4, 64, 64) + conv(4, 64, 32) + conv(4, 32, 32) + conv(4, 32, 3)
+    assert sum(p.numel() for p in model.parameters()) == encoder + decoder
 
 
 def _exported(tmp_path, arch="conv64", latents=10):

@@ -72,11 +72,13 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    objective: str = "beta"  # "beta": recon + beta*KL (Higgins); "annealed": recon + gamma*|KL - C| (Burgess)
+    objective: str = "beta"  # "beta": recon + beta*KL (Higgins); "annealed": recon + gamma*|KL - C| (Burgess); "dip_i", "dip_ii"
     beta: float = 4.0  # weight of the KL (objective beta); 1 is the plain VAE
     gamma: float = 1000.0  # weight of |KL - C| (objective annealed)
     capacity_max: float = 25.0  # objective annealed: final capacity C, in nats
     capacity_steps: int = 100_000  # C rises linearly from 0 to capacity_max over this many steps
+    lambda_od: float = 10.0  # objectives dip_i, dip_ii: weight of the off-diagonal covariance penalty
+    lambda_d_factor: float = 10.0  # dip_*: the diagonal's weight is this x lambda_od (disentanglement_lib: 10 for I, 1 for II)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from ..registry import Registry
 from .annealed import Annealed
 from .base import Objective
 from .beta import Beta
+from .dip import DIPVAEI, DIPVAEII
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 OBJECTIVES = Registry("objective", {
     "beta": Beta,  # Higgins et al. 2017
     "annealed": Annealed,  # Burgess et al. 2018
+    "dip_i": DIPVAEI,  # Kumar et al. 2018
+    "dip_ii": DIPVAEII,
 })
 
 

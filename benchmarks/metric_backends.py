@@ -23,14 +23,11 @@ from rich.table import Table
 from betavae_dist.config import EvalConfig
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.evaluate import load_model
-from betavae_dist.metrics import run_metric
+from betavae_dist.metrics import METRICS, run_metric
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
-from betavae_dist.metrics.dci import DCISettings
-from betavae_dist.metrics.sap import SAPSettings
 
 SEEDS = (0, 1, 2)
 SCORES = {"dci": ("disentanglement", "completeness", "informativeness"), "sap": ("score",)}
-SETTINGS = {"dci": DCISettings, "sap": SAPSettings}
 
 
 def oracle(factors):  # disentanglement_lib's test codes: the five varying factors, scaled to [0, 1]
@@ -46,7 +43,7 @@ def noisy(factors):  # noise that is a function of the factors, so that both bac
 
 
 def scores(name: str, dataset, table, backend: str, seed: int, n_train: int, n_eval: int) -> dict:
-    cfg = EvalConfig(metrics=name, seed=seed, **{name: SETTINGS[name](n_train, n_eval, backend)})
+    cfg = EvalConfig(metrics=name, seed=seed, **{name: METRICS[name].settings(n_train, n_eval, backend)})
     return run_metric(name, dataset, table, factor_set(dataset, "all"), cfg)
 
 

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from betavae_dist.config import Config, EvalConfig
+from betavae_dist.config import Config, EvalConfig, every_metric, from_sources
 from betavae_dist.metrics.beta_vae import BetaVAESettings
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.export import write_export
@@ -36,8 +36,6 @@ from sklearn.linear_model import LogisticRegression
 
 from betavae_dist.evaluate import load_model
 from betavae_dist.metrics import METRICS, run_metric, score
-from betavae_dist.metrics.dci import DCISettings
-from betavae_dist.metrics.sap import SAPSettings
 from betavae_dist.pack.evaluate import evaluate_pack
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 from betavae_dist.metrics.classifiers import accuracy, fit
@@ -46,7 +44,7 @@ from betavae_dist.runtime import keep_heap
 from isolated import run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
-FITTED = ("dci", "sap")  # the metrics whose classifiers have a compiled backend
+FITTED = [key.split(".")[1] for key in every_metric("eval.backend")]  # metrics with a compiled backend: dci, sap
 
 
 @torch.no_grad()
@@ -105,7 +103,7 @@ def suite(export: Path, pack: int) -> None:
     model, train_cfg = load_model(export)
     dataset = DSprites()
     cfg = EvalConfig(metrics=",".join(METRICS))  # disentanglement_lib's sizes, the compiled classifiers
-    reference_cfg = dataclasses.replace(cfg, dci=DCISettings(backend="sklearn"), sap=SAPSettings(backend="sklearn"))
+    reference_cfg = dataclasses.replace(from_sources(None, ["eval.backend=sklearn"]).eval, metrics=cfg.metrics)
     codes = CodeTable(model_representation(model.eval(), dataset, "cpu"), dataset.factor_sizes, batch_size=cfg.batch_size)
     ours, reference = {}, {}  # metric -> (results, CPU seconds), one metric at a time
     for name in METRICS:

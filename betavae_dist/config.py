@@ -174,8 +174,7 @@ def choices() -> dict[str, tuple[str, ...]]:
         "loss.objective": tuple(OBJECTIVES),
         "optim.name": tuple(OPTIMIZERS),
         "eval.factors": FACTOR_SETS,
-        "eval.dci.backend": BACKENDS,
-        "eval.sap.backend": BACKENDS,
+        **{key: BACKENDS for key in every_metric("eval.backend")},  # eval.dci.backend, eval.sap.backend
         "train.cuda_graph": ("auto", "on", "off"),
     }
 

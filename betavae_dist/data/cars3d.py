@@ -53,6 +53,5 @@ class Cars3D(ReleaseFiles):
                     self.images[elevation, azimuth, car] = np.asarray(picture).transpose(2, 0, 1)
         self.images = self.images.reshape(-1, *self.image_shape)  # the grid's order: object type fastest
 
-
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         return self.images[self.factors_to_index(self.check_factors(factors))]

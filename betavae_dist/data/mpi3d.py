@@ -61,7 +61,6 @@ class MPI3D(ReleaseFiles):
                              f"({self.num_images}, 64, 64, 3) uint8 (is data.name the right one of mpi3d_toy, "
                              "mpi3d_realistic, mpi3d_real?)")
 
-
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         index = self.factors_to_index(self.check_factors(factors))
         return np.ascontiguousarray(self.data[index].transpose(0, 3, 1, 2))

@@ -70,7 +70,6 @@ class SmallNORB(ReleaseFiles):
         if (self.row_of < 0).any():
             raise ValueError(f"SmallNORB: the images of {folder} do not cover the grid (a point twice, another never)")
 
-
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         rows = self.row_of[self.factors_to_index(self.check_factors(factors))]
         half = len(self.pairs[0])

@@ -60,7 +60,6 @@ class Shapes3D(ReleaseFiles):
             raise ValueError(f"{self.path}: image {wrong[0]} is not where the factor grid puts it "
                              f"(its labels {labels[wrong[0]].tolist()}); the file's order is not 3dshapes.h5's")
 
-
     def raw_images(self, factors: np.ndarray) -> np.ndarray:
         index = self.factors_to_index(self.check_factors(factors))
         if not len(index):

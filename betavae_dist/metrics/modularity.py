@@ -45,8 +45,6 @@ def roc_auc(classes: np.ndarray, probabilities: np.ndarray, y: np.ndarray) -> fl
     against the rest and averaged over them, as disentanglement_lib scores (MultiLabelBinarizer)."""
     from sklearn.metrics import roc_auc_score
 
-    if len(classes) == 2:
-        return float(roc_auc_score(y == classes[1], probabilities[:, 1]))
     return float(roc_auc_score(y[:, None] == classes[None, :], probabilities))
 
 

@@ -20,10 +20,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from betavae_dist.config import EvalConfig
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.evaluate import load_model
-from betavae_dist.metrics import METRICS, run_metric
+from betavae_dist.metrics import EvalConfig, METRICS, run_metric
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 
 SEEDS = (0, 1, 2)

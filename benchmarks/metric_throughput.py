@@ -28,14 +28,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from betavae_dist.config import Config, EvalConfig, every_metric, from_sources
+from betavae_dist.config import fanned_keys
+from betavae_dist.experiment import Config, from_sources
 from betavae_dist.metrics.beta_vae import BetaVAESettings
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.export import write_export
 from sklearn.linear_model import LogisticRegression
 
 from betavae_dist.evaluate import load_model
-from betavae_dist.metrics import METRICS, run_metric, score
+from betavae_dist.metrics import METRICS, EvalConfig, run_metric, score
 from betavae_dist.pack.evaluate import evaluate_pack
 from betavae_dist.metrics.codes import CodeTable, factor_set, model_representation
 from betavae_dist.metrics.classifiers import accuracy, fit
@@ -44,7 +45,7 @@ from betavae_dist.runtime import keep_heap
 from isolated import run_isolated
 
 ROOT = Path(__file__).resolve().parents[1]
-FITTED = [key.split(".")[1] for key in every_metric("eval.backend")]  # metrics with a compiled backend: dci, sap
+FITTED = [key.split(".")[1] for key in fanned_keys(Config(), "eval.backend")]  # metrics with a compiled backend: dci, sap
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from betavae_dist.config import Config
+from betavae_dist.experiment import Config
 from betavae_dist.data import build_batches
 from betavae_dist.data.batches import NoiseWindow
 from betavae_dist.distributed import make_accelerator

@@ -13,6 +13,8 @@ Accelerate leaves the process-group backend unset, so we ask for gloo explicitly
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import ctypes
 import gc
 import os
@@ -28,7 +30,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
-from .config import Config, ConfigError
+from .config import ConfigError
+
+if TYPE_CHECKING:
+    from .experiment import Config
 
 
 class LaunchError(RuntimeError):

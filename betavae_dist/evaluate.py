@@ -27,8 +27,9 @@ from rich.table import Table
 
 from . import checkpoint
 from .baselines import build_baseline, is_baseline
-from .config import Config, ConfigError, apply_mapping, apply_overrides, read_yaml
+from .config import ConfigError, mapping_items, override_items, read_yaml
 from .data import DataError, FactorDataset, build_dataset
+from .experiment import Config, from_items
 from .distributed import LaunchError, make_accelerator, shutdown
 from .export import EVALUATION, ExportError, check_state_dict
 from .metrics import evaluate_model
@@ -37,18 +38,17 @@ from .progress import make_progress
 from .runtime import keep_heap
 
 
-def load_model(path: Path) -> tuple[BetaVAE, Config]:
-    """A model and its training config from an export, a run or a checkpoint directory."""
-    cfg = Config()
+def load_model(path: Path, overrides: list[str] = ()) -> tuple[BetaVAE, Config]:
+    """A model from an export, a run or a checkpoint directory, and its training config with `overrides`."""
     if (path / "config.json").is_file():
         model = BetaVAE.from_pretrained(path)
-        apply_mapping(cfg, json.loads((path / "config.json").read_text()).get("training_config", {}),
-                      f"in {path / 'config.json'}")
-        return model, cfg
+        recorded = json.loads((path / "config.json").read_text()).get("training_config", {})
+        return model, from_items(mapping_items(recorded, f"in {path / 'config.json'}") + override_items(overrides))
     run_dir = path.parent.parent if (path / checkpoint.STATE_FILE).is_file() else path
     if not (run_dir / "config.yaml").is_file():
         raise ExportError(f"not an export, run or checkpoint directory: {path}")
-    apply_mapping(cfg, read_yaml(run_dir / "config.yaml"), f"in {run_dir / 'config.yaml'}")
+    recorded = read_yaml(run_dir / "config.yaml")
+    cfg = from_items(mapping_items(recorded, f"in {run_dir / 'config.yaml'}") + override_items(overrides))
     ckpt = checkpoint.usable(run_dir / "checkpoints", None if run_dir == path else path,
                              say=lambda line: print(line, file=sys.stderr))
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     baseline = is_baseline(str(args.model)) and not args.model.exists()
     try:
-        model, cfg = (None, Config()) if baseline else load_model(args.model)
-        apply_overrides(cfg, args.overrides)
+        model, cfg = (None, from_items(override_items(args.overrides))) if baseline else load_model(args.model, args.overrides)
         dataset = build_dataset(cfg)
         if baseline:
             model = build_baseline(str(args.model), dataset, cfg.eval.seed)

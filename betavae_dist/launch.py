@@ -28,7 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, load_or_exit
+from .config import ConfigError
+from .experiment import load_or_exit
 
 CHECKED = "betavae_dist.train"
 QUIET = "torch.distributed.elastic"  # logs a failed worker's exit, a stop signal, and the SIGTERM to the rest

@@ -21,6 +21,7 @@ Every encoder returns (mean, log-variance); the decoder returns logits (Bernoull
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,6 +34,8 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from .export import CONFIG, EVALUATION, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, write_files
 from .export.card import model_card
+from .config import setting
+from .objectives.likelihoods import LIKELIHOODS
 from .registry import Registry
 
 IMAGE_SIZE = 64
@@ -122,6 +125,18 @@ def _dlib_conv(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
 
 ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep,
                                           "dlib_conv": _dlib_conv})
+
+
+@dataclass
+class ModelConfig:
+    arch: str = setting("conv64", "\"fc\" (Higgins et al.), \"conv64\" (Burgess et al.), \"conv64_deep\" (CelebA), "
+                        "\"dlib_conv\" (disentanglement_lib's)", choices=ARCHITECTURES)
+    latents: int = setting(10, "size of the code z", low=1, high=MAX_LATENTS)
+    channels: int = setting(1, "image channels: 1 for dSprites, 3 for colour images", low=1, high=MAX_CHANNELS)
+    likelihood: str = setting("bernoulli", "\"bernoulli\" (binary images) or \"gaussian\" (natural images)",
+                              choices=LIKELIHOODS)
+    gaussian_std: float = setting(0.7071067811865476, "sigma of the Gaussian likelihood; 1/sqrt(2) = summed MSE",
+                                  positive=True)
 
 
 def activation_bytes(arch: str, latents: int, channels: int) -> int:

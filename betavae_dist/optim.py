@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
+from .config import setting
 from .registry import ConfigError, Registry
 
 if TYPE_CHECKING:
-    from .config import Config, OptimConfig
+    from .experiment import Config
 
 
 def _adam(params, o: OptimConfig) -> torch.optim.Optimizer:
@@ -29,6 +31,16 @@ def _sgd(params, o: OptimConfig) -> torch.optim.Optimizer:
 
 
 OPTIMIZERS = Registry("optimiser", {"adam": _adam, "adamw": _adamw, "adagrad": _adagrad, "sgd": _sgd})
+
+
+@dataclass
+class OptimConfig:
+    name: str = setting("adam", "the optimiser", choices=OPTIMIZERS)
+    lr: float = setting(5e-4, "learning rate", positive=True)
+    beta1: float = setting(0.9, "Adam's first-moment decay; SGD's momentum", low=0, high=0.999999, allowed="in [0, 1)")
+    beta2: float = setting(0.999, "Adam's second-moment decay", low=0, high=0.999999, allowed="in [0, 1)")
+    weight_decay: float = setting(0.0, "L2 penalty (decoupled for adamw)", low=0)
+    grad_clip: float = setting(0.0, "max global grad norm; 0 disables clipping", low=0, allowed=">= 0 (0 = off)")
 CAPTURABLE = ("adam", "adamw", "sgd")  # state all on the device with `capturable`: a CUDA graph can step them
 
 

@@ -16,6 +16,8 @@ the weights and optimiser state are restored after them, so warm-up does not cha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import torch
@@ -23,11 +25,13 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
-from .config import Config
 from .distributed import unwrap
 from .data.batches import micro_batch_size, micro_slice
 from .objectives import Objective
 from .optim import CAPTURABLE
+
+if TYPE_CHECKING:
+    from .experiment import Config
 
 NO_STEP = 2**62  # "no bad step yet"; exact in float64
 WARMUP_STEPS = 3

@@ -41,7 +41,8 @@ from pathlib import Path
 import yaml
 
 from . import checkpoint
-from .config import Config, ConfigError, from_sources
+from .config import ConfigError
+from .experiment import Config, from_sources
 from .data import DataError
 from .export import ExportError
 from .metrics import headline_keys

@@ -27,7 +27,8 @@ from accelerate.utils import DistributedType, set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import checkpoint, visualize
-from .config import Config, ConfigError, flat, from_sources, identity_changes, load_or_exit, save_yaml
+from .config import ConfigError, flat, identity_changes, save_yaml
+from .experiment import Config, from_sources, load_or_exit
 from .data import DataError, build_batches, build_dataset
 from .data.batches import NoiseWindow, micro_batch_size
 from .distributed import (Heartbeat, LaunchError, configure_deepspeed, die_with_launcher, first_to_tell,

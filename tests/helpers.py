@@ -144,10 +144,9 @@ def metric(name, dsprites, represent, factor_set_name="all", **settings) -> dict
 def eval_config(**settings):
     """EvalConfig with these `eval.*` settings; one without a metric's name (`n_train=...`) sets it
     for every metric that has it, as on the command line."""
-    from betavae_dist.config import Config, apply_mapping
-    cfg = Config()
-    apply_mapping(cfg, {"eval": settings}, "in the test")
-    return cfg.eval
+    from betavae_dist.config import mapping_items
+    from betavae_dist.experiment import from_items
+    return from_items(mapping_items({"eval": settings}, "in the test")).eval
 
 
 def score(name, dsprites, represent, key, factor_set_name="all", **settings) -> float:

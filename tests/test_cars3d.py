@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.data import DataError, build_dataset
 from betavae_dist.data.cars3d import Cars3D
 from betavae_dist.data.dataset import grid_factors

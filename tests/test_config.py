@@ -2,7 +2,8 @@ import sys
 
 import pytest
 
-from betavae_dist.config import ConfigError, from_sources, parse_cli
+from betavae_dist.config import ConfigError, parse_cli
+from betavae_dist.experiment import from_sources
 from betavae_dist.train import main as train_main
 from helpers import CPU_DDP, ROOT, in_process, run
 
@@ -65,7 +66,7 @@ def test_train_exits_2_on_bad_config_before_starting(tmp_path):
 # or was caught only at step 0.
 @pytest.mark.parametrize("override, message", [
     ("loss.beta=-1", "loss.beta: must be >= 0, got -1.0"),
-    ("loss.gamma=-5", "loss.gamma: must be >= 0"),
+    ("loss.objective=annealed loss.gamma=-5", "loss.gamma: must be >= 0"),
     ("data.max_skip_fraction=-0.5", "data.max_skip_fraction: must be in [0, 1]"),
     ("eval.every=-1", "eval.every: must be >= 0 (0 = off)"),
     ("optim.lr=nan", "optim.lr: must be a finite number, got nan"),
@@ -75,7 +76,7 @@ def test_train_exits_2_on_bad_config_before_starting(tmp_path):
     ("model.channels=3", "model.channels=3: data.name=dsprites images have 1 channel"),
     ("optim.beta1=2", "optim.beta1: must be in [0, 1)"),
     ("optim.weight_decay=-1", "optim.weight_decay: must be >= 0"),
-    ("loss.capacity_steps=0", "loss.capacity_steps: must be positive"),
+    ("loss.objective=annealed loss.capacity_steps=0", "loss.capacity_steps: must be positive"),
     ("seed=-1", "seed: must be 0..2147483647"),
     ("seed=4294967296", "seed: must be 0..2147483647"),  # numpy's limit is 2**32 - 1, before adding the rank
     ("optim.lr=1e39", "optim.lr: must be within float32's range (±3.4e38), got 1e+39"),
@@ -85,7 +86,7 @@ def test_train_exits_2_on_bad_config_before_starting(tmp_path):
 ])
 def test_out_of_range_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as error:
-        from_sources(None, [override])
+        from_sources(None, override.split())
     assert message in str(error.value)
 
 
@@ -104,22 +105,30 @@ def test_duplicate_yaml_keys_empty_and_binary_files_are_refused(tmp_path):
         from_sources(str(path), [])
 
 
-def test_old_names_still_work_for_one_release_with_a_line(capsys):
-    cfg = from_sources(None, ["loss.objective=H", "data.source=dsprites"])
-    assert cfg.loss.objective == "beta" and cfg.data.source == "dataset"
-    err = capsys.readouterr().err
-    assert "loss.objective='H' is deprecated, use loss.objective='beta' (on the command line)" in err
-    assert "data.source='dsprites' is deprecated, use data.source='dataset'" in err
-    assert from_sources(None, ["loss.objective=B"]).loss.objective == "annealed"
+def test_each_objective_has_its_own_settings_and_a_key_of_another_names_it(capsys):
+    annealed = from_sources(None, ["loss.objective=annealed", "loss.gamma=50", "loss.capacity_max=5"])
+    assert (annealed.loss.gamma, annealed.loss.capacity_max, annealed.loss.capacity_steps) == (50.0, 5.0, 100_000)
+    assert not hasattr(annealed.loss, "beta")  # nor in its config.yaml
+    with pytest.raises(ConfigError, match=r"unknown config key 'loss.gamma' \(on the command line\): not a setting of "
+                                          r"loss.objective=beta \(its settings: beta\)"):
+        from_sources(None, ["loss.gamma=50"])
+    with pytest.raises(ConfigError, match=r"'loss.beta' \(on the command line\): not a setting of loss.objective=dip_ii"):
+        from_sources(None, ["loss.objective=dip_ii", "loss.beta=2"])
+    # a later layer that chooses another objective drops the earlier layer's settings of its own, with a line
+    dip = from_sources(BETA4, ["loss.objective=dip_ii"])
+    assert dip.loss.lambda_d_factor == 1.0 and dip.model.arch == "conv64"  # disentanglement_lib's II default; BETA4's model
+    assert f"config: loss.beta (in {BETA4}) is not a setting of loss.objective=dip_ii, chosen later: ignored" in capsys.readouterr().err
+    assert from_sources(None, ["loss.objective=dip_i"]).loss.lambda_d_factor == 10.0
 
 
 def test_allowed_names_come_from_the_registries():
     from betavae_dist.config import choices
+    from betavae_dist.experiment import Config
     from betavae_dist.optim import OPTIMIZERS
     OPTIMIZERS.register("lion_test")(OPTIMIZERS["sgd"])
     try:
         assert from_sources(None, ["optim.name=lion_test"]).optim.name == "lion_test"
-        assert "lion_test" in choices()["optim.name"]
+        assert "lion_test" in choices(Config())["optim.name"]
     finally:
         del OPTIMIZERS["lion_test"]
     with pytest.raises(ConfigError, match="optim.name: 'lion_test' is not one of adam, adamw, adagrad, sgd"):
@@ -127,7 +136,8 @@ def test_allowed_names_come_from_the_registries():
 
 
 def test_help_lists_every_key_with_type_default_and_meaning():
-    from betavae_dist.config import Config, flat
+    from betavae_dist.config import flat
+    from betavae_dist.experiment import Config
     proc = in_process(train_main, ["--help"])
     assert proc.returncode == 0
     table = proc.stdout.split("config keys")[1].split("\n\n")[0]
@@ -136,6 +146,7 @@ def test_help_lists_every_key_with_type_default_and_meaning():
         assert key in lines, key
         assert repr(default) in lines[key]
     assert "loss.objective: beta, annealed" in proc.stdout  # the names each key accepts, from the registries
+    assert "[objective=annealed] weight of |KL - C|" in lines["loss.gamma"]  # each objective's own settings
 
 
 def test_no_arguments_print_the_usage_and_exit_2(tmp_path):
@@ -153,10 +164,10 @@ def test_launch_help_says_what_it_adds_before_accelerates_usage():
 
 def test_config_files_layer_in_order(tmp_path):
     base, change = tmp_path / "base.yaml", tmp_path / "change.yaml"
-    base.write_text("loss:\n  beta: 2.0\n  gamma: 50.0\ntrain:\n  steps: 7\n")
-    change.write_text("loss:\n  beta: 16.0\n")
+    base.write_text("loss:\n  objective: annealed\n  gamma: 2.0\n  capacity_max: 50.0\ntrain:\n  steps: 7\n")
+    change.write_text("loss:\n  gamma: 16.0\n")
     cfg = from_sources([str(base), str(change)], ["train.steps=9"])
-    assert (cfg.loss.beta, cfg.loss.gamma, cfg.train.steps) == (16.0, 50.0, 9)
+    assert (cfg.loss.gamma, cfg.loss.capacity_max, cfg.train.steps) == (16.0, 50.0, 9)
     assert parse_cli(["--config", "a.yaml", "--config=b.yaml", "x=1"]) == (["a.yaml", "b.yaml"], ["x=1"])
 
 
@@ -165,12 +176,6 @@ def test_yaml_syntax_errors_keep_line_and_column(tmp_path):
     path.write_text("loss:\n  beta: 4\n   gamma: 2\n")
     with pytest.raises(ConfigError, match=f"{path}, line 3, column 9: invalid YAML: mapping values are not allowed here"):
         from_sources(str(path), [])
-
-
-def test_old_tensorboard_switch_becomes_report_to(capsys):
-    assert from_sources(None, ["train.tensorboard=true"]).train.report_to == "tensorboard"
-    assert from_sources(None, ["train.tensorboard=false"]).train.report_to == ""
-    assert "train.tensorboard is deprecated, use train.report_to" in capsys.readouterr().err
 
 
 @pytest.mark.distributed

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.data import DataError, build_dataset
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.data.dsprites_variants import ColorDSprites, NoisyDSprites, ScreamDSprites

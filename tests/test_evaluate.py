@@ -77,7 +77,7 @@ def test_periodic_evaluation_is_logged_with_training_metrics(tmp_run):
 
 
 def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
-    from betavae_dist.config import from_sources
+    from betavae_dist.experiment import from_sources
     from betavae_dist.export import write_export
     from betavae_dist.models import BetaVAE
     cfg = from_sources(str(ROOT / "configs" / "celeba_beta.yaml"), ["data.shards=unused"])  # 3 channels, trained from shards

@@ -6,7 +6,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
-from betavae_dist.config import Config
+from betavae_dist.experiment import Config
 from betavae_dist.export import ExportError, write_export
 from betavae_dist.models import BetaVAE
 

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.data import DataError, build_dataset
 from betavae_dist.data.dataset import grid_factors
 from betavae_dist.data.mpi3d import MPI3DReal, npz_member

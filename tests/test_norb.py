@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.data import DataError, build_dataset
 from betavae_dist.data.dataset import grid_factors, grid_index
 from betavae_dist.data.norb import CHUNKS, SmallNORB

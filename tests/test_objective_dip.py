@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from betavae_dist.config import LossConfig, ModelConfig, from_sources
+from betavae_dist.experiment import from_sources
+from betavae_dist.models import ModelConfig
 from betavae_dist.objectives import OBJECTIVES
 from helpers import TINY, train_here, weights
 
@@ -29,7 +30,8 @@ def test_the_penalty_equals_disentanglement_libs_on_fixed_inputs(name, dip_type,
     rng = np.random.default_rng(0)
     mean, logvar = rng.normal(0, 1.5, (32, 6)), rng.normal(-1, 0.5, (32, 6))
     z = mean + np.exp(logvar / 2) * rng.normal(size=mean.shape)
-    objective = OBJECTIVES[name](LossConfig(objective=name, lambda_od=5.0, lambda_d_factor=lambda_d_factor), ModelConfig())
+    objective = OBJECTIVES[name](OBJECTIVES[name].Settings(objective=name, lambda_od=5.0, lambda_d_factor=lambda_d_factor),
+                                 ModelConfig())
     kl = torch.tensor(3.25, dtype=torch.float64)
     penalty, extra = objective.regulariser(*(torch.from_numpy(a) for a in (mean, logvar, z)), kl, {})
     expected = dlib_dip_regularizer(3.25, mean, logvar, 5.0, lambda_d_factor, dip_type)
@@ -39,7 +41,7 @@ def test_the_penalty_equals_disentanglement_libs_on_fixed_inputs(name, dip_type,
 
 def test_an_uncorrelated_unit_covariance_costs_nothing():
     mean = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])  # covariance: the identity
-    objective = OBJECTIVES["dip_i"](LossConfig(objective="dip_i"), ModelConfig())
+    objective = OBJECTIVES["dip_i"](OBJECTIVES["dip_i"].Settings(objective="dip_i"), ModelConfig())
     assert objective.regulariser(mean, torch.zeros_like(mean), mean, torch.tensor(0.0), {})[1]["dip"].item() == 0
 
 

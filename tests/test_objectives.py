@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from betavae_dist.config import LossConfig, ModelConfig
+from betavae_dist.models import ModelConfig
 from betavae_dist.objectives import OBJECTIVES
 from betavae_dist.objectives.annealed import Annealed
 from betavae_dist.objectives.base import kl_to_standard_normal
@@ -46,16 +46,16 @@ def test_objective_beta_sums_over_pixels_and_latents_and_averages_over_batch():
     x = torch.zeros(4, 1, 2, 2)
     logits = torch.zeros(4, 1, 2, 2)
     mean, logvar = torch.ones(4, 3), torch.zeros(4, 3)
-    parts = loss(Beta(LossConfig(beta=4.0), ModelConfig()), logits, x, mean, logvar)
+    parts = loss(Beta(Beta.Settings(beta=4.0), ModelConfig()), logits, x, mean, logvar)
     assert parts["recon"].item() == pytest.approx(4 * math.log(2))
     assert parts["kl"].item() == pytest.approx(1.5)
     assert parts["loss"].item() == pytest.approx(4 * math.log(2) + 4 * 1.5)
-    vae = loss(Beta(LossConfig(beta=1.0), ModelConfig()), logits, x, mean, logvar)
+    vae = loss(Beta(Beta.Settings(beta=1.0), ModelConfig()), logits, x, mean, logvar)
     assert vae["loss"].item() == pytest.approx(4 * math.log(2) + 1.5)
 
 
 def test_capacity_rises_linearly_then_holds():
-    cfg = LossConfig(capacity_max=20.0, capacity_steps=100)
+    cfg = Annealed.Settings(objective="annealed", capacity_max=20.0, capacity_steps=100)
     annealed = Annealed(cfg, ModelConfig())
     assert [annealed.schedule(s)["capacity"] for s in (0, 50, 100, 1000)] == [0.0, 10.0, 20.0, 20.0]
 
@@ -63,7 +63,7 @@ def test_capacity_rises_linearly_then_holds():
 def test_objective_annealed_penalises_distance_to_capacity():
     x, logits = torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1)
     mean, logvar = torch.full((2, 1), 2.0), torch.zeros(2, 1)  # KL = 2 nats
-    cfg = LossConfig(objective="annealed", gamma=10.0, capacity_max=4.0, capacity_steps=10)
+    cfg = Annealed.Settings(objective="annealed", gamma=10.0, capacity_max=4.0, capacity_steps=10)
     at = lambda step: loss(Annealed(cfg, ModelConfig()), logits, x, mean, logvar, step)["loss"].item()
     assert at(0) == pytest.approx(math.log(2) + 10 * 2)  # C = 0
     assert at(5) == pytest.approx(math.log(2))  # C = 2 = KL
@@ -76,5 +76,5 @@ def test_loss_is_fp32_under_bf16_autocast():
         logits = torch.nn.Linear(8, 8)(torch.randn(3, 1, 8, 8))
         assert logits.dtype == torch.bfloat16
         mean, logvar = torch.randn(3, 4).bfloat16(), torch.randn(3, 4).bfloat16()
-        parts = loss(OBJECTIVES["beta"](LossConfig(), ModelConfig()), logits, x, mean, logvar)
+        parts = loss(OBJECTIVES["beta"](Beta.Settings(), ModelConfig()), logits, x, mean, logvar)
     assert all(v.dtype == torch.float32 for v in parts.values())

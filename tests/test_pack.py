@@ -18,7 +18,7 @@ import torch
 from accelerate.utils import set_seed
 
 from betavae_dist import checkpoint
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import build_objective
 from betavae_dist.pack.model import PackedVAE

@@ -9,7 +9,7 @@ import pytest
 from betavae_dist.data import DataError, build_dataset
 from betavae_dist.data.dataset import grid_factors
 from betavae_dist.data.shapes3d import Shapes3D
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.metrics.codes import factor_set
 from helpers import train_here
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from betavae_dist.config import Config
+from betavae_dist.experiment import Config
 from betavae_dist.data import build_dataset
 from betavae_dist.data.batches import DeviceBatches, NoiseWindow, StepBatches, step_noise
 from betavae_dist.data.dataset import FactorDataset

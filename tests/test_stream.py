@@ -10,7 +10,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from betavae_dist.config import from_sources
+from betavae_dist.experiment import from_sources
 from betavae_dist.data.stream import ShardStream, StreamError, decode
 from helpers import accelerate_cmd, in_process, make_celeba, plain_webdataset, run, train, train_here
 

@@ -18,11 +18,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
-from ..registry import Registry
+from ..config import setting
+from ..registry import ConfigError, Registry
 from .batches import DeviceBatches, StepBatches
 from .dataset import DataError, FactorDataset
 from .cars3d import Cars3D
@@ -33,7 +35,7 @@ from .norb import SmallNORB
 from .shapes3d import Shapes3D
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..experiment import Config
 
 DATASETS = Registry("dataset", {
     "dsprites": DSprites,  # Higgins et al. 2017, rendered here
@@ -47,7 +49,30 @@ DATASETS = Registry("dataset", {
     "mpi3d_realistic": MPI3D,
     "mpi3d_real": MPI3DReal,
 })
-SOURCES = ("dataset", "webdataset")  # data.source: the factor dataset `data.name`, or tar shards
+
+
+@dataclass
+class DataConfig:
+    name: str = setting("dsprites", "the factor dataset: training data of source \"dataset\", and what the metrics use",
+                        choices=DATASETS)
+    source: str = setting("dataset", "\"dataset\" (the one `name` gives) or \"webdataset\" (tar shards)",
+                          choices=("dataset", "webdataset"))
+    dsprites_npz: str = setting("", "optional path to the original dsprites_ndarray_*.npz")
+    path: str = setting("", "the data set's own files: shapes3d's 3dshapes.h5, mpi3d_*'s .npz, cars3d's and "
+                        "smallnorb's folders")
+    seed: int = setting(0, "color/noisy/scream_dsprites: draws each image's colour, noise or crop (fixed data, not "
+                        "the run's seed)", low=0)
+    shards: str = setting("", "webdataset: a shard directory, its manifest.json, or URLs with brace expansion "
+                          "(pipe:..., http://...)")
+    manifest: str = setting("", "webdataset: manifest.json of the shards; default: beside the first shard")
+    workers: int = setting(2, "webdataset: DataLoader worker processes per rank", low=0, high=1024, resumable=True)
+    shuffle_buffer: int = setting(1000, "webdataset: samples in each worker's shuffle buffer", positive=True)
+    on_error: str = setting("raise", "webdataset: \"raise\" or \"skip\" bad samples and shards", choices=("raise", "skip"))
+    max_skip_fraction: float = setting(0.01, "webdataset: stop once a worker skipped more than this", low=0, high=1)
+
+    def check(self) -> None:
+        if self.source == "webdataset" and not self.shards:
+            raise ConfigError("data.source=webdataset needs data.shards (shard URLs)")
 
 
 def build_dataset(cfg: Config) -> FactorDataset:

@@ -31,7 +31,7 @@ from ..registry import ConfigError
 from .dataset import FactorDataset, to_unit
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..experiment import Config
 
 
 class StepBatches:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from ..config import DataConfig
+    from . import DataConfig
 
 
 class DataError(RuntimeError):

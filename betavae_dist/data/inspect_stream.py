@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, apply_overrides, from_sources
+from ..config import ConfigError
+from ..experiment import from_sources
 from ..distributed import make_accelerator, shutdown
 from .stream import ShardStream, StreamError
 
@@ -26,8 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     try:
-        cfg = from_sources(args.config, [])
-        apply_overrides(cfg, ["data.source=webdataset", *args.overrides])
+        cfg = from_sources(args.config, ["data.source=webdataset", *args.overrides])
     except ConfigError as e:
         print(f"betavae_dist.data.inspect_stream: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -41,7 +41,7 @@ from .shards import MANIFEST
 from .tars import regular_files
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..experiment import Config
 
 IMAGE_KEYS = ("png", "jpg", "jpeg", "npy", "webp")
 PIL_FORMATS = {"jpg": ["JPEG"], "jpeg": ["JPEG"], "webp": ["WEBP"]}

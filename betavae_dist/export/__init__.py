@@ -21,7 +21,7 @@ from torch import nn
 from ..checkpoint import write_failure
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..experiment import Config
 
 FORMAT = "betavae-dist/1"
 

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from .. import checkpoint
-from ..config import ConfigError, from_sources
+from ..config import ConfigError
+from ..experiment import from_sources
 from ..models import BetaVAE
 from . import ExportError, check_state_dict, write_export
 

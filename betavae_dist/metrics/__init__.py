@@ -17,12 +17,13 @@ which rank ran each fit and for how long. `Metric.headline` is the score the swe
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import TYPE_CHECKING, Callable
 
+from ..config import MAX_SEED, comma_list, section, setting
 from ..registry import Registry
 from .beta_vae import BetaVAESettings, beta_vae_score
-from .codes import CodeTable, Represent, Streams, factor_set, model_representation
+from .codes import FACTOR_SETS, CodeTable, Represent, Streams, factor_set, model_representation
 from .dci import DCISettings, dci
 from .factor_vae import FactorVAESettings, factor_vae_score
 from .fits import Plan, run_plans
@@ -37,7 +38,7 @@ from rich.progress import Progress
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from ..config import Config, EvalConfig
+    from ..experiment import Config
     from ..data.dataset import FactorDataset
 
 
@@ -58,6 +59,33 @@ METRICS = Registry("metric", {
     "unsupervised": Metric(unsupervised, "gaussian_total_correlation", UnsupervisedSettings),  # dlib's unsupervised scores
     "irs": Metric(irs, "score", IRSSettings),  # Suter et al. 2019
 })
+
+
+@dataclass
+class EvalSettings:
+    every: int = setting(0, "evaluate every N training steps and at the end; 0 = not during training", low=0,
+                         allowed=">= 0 (0 = off)")
+    metrics: str = setting("beta_vae", "comma-separated metric names (metrics/)")
+    factors: str = setting("all", "\"all\" (every varying factor; dSprites: all but colour) or \"no_shape\"",
+                           choices=FACTOR_SETS)
+    seed: int = setting(0, "the metrics' random draws", low=0, high=MAX_SEED)
+    batch_size: int = setting(64, "images per forward pass (64 was fastest on CPU, see docs/benchmarks.md)",
+                              positive=True)
+
+    @property
+    def metric_names(self) -> list[str]:
+        return comma_list(self.metrics)
+
+    def check(self) -> None:
+        for name in self.metric_names:
+            METRICS.choose(name, "eval.metrics")
+
+
+# The `eval` section: the settings above, then each metric's own (`eval.dci.n_train=2000`; a key
+# without the metric's name sets it for every metric that has it: `eval.n_train=2000`).
+EvalConfig = make_dataclass("EvalConfig", [(name, metric.settings, section(metric.settings, f"metric {name}"))
+                                           for name, metric in METRICS.items()], bases=(EvalSettings,))
+EvalConfig.__module__ = __name__  # make_dataclass has no `module` before Python 3.12
 
 
 def headline_keys() -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
 from .classifiers import accuracy, fit
 from .codes import Represent, Streams, point_codes
@@ -30,9 +31,9 @@ from .fits import Fit, Plan
 
 @dataclass
 class BetaVAESettings:  # disentanglement_lib's defaults
-    pairs: int = 64  # L: image pairs averaged into one point
-    n_train: int = 10_000  # classifier training points
-    n_eval: int = 5_000  # held-out points
+    pairs: int = setting(64, "L: image pairs averaged into one point", positive=True)
+    n_train: int = setting(10_000, "classifier training points", positive=True)
+    n_eval: int = setting(5_000, "held-out points", positive=True)
 
 
 def beta_vae_points(dataset: FactorDataset, represent: Represent, factors: list[int], rng: Streams, pairs: int, n: int):

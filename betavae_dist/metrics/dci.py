@@ -24,16 +24,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
-from .classifiers import accuracy, fit
+from .classifiers import BACKENDS, accuracy, fit
 from .codes import Represent, Streams
 from .fits import Fit, Plan
 
+
 @dataclass
 class DCISettings:  # disentanglement_lib's defaults
-    n_train: int = 10_000  # training points of each factor's trees
-    n_eval: int = 5_000  # held-out points (informativeness)
-    backend: str = "fast"  # the trees: "fast" (scikit-learn's grown again, compiled) or "sklearn" (the reference)
+    n_train: int = setting(10_000, "training points of each factor's trees", positive=True)
+    n_eval: int = setting(5_000, "held-out points (informativeness)", positive=True)
+    backend: str = setting("fast", "the trees: \"fast\" (scikit-learn's grown again, compiled) or \"sklearn\" "
+                           "(the reference)", choices=BACKENDS)
 
 
 @dataclass(frozen=True)

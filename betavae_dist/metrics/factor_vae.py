@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
 from .codes import Represent, Streams, point_codes
 from .fits import Plan, done
@@ -20,10 +21,10 @@ from .fits import Plan, done
 
 @dataclass
 class FactorVAESettings:  # disentanglement_lib's defaults
-    pairs: int = 64  # L: images that share a factor's value in one vote
-    n_train: int = 10_000  # votes that fit the majority-vote classifier
-    n_eval: int = 5_000  # held-out votes
-    n_samples: int = 10_000  # random samples of the codes' variance (the active dimensions)
+    pairs: int = setting(64, "L: images that share a factor's value in one vote", positive=True)
+    n_train: int = setting(10_000, "votes that fit the majority-vote classifier", positive=True)
+    n_eval: int = setting(5_000, "held-out votes", positive=True)
+    n_samples: int = setting(10_000, "random samples of the codes' variance (the active dimensions)", positive=True)
 
 
 def factor_vae_score(dataset: FactorDataset, represent: Represent, factors: list[int], settings: FactorVAESettings,

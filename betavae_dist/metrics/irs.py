@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
 from .codes import Represent, Streams
 from .fits import Plan, done
@@ -22,8 +23,9 @@ from .mig import discretize
 
 @dataclass
 class IRSSettings:  # disentanglement_lib's irs.gin
-    n_train: int = 10_000  # samples
-    diff_quantile: float = 0.99  # the quantile of the deviations that counts (1.0: the paper's maximum)
+    n_train: int = setting(10_000, "samples", positive=True)
+    diff_quantile: float = setting(0.99, "the quantile of the deviations that counts (1.0: the paper's maximum)",
+                                   low=0, high=1)
 
 
 def irs_score(factors: np.ndarray, codes: np.ndarray, diff_quantile: float) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
 from .codes import Represent, Streams
 from .fits import Plan, done
@@ -20,7 +21,7 @@ from .fits import Plan, done
 
 @dataclass
 class MIGSettings:  # disentanglement_lib's defaults
-    n_samples: int = 10_000  # random samples whose codes are binned
+    n_samples: int = setting(10_000, "random samples whose codes are binned", positive=True)
 
 
 def discretize(codes: np.ndarray, bins: int = 20) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
 from .classifiers import fit
 from .codes import Represent, Streams
@@ -27,8 +28,9 @@ from .mig import discretize, mutual_information
 
 @dataclass
 class ModularitySettings:  # disentanglement_lib's unsupervised study
-    n_train: int = 10_000  # samples binned for modularity, and fitting explicitness' classifiers
-    n_eval: int = 5_000  # held-out samples of explicitness
+    n_train: int = setting(10_000, "samples binned for modularity, and fitting explicitness' classifiers",
+                           positive=True)
+    n_eval: int = setting(5_000, "held-out samples of explicitness", positive=True)
 
 
 def modularity(information: np.ndarray) -> float:

@@ -18,17 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
-from .classifiers import accuracy, fit
+from .classifiers import BACKENDS, accuracy, fit
 from .codes import Represent, Streams
 from .fits import Fit, Plan
 
 
 @dataclass
 class SAPSettings:  # disentanglement_lib's defaults
-    n_train: int = 10_000  # training points of each code's SVM
-    n_eval: int = 5_000  # held-out points
-    backend: str = "fast"  # the SVMs: "fast" (LinearSVC's minimum, compiled) or "sklearn" (the reference)
+    n_train: int = setting(10_000, "training points of each code's SVM", positive=True)
+    n_eval: int = setting(5_000, "held-out points", positive=True)
+    backend: str = setting("fast", "the SVMs: \"fast\" (LinearSVC's minimum, compiled) or \"sklearn\" (the reference)",
+                           choices=BACKENDS)
 
 
 def _sklearn_svm(x_train, y_train, x_test, y_test, seed: int) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import setting
 from ..data.dataset import FactorDataset
 from .codes import Represent, Streams
 from .fits import Plan, done
@@ -24,7 +25,7 @@ from .mig import discretize, mutual_information
 
 @dataclass
 class UnsupervisedSettings:  # disentanglement_lib's unsupervised study
-    n_train: int = 10_000  # samples whose codes give the covariance and the binned codes
+    n_train: int = setting(10_000, "samples whose codes give the covariance and the binned codes", positive=True)
 
 
 def gaussian_total_correlation(cov: np.ndarray) -> float:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..registry import Registry
 from .annealed import Annealed
-from .base import Objective
+from .base import OBJECTIVES, Objective
 from .beta import Beta
 from .dip import DIPVAEI, DIPVAEII
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..experiment import Config
 
-OBJECTIVES = Registry("objective", {
+OBJECTIVES.update({
     "beta": Beta,  # Higgins et al. 2017
     "annealed": Annealed,  # Burgess et al. 2018
     "dip_i": DIPVAEI,  # Kumar et al. 2018

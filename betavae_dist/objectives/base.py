@@ -7,20 +7,43 @@ dtype. With this convention β is the paper's unnormalised β. Higgins et al. al
 Code that averages the reconstruction over pixels instead needs β/N for the same trade-off.
 
 As in disentanglement_lib's `methods/unsupervised/vae.py`, a method is a subclass that overrides
-`regulariser` only (and `schedule`, if the regulariser depends on the training step). The engine
-averages, all-reduces and logs every term named in `terms`.
+`regulariser` only (and `schedule`, if the regulariser depends on the training step), and declares
+its hyperparameters as its `Settings`, a subclass of `LossConfig` (`loss.<name>` in configs; in a
+pack, each point's float settings are its own). The engine averages, all-reduces and logs every
+term named in `terms`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from ..config import setting
+from ..registry import Registry
 from .likelihoods import LIKELIHOODS
 
 if TYPE_CHECKING:
-    from ..config import LossConfig, ModelConfig
+    from ..models import ModelConfig
+
+
+# The objectives by the name `loss.objective` gives; objectives/__init__.py lists the built-in ones.
+OBJECTIVES = Registry("objective")
+
+
+@dataclass
+class LossConfig:
+    """The `loss` section: `objective` names the method, and the section then holds that method's
+    own settings (its `Settings`, a subclass of this)."""
+
+    SWITCH: ClassVar[str] = "objective"
+    objective: str = setting("beta", "the method (objectives/); the keys below marked with it are its settings",
+                             choices=OBJECTIVES)
+
+    @staticmethod
+    def variant(name: str) -> type[LossConfig]:
+        return OBJECTIVES[name].Settings
 
 Scalar = float | torch.Tensor  # a schedule value: a number, or a 0-dim fp32 tensor a CUDA graph refills
 
@@ -33,6 +56,8 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
 
 class Objective:
     """loss = recon + regulariser; `__call__` returns every term of `terms`, each a batch mean."""
+
+    Settings: ClassVar[type[LossConfig]] = LossConfig  # the method's hyperparameters: loss.<name>
 
     terms: tuple[str, ...] = ("loss", "recon", "kl")  # logged, in this order; subclasses may add theirs
     # The loss is a mean of per-sample terms, so a batch split over ranks or micro-batches gives the

@@ -11,9 +11,25 @@ C is a batch statistic, not a mean of per-sample terms: ranks and gradient accum
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .base import Objective
+from ..config import setting
+from .base import LossConfig, Objective
+
+
+@dataclass
+class DIPSettings(LossConfig):
+    lambda_od: float = setting(10.0, "weight of the off-diagonal covariance penalty", low=0)
+    lambda_d_factor: float = setting(10.0, "the diagonal's weight is this x lambda_od (disentanglement_lib: 10 for "
+                                     "DIP-VAE-I, 1 for II)", low=0)
+
+
+@dataclass
+class DIPIISettings(DIPSettings):
+    lambda_d_factor: float = setting(1.0, "the diagonal's weight is this x lambda_od (disentanglement_lib: 10 for "
+                                     "DIP-VAE-I, 1 for II)", low=0)
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -28,6 +44,7 @@ def off_diagonal_penalty(c: torch.Tensor, lambda_od, lambda_d) -> torch.Tensor:
 
 
 class DIPVAEI(Objective):
+    Settings = DIPSettings
     terms = (*Objective.terms, "dip")
     mean_of_samples = False  # a batch covariance
 
@@ -41,5 +58,7 @@ class DIPVAEI(Objective):
 
 
 class DIPVAEII(DIPVAEI):
+    Settings = DIPIISettings
+
     def covariance(self, mean, logvar):
         return torch.diag(logvar.exp().mean(0)) + covariance(mean)

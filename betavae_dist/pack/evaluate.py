@@ -9,18 +9,22 @@ shared by its `encode.models` models.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import torch
 from rich.progress import Progress
 
-from ..config import Config
 from ..data import build_dataset
 from ..evaluate import write_results
 from ..metrics import score, track_encoding
 from ..metrics.codes import CodeTable
 from ..models import BetaVAE
 from .model import PackedVAE
+
+if TYPE_CHECKING:
+    from ..experiment import Config
 
 
 def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device | None = None,

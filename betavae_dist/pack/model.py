@@ -16,19 +16,24 @@ row, are channels-last like a solo model's (`BetaVAE.memory_format`): conv weigh
 from __future__ import annotations
 
 import dataclasses
-from typing import get_type_hints
+from typing import TYPE_CHECKING, get_type_hints
 
 import torch
 from accelerate.utils import set_seed
 from torch.func import functional_call, vmap
 
-from ..config import Config, LossConfig
 from ..models import IMAGE_SIZE, BetaVAE
 from ..objectives import OBJECTIVES
+from ..objectives.base import LossConfig
 
-# Loss settings a point may have of its own: the float ones, given to the vmapped objective as
-# tensors. (Integer settings such as capacity_steps only enter the host-side schedule.)
-POINT_LOSS_SETTINGS = tuple(name for name, kind in get_type_hints(LossConfig).items() if kind is float)
+if TYPE_CHECKING:
+    from ..experiment import Config
+
+
+def point_settings(loss: LossConfig) -> tuple[str, ...]:
+    """The objective's settings a point may have of its own: its float ones, given to the vmapped
+    objective as tensors. (Integer settings such as capacity_steps only enter the host-side schedule.)"""
+    return tuple(name for name, kind in get_type_hints(type(loss)).items() if kind is float)
 
 
 def stack(tensors: list[torch.Tensor], memory_format: torch.memory_format) -> torch.Tensor:
@@ -60,7 +65,7 @@ class PackedVAE:
         self.size, self.latents, self.device = len(cfgs), m.latents, device
         self.objective, self.loss, self.model_cfg = OBJECTIVES[cfgs[0].loss.objective], cfgs[0].loss, m
         self.settings = {name: torch.tensor([float(getattr(c.loss, name)) for c in cfgs], device=device)
-                         for name in POINT_LOSS_SETTINGS}
+                         for name in point_settings(cfgs[0].loss)}
         self._terms = vmap(self._point_terms)
         self._means = vmap(self._point_means, in_dims=(0, None))
 

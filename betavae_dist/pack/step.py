@@ -10,13 +10,17 @@ flags at log and checkpoint steps, reports the point, and freezes it for good (`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from ..config import Config
 from ..data.batches import micro_batch_size, micro_slice, upload
 from ..objectives import build_objective
 from ..step import NO_STEP, StepStats, bad_steps, capture, set_capturable
 from .model import PackedVAE
+
+if TYPE_CHECKING:
+    from ..experiment import Config
 
 
 class PackStats(StepStats):

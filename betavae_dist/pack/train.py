@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import checkpoint
-from ..config import Config, ConfigError, flat, save_yaml
+from ..config import ConfigError, flat, save_yaml
+from ..experiment import Config
 from ..data import build_dataset
 from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels, micro_batch_size
 from ..export import write_export
@@ -31,17 +32,19 @@ from ..runtime import keep_heap
 from ..step import non_finite
 from ..train import (PREEMPTED_EXIT_CODE, Preempted, StopSignal, TrainingError, check_memory, open_metrics_log,
                      prepare_run_dir, progress_bar, refuse_another_run, save_figures)
-from .model import POINT_LOSS_SETTINGS, PackedVAE
+from .model import PackedVAE
 from .step import PackStats, PackStep, freeze
 
 FAILED = "failed.json"
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.bin"  # the names Accelerate's save_state uses
-# What the points of one pack may differ in; anything else (shapes, optimiser, batch, schedule) splits packs.
-PER_POINT = ("run_dir", "seed", *(f"loss.{name}" for name in POINT_LOSS_SETTINGS), "loss.capacity_steps")
+# What the points of one pack may differ in: these and the objective's settings (`loss.*` but
+# `loss.objective`); anything else (shapes, optimiser, batch, objective) splits packs.
+PER_POINT = ("run_dir", "seed")
 
 
 def pack_key(cfg: Config) -> tuple:
-    return tuple((k, v) for k, v in flat(cfg.to_dict()).items() if k not in PER_POINT)
+    return tuple((k, v) for k, v in flat(cfg.to_dict()).items()
+                 if k not in PER_POINT and (not k.startswith("loss.") or k == "loss.objective"))
 
 
 def split_packs(cfgs: list[Config]) -> list[list[Config]]:

@@ -1,0 +1,68 @@
+"""One run's configuration, composed of the settings each part declares beside itself:
+
+    data   data/__init__.py   DataConfig        model  models.py         ModelConfig
+    loss   objectives/        the objective's   optim  optim.py          OptimConfig
+    train  loop.py            TrainConfig       eval   metrics/          EvalConfig (and each metric's)
+
+`from_sources(files, overrides)` and `load_or_exit(argv, prog)` build it (config.py's machinery);
+`python -m betavae_dist.train --help` lists every key with its type, default and meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import config
+from .config import MAX_SEED, ConfigError, section, setting
+from .data import DATASETS, DataConfig
+from .loop import TrainConfig
+from .metrics import EvalConfig
+from .models import ModelConfig
+from .objectives import OBJECTIVES
+from .objectives.base import LossConfig
+from .optim import OptimConfig
+
+
+def default_loss() -> LossConfig:
+    return OBJECTIVES["beta"].Settings(objective="beta")
+
+
+@dataclass
+class Config:
+    run_dir: str = setting("runs/dsprites_beta4", "where config, metrics, checkpoints, export and figures go",
+                           resumable=True)
+    seed: int = setting(0, "initial weights, data order and noise", low=0, high=MAX_SEED)
+    data: DataConfig = section(DataConfig)
+    model: ModelConfig = section(ModelConfig)
+    loss: LossConfig = section(LossConfig, factory=default_loss)
+    optim: OptimConfig = section(OptimConfig)
+    train: TrainConfig = section(TrainConfig)
+    eval: EvalConfig = section(EvalConfig, resumable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self) -> None:
+        """What no one part can check alone."""
+        channels = DATASETS[self.data.name].image_shape[0]
+        if self.data.source == "dataset" and self.model.channels != channels:
+            raise ConfigError(f"model.channels={self.model.channels}: data.name={self.data.name} images have "
+                              f"{channels} channel(s)")
+        if self.eval.every and self.model.channels != channels:
+            raise ConfigError(f"eval.every: the metrics run on data.name={self.data.name} ({channels} channel(s)) but "
+                              f"model.channels={self.model.channels}; set eval.every=0")
+
+
+def from_sources(config_files: str | list[str] | None, overrides: list[str]) -> Config:
+    """Defaults, then each YAML file in order, then `key=value` overrides; checked."""
+    return config.load(Config, config_files, overrides)
+
+
+def from_items(items: list[tuple[str, Any, str]]) -> Config:
+    """From (key, value, where it came from) items: config.mapping_items, config.override_items."""
+    return config.build(Config, items)
+
+
+def load_or_exit(argv: list[str], prog: str) -> Config:
+    return config.load_or_exit(Config, argv, prog)

@@ -229,7 +229,7 @@ def verify(checkpoint: Path) -> str | None:
         manifest = json.loads(manifest_path.read_text())
         files, step = manifest["files"], int(manifest["step"])
     except FileNotFoundError:
-        return f"{manifest_path} is missing (a checkpoint of an older version, or not a checkpoint)"
+        return f"{manifest_path} is missing (not a complete checkpoint)"
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"{manifest_path} is unreadable ({e})"
     for name, entry in files.items():
@@ -291,10 +291,7 @@ def resolve_resume(resume: str, ckpt_dir: Path) -> Path | None:
     path = Path(resume)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint to resume from does not exist: {path} (train.resume)")
-    problem = verify(path)
-    if problem and not (path / MANIFEST).exists():  # named on purpose: an older version's checkpoint
-        print(f"warning: {path} has no {MANIFEST} (written by an older version): resuming from it unverified")
-    elif problem:
+    if problem := verify(path):
         raise CheckpointError(f"cannot resume from {path} (train.resume): {problem}")
     return path
 

@@ -158,15 +158,16 @@ def test_export_skips_a_damaged_newest_checkpoint(finished, tmp_path):
     assert "skipping checkpoint" in proc.stderr and f"exported {run_dir / 'checkpoints' / 'step_2'}" in proc.stdout
 
 
-def test_an_older_versions_checkpoint_resumes_only_when_named(finished, tmp_path):
+def test_a_checkpoint_without_its_manifest_is_refused_even_when_named(finished, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(finished / "run", run_dir)
     for step in (2, 4):
         (run_dir / "checkpoints" / f"step_{step}" / checkpoint.MANIFEST).unlink()
     assert train_here(run_dir, "train.steps=6", *STEPS, check=False).returncode == 1  # auto: nothing verifies
-    named = train_here(run_dir, "train.steps=6", *STEPS, f"train.resume={run_dir / 'checkpoints' / 'step_4'}")
-    assert "has no manifest.json (written by an older version): resuming from it unverified" in named.stdout
-    assert max_abs_diff(weights(finished / "straight" / "export"), weights(run_dir / "export")) < 1e-6
+    named = run_dir / "checkpoints" / "step_4"
+    proc = train_here(run_dir, "train.steps=6", *STEPS, f"train.resume={named}", check=False)
+    assert proc.returncode == 1
+    assert f"cannot resume from {named} (train.resume): {named / checkpoint.MANIFEST} is missing" in proc.stderr
 
 
 @pytest.mark.distributed

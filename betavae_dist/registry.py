@@ -19,7 +19,7 @@ class Registry(dict):
         self.kind = kind
 
     def register(self, name: str):
-        """Decorator: `@OBJECTIVES.register("beta_tc")` above a class or function."""
+        """Decorator: `@OBJECTIVES.register("free_bits")` above a class or function."""
         def add(part):
             if name in self:
                 raise ValueError(f"{self.kind} {name!r} is already registered")

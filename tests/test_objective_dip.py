@@ -1,5 +1,5 @@
 """DIP-VAE-I and -II against disentanglement_lib's `DIPVAE.regularizer` (methods/unsupervised/vae.py),
-transcribed in NumPy below; a short run lowers the penalty; a pack of two settings equals its solo runs."""
+transcribed in NumPy below; a short run lowers the penalty (packs: test_objectives.py)."""
 
 import json
 
@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from betavae_dist.experiment import from_sources
 from betavae_dist.models import ModelConfig
 from betavae_dist.objectives import OBJECTIVES
-from helpers import TINY, train_here, weights
+from helpers import train_here
 
 
 def dlib_dip_regularizer(kl_loss, z_mean, z_logvar, lambda_od, lambda_d_factor, dip_type):
@@ -50,20 +49,3 @@ def test_a_short_run_lowers_the_penalty_and_logs_it(tmp_path):
                "train.batch_size=64")
     dip = [json.loads(line)["dip"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(dip) == 6 and dip[-1] < dip[0] / 2, dip  # measured: 1000 -> 284 (means that barely vary: C_ii ~ 0)
-
-
-def test_a_pack_of_two_settings_equals_its_solo_runs(tmp_path):
-    from betavae_dist.pack.train import train_pack
-    from betavae_dist.train import train as train_solo
-    from test_pack import assert_close_weights
-
-    def cfg(where, lambda_od):
-        return from_sources("configs/dsprites_beta4.yaml", [*TINY, "train.steps=20", "loss.objective=dip_ii",
-                                                            f"loss.lambda_od={lambda_od}", "loss.lambda_d_factor=1",
-                                                            f"run_dir={tmp_path / where / str(lambda_od)}"])
-
-    assert train_pack([cfg("pack", od) for od in (2, 20)]) == []
-    for od in (2, 20):
-        train_solo(cfg("solo", od))
-        assert_close_weights(weights(tmp_path / "pack" / str(od) / "export"), weights(tmp_path / "solo" / str(od) / "export"),
-                             steps=20)

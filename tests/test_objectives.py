@@ -78,3 +78,23 @@ def test_loss_is_fp32_under_bf16_autocast():
         mean, logvar = torch.randn(3, 4).bfloat16(), torch.randn(3, 4).bfloat16()
         parts = loss(OBJECTIVES["beta"](Beta.Settings(), ModelConfig()), logits, x, mean, logvar)
     assert all(v.dtype == torch.float32 for v in parts.values())
+
+
+@pytest.mark.parametrize("objective, setting, values", [("dip_ii", "lambda_od", ("2", "20")), ("beta_tcvae", "beta", ("1", "8")),
+                                                        ("annealed", "capacity_max", ("5", "50"))])
+def test_a_pack_of_two_settings_equals_its_solo_runs(tmp_path, objective, setting, values):
+    from betavae_dist.experiment import from_sources
+    from betavae_dist.pack.train import train_pack
+    from betavae_dist.train import train as train_solo
+    from helpers import TINY, weights
+    from test_pack import assert_close_weights
+
+    def cfg(where, value):
+        return from_sources("configs/dsprites_beta4.yaml", [*TINY, "train.steps=20", f"loss.objective={objective}",
+                                                            f"loss.{setting}={value}", f"run_dir={tmp_path / where / value}"])
+
+    assert train_pack([cfg("pack", value) for value in values]) == []
+    for value in values:
+        train_solo(cfg("solo", value))
+        assert_close_weights(weights(tmp_path / "pack" / value / "export"), weights(tmp_path / "solo" / value / "export"),
+                             steps=20)

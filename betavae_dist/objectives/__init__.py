@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from .annealed import Annealed
 from .base import OBJECTIVES, Objective
 from .beta import Beta
+from .beta_tcvae import BetaTCVAE
 from .dip import DIPVAEI, DIPVAEII
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ OBJECTIVES.update({
     "annealed": Annealed,  # Burgess et al. 2018
     "dip_i": DIPVAEI,  # Kumar et al. 2018
     "dip_ii": DIPVAEII,
+    "beta_tcvae": BetaTCVAE,  # Chen et al. 2018
 })
 
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     if "-m" in argv and argv.index("-m") + 1 < len(argv) and argv[argv.index("-m") + 1] == CHECKED:
         at = argv.index("-m")
         cfg = load_or_exit(argv[at + 2:], CHECKED)  # one line and exit 2 on a bad config
-        from .train import preflight  # the trainer's imports only when it is the one launched
+        from .solo import preflight  # the trainer's imports only when it is the one launched
 
         try:
             preflight(cfg, world_size(argv[:at]) or 1)
@@ -79,7 +79,7 @@ def launch(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from .train import PREEMPTED_EXIT_CODE
+    from .stopping import PREEMPTED_EXIT_CODE
 
     args = launch_command_parser().parse_args(argv)
     name = QUIET  # the handlers its records reach: torch sets them on "torch" and "torch.distributed"
@@ -107,7 +107,7 @@ def exit_status(failures: list[tuple[int, int, int | None]]) -> tuple[int, str |
     """From the failed workers (rank, exit code, pid; the first to fail first): the launch's exit
     status, and a line to print where no rank can have told why: every one was ended by a signal,
     none by the SIGTERM the launcher sends the rest (a rank alive then has named the rank it lost)."""
-    from .train import PREEMPTED_EXIT_CODE
+    from .stopping import PREEMPTED_EXIT_CODE
 
     rank, code, pid = failures[0]
     if all(c < 0 and c != -signal.SIGTERM for _, c, _ in failures):

@@ -17,7 +17,8 @@ A sweep file:
     eval: [eval.metrics=beta_vae,mig]     # settings for the evaluation of every point
     pack: 6                               # points trained together in one process (default 1)
 
-`run` trains the points in packs of K (pack/: one process, torch.func), evaluates them together
+`run` trains the points in packs of K (pack/: one process, torch.func; a point alone, K = 1, with
+the solo trainer, as slurm/sweep.sh without PACK does), evaluates them together
 and writes the report; with `--index I` only pack I (points I·K .. I·K+K-1), as array task I of
 slurm/sweep.sh does with PACK=K. Points already evaluated are skipped, and so are points that
 failed before (RUN/failed.json; delete it to retry); a killed pack resumes from its checkpoints.
@@ -47,8 +48,10 @@ from .data import DataError
 from .export import ExportError
 from .metrics import headline_keys
 from .pack.evaluate import evaluate_pack
-from .pack.train import failed_record, split_packs, train_pack
-from .train import PREEMPTED_EXIT_CODE, Preempted, TrainingError
+from .pack.train import split_packs, train_pack
+from .rundir import TrainingError, failed_record, record_failure
+from .solo import train
+from .stopping import PREEMPTED_EXIT_CODE, Preempted
 
 
 @dataclass
@@ -142,10 +145,10 @@ def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
         else:
             todo.append(point)
     configs = {str(sweep.run_dir(p)): (sweep.config(p), sweep.config(p, evaluation=True)) for p in todo}
-    for group in split_packs([train for train, _ in configs.values()]):
+    for group in split_packs([training for training, _ in configs.values()]):
         for start in range(0, len(group), pack):
             cfgs = group[start:start + pack]
-            lost = train_pack(cfgs)
+            lost = train_points(cfgs)
             failed += [Path(c.run_dir).name for c in lost]
             done = [c for c in cfgs if c not in lost]
             if done:
@@ -154,6 +157,20 @@ def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
     if failed:
         print(f"sweep: {len(failed)} point(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def train_points(cfgs: list[Config]) -> list[Config]:
+    """Train a pack (pack/), or one point alone with the solo trainer, as `slurm/sweep.sh` without
+    PACK does (no vmap for one point); returns the points that failed, each with RUN/failed.json."""
+    if len(cfgs) > 1:
+        return train_pack(cfgs)
+    try:
+        train(cfgs[0])
+    except TrainingError as e:
+        record_failure(Path(cfgs[0].run_dir), str(e), None)
+        print(f"point {cfgs[0].run_dir} failed: {e}")
+        return cfgs
+    return []
 
 
 def point_status(run_dir: Path) -> tuple[str, dict]:

@@ -220,6 +220,6 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_starting(tmp_path):
                                    "train.batch_size=1048576"])
     assert proc.returncode == 2 and "train.batch_size=1048576: 1048576 samples per micro-batch need about" in proc.stderr
     assert "lower train.batch_size or raise train.grad_accum" in proc.stderr and not (tmp_path / "r").exists()
-    from betavae_dist.train import check_memory
+    from betavae_dist.rundir import check_memory
 
     check_memory(from_sources(None, ["train.batch_size=1048576", "train.grad_accum=1024"]), 1024)

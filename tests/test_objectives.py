@@ -85,7 +85,7 @@ def test_loss_is_fp32_under_bf16_autocast():
 def test_a_pack_of_two_settings_equals_its_solo_runs(tmp_path, objective, setting, values):
     from betavae_dist.experiment import from_sources
     from betavae_dist.pack.train import train_pack
-    from betavae_dist.train import train as train_solo
+    from betavae_dist.solo import train as train_solo
     from helpers import TINY, weights
     from test_pack import assert_close_weights
 

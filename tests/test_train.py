@@ -113,7 +113,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
 
 
 def test_a_resumed_log_drops_the_lines_after_its_checkpoint(tmp_path):
-    from betavae_dist.train import open_metrics_log
+    from betavae_dist.rundir import open_metrics_log
     log = tmp_path / "metrics.jsonl"
     log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (2, 4, 6, 8)) + '{"step": 10, "lo')
     with open_metrics_log(log, 4) as f:  # resumed from step 4's checkpoint, after a kill mid-line

@@ -12,9 +12,6 @@ good checkpoint, and is left out of later packs; the others go on.
 
 from __future__ import annotations
 
-import json
-import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -22,20 +19,20 @@ from safetensors.torch import load_file, save_file
 
 from .. import checkpoint
 from ..config import ConfigError, flat, save_yaml
-from ..experiment import Config
 from ..data import build_dataset
 from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels, micro_batch_size
+from ..experiment import Config
 from ..export import write_export
+from ..loop import train_loop
 from ..objectives import build_objective
 from ..optim import CAPTURABLE, build_optimizer
+from ..rundir import TrainingError, check_memory, prepare_run_dir, record_failure, refuse_another_run
 from ..runtime import keep_heap
-from ..step import non_finite
-from ..train import (PREEMPTED_EXIT_CODE, Preempted, StopSignal, TrainingError, check_memory, open_metrics_log,
-                     prepare_run_dir, progress_bar, refuse_another_run, save_figures)
+from ..solo import save_figures
+from ..stopping import StopSignal
 from .model import PackedVAE
 from .step import PackStats, PackStep, freeze
 
-FAILED = "failed.json"
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.bin"  # the names Accelerate's save_state uses
 # What the points of one pack may differ in: these and the objective's settings (`loss.*` but
 # `loss.objective`); anything else (shapes, optimiser, batch, objective) splits packs.
@@ -70,11 +67,6 @@ def check_packable(cfgs: list[Config]) -> None:
     for key, (bad, why) in unsupported.items():
         if bad:
             raise ConfigError(f"{key}: {why}")
-
-
-def failed_record(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / FAILED
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class PackBatches:
@@ -151,6 +143,81 @@ def save_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, cfgs: list[Con
         checkpoint.prune(Path(cfg.run_dir) / "checkpoints", cfg.train.keep_checkpoints)
 
 
+class PackRun:
+    """The K points of one pack in this process: the stacked model, its optimiser and step."""
+
+    is_main, ranks = True, 1
+
+    def __init__(self, cfgs: list[Config], device: torch.device):
+        self.cfgs, self.device, cfg = cfgs, device, cfgs[0]
+        self.model = PackedVAE(cfgs, device)
+        self.optimizer = build_optimizer(self.model.params.values(), cfg)
+        self.start = resume_step(cfgs)
+        if self.start > cfg.train.steps:
+            raise TrainingError(f"the pack's checkpoints are at step {self.start}, past train.steps={cfg.train.steps}")
+        if self.start:
+            load_pack(self.model, self.optimizer, cfgs, self.start)
+        self.objectives = [build_objective(c) for c in cfgs]
+        self.batches = PackBatches(cfgs, device)
+        self.stats = PackStats(self.model.size, self.model.terms, device)
+        self.terms = self.stats.terms
+        self.run_step = PackStep(self.model, self.optimizer, cfg, self.stats, use_graph(cfg, device))
+        self.description = self.run_step.description
+        self.probe = self.model.images(8)  # each point's first images: checked at saves, drawn at the end
+        self.probe.copy_(torch.stack([p.images(0, 0)[:8] for p in self.batches.points]))
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, step: int) -> list[dict]:
+        schedules = [objective.schedule(step) for objective in self.objectives]
+        self.run_step(step, self.batches.images(step), self.batches.noise(step),
+                      {name: [s[name] for s in schedules] for name in schedules[0]})
+        return schedules
+
+    def read(self, stop: bool) -> tuple[list[dict], bool]:
+        return self.stats.read(self.model), stop
+
+    def reset(self) -> None:
+        self.stats.reset()
+
+    @torch.no_grad()
+    def sound(self) -> list[bool]:
+        noise = torch.zeros(self.model.size, self.probe.shape[1], self.model.latents, device=self.device)
+        return torch.isfinite(self.model.loss_terms(self.probe, noise, self.run_step.schedule)[:, 0]).tolist()
+
+    def fail(self, k: int, problem: str, done: int) -> None:
+        last = record_failure(Path(self.cfgs[k].run_dir), problem, done)
+        print(f"point {self.cfgs[k].run_dir} failed: {problem}; frozen, the others go on. Last good checkpoint: "
+              f"{last or 'none yet'}")
+        freeze(self.model, self.optimizer, self.stats, k, done)
+
+    def save(self, done: int, alive: list[bool]) -> None:
+        save_pack(self.model, self.optimizer, self.cfgs, alive, done)
+
+    def evaluate(self) -> dict:
+        raise AssertionError("packs are evaluated at the end (check_packable: eval.every=0)")
+
+    def track(self, values: dict, done: int) -> None:
+        pass  # packs log to metrics.jsonl only (check_packable)
+
+    def preempt(self) -> None:
+        pass
+
+    def finish(self, alive: list[bool]) -> None:
+        for k, c in enumerate(self.cfgs):
+            if alive[k]:
+                write_export(self.model.point_state(k), c, Path(c.run_dir) / "export")
+                save_figures(self.model.point_model(k), self.probe[k], c)
+        failed = alive.count(False)
+        print(f"pack done: {sum(alive)} of {self.model.size} points trained" + (f", {failed} failed" if failed else ""))
+
+
+def use_graph(cfg: Config, device: torch.device) -> bool:
+    return device.type == "cuda" and cfg.train.cuda_graph != "off" and cfg.optim.name in CAPTURABLE
+
+
 def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[Config]:
     """Train the points `cfgs` (one pack, see split_packs) to the end; returns the points that failed."""
     check_packable(cfgs)
@@ -159,91 +226,15 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     check_memory(cfg, len(cfgs) * micro_batch_size(cfg, 1))
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for c in cfgs:
-        refuse_another_run(c, Path(c.run_dir), Path(c.run_dir) / "checkpoints")
+        refuse_another_run(c)
         prepare_run_dir(Path(c.run_dir), 0)
         checkpoint.refuse_intruders(Path(c.run_dir) / "checkpoints")
-    model = PackedVAE(cfgs, device)
-    optimizer = build_optimizer(model.params.values(), cfg)
-    start = resume_step(cfgs)
-    if start > cfg.train.steps:
-        raise TrainingError(f"the pack's checkpoints are at step {start}, past train.steps={cfg.train.steps}")
-    if start:
-        load_pack(model, optimizer, cfgs, start)
+    run = PackRun(cfgs, device)
     for c in cfgs:
         save_yaml(c, Path(c.run_dir) / "config.yaml")
-    objectives = [build_objective(c) for c in cfgs]
-    batches = PackBatches(cfgs, device)
-    stats = PackStats(model.size, model.terms, device)
-    use_graph = device.type == "cuda" and cfg.train.cuda_graph != "off" and cfg.optim.name in CAPTURABLE
-    run_step = PackStep(model, optimizer, cfg, stats, use_graph)
-    probe = model.images(8)  # each point's first images: checked at saves, drawn at the end
-    probe.copy_(torch.stack([p.images(0, 0)[:8] for p in batches.points]))
-    print(f"pack of {model.size} on {device}, {run_step.description}, batch {cfg.train.batch_size} each, "
-          + (f"resuming at step {start}" if start else "starting at step 0"))
-
-    alive, failed = [True] * model.size, []
-    with StopSignal() as stop, ExitStack() as files, progress_bar(cfg.train.progress) as progress:
-        logs = [files.enter_context(open_metrics_log(Path(c.run_dir) / "metrics.jsonl", start)) for c in cfgs]
-        task = progress.add_task("step", total=cfg.train.steps, completed=start, stats="")
-        window_start, window_steps = time.perf_counter(), 0
-        for step in range(start, cfg.train.steps):
-            schedules = [objective.schedule(step) for objective in objectives]
-            run_step(step, batches.images(step), batches.noise(step), {name: [s[name] for s in schedules]
-                                                                        for name in schedules[0]})
-            done, window_steps = step + 1, window_steps + 1
-            last = done == cfg.train.steps
-            log_now, save_now = done % cfg.train.log_every == 0 or last, done % cfg.train.ckpt_every == 0 or last
-            if not (log_now or save_now or stop.received):
-                continue
-            points = stats.read(model)
-            sound = sound_points(model, probe, run_step.schedule) if save_now or stop.received else [True] * model.size
-            for k, point in enumerate(points):
-                problem = alive[k] and (non_finite(point, done) or (
-                    not sound[k] and f"the weights after step {done} give a non-finite loss (they diverged)"))
-                if problem:
-                    alive[k] = False
-                    failed.append(cfgs[k])
-                    _fail(cfgs[k], problem, done)
-                    freeze(model, optimizer, stats, k, done)
-            if not any(alive):
-                raise TrainingError("every point of the pack failed (see the lines above)")
-            if log_now:
-                elapsed = time.perf_counter() - window_start
-                for k, point in enumerate(points):
-                    if alive[k]:
-                        line = {name: point[name] for name in stats.terms}
-                        line.update(img_per_s=window_steps * cfg.train.batch_size / elapsed,
-                                    lr=optimizer.param_groups[0]["lr"], **schedules[k])
-                        logs[k].write(json.dumps({"step": done, **line}) + "\n")
-                        logs[k].flush()
-                rate = sum(alive) * window_steps * cfg.train.batch_size / elapsed
-                progress.update(task, completed=done, stats=f"{sum(alive)}/{model.size} points  {rate:.0f} img/s in all")
-                stats.reset()
-                window_start, window_steps = time.perf_counter(), 0
-            if save_now or stop.received:
-                save_pack(model, optimizer, cfgs, alive, done)
-            if stop.received:
-                raise Preempted(f"stop signal: checkpoints at step {done} written; exit {PREEMPTED_EXIT_CODE}: "
-                                "the same command resumes from them")
-
-    for k, c in enumerate(cfgs):
-        if alive[k]:
-            write_export(model.point_state(k), c, Path(c.run_dir) / "export")
-            save_figures(model.point_model(k), probe[k], c)
-    print(f"pack done: {sum(alive)} of {model.size} points trained" + (f", {len(failed)} failed" if failed else ""))
-    return failed
-
-
-@torch.no_grad()
-def sound_points(model: PackedVAE, probe: torch.Tensor, schedule: dict[str, torch.Tensor]) -> list[bool]:
-    """Whether each point's weights still give a finite loss on its probe images, as the solo
-    trainer checks before a save (train.check_sound): finite weights can have diverged."""
-    noise = torch.zeros(model.size, probe.shape[1], model.latents, device=model.device)
-    return torch.isfinite(model.loss_terms(probe, noise, schedule)[:, 0]).tolist()
-
-
-def _fail(cfg: Config, problem: str, done: int) -> None:
-    last = checkpoint.latest(Path(cfg.run_dir) / "checkpoints")
-    (Path(cfg.run_dir) / FAILED).write_text(json.dumps({"step": done, "problem": problem,
-                                                        "last_good_checkpoint": str(last) if last else None}))
-    print(f"point {cfg.run_dir} failed: {problem}; frozen, the others go on. Last good checkpoint: {last or 'none yet'}")
+    print(f"pack of {len(cfgs)} on {device}, {run.description}, batch {cfg.train.batch_size} each, "
+          + (f"resuming at step {run.start}" if run.start else "starting at step 0"))
+    with StopSignal() as stop:
+        alive = train_loop(run, run.start, stop)
+    run.finish(alive)
+    return [c for c, ok in zip(cfgs, alive) if not ok]

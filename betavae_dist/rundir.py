@@ -1,0 +1,102 @@
+"""A run directory: the checks before training writes into it, its metrics.jsonl, and the record
+of a point that failed.
+
+    RUN/config.yaml        the resolved config (what `resume=auto` compares against)
+    RUN/metrics.jsonl      a line per log step (and per evaluation during training)
+    RUN/checkpoints/step_N atomic, verified checkpoints (checkpoint.py)
+    RUN/export/            model.safetensors + config.json (export/)
+    RUN/<figure>.png       reconstructions and traversals
+    RUN/failed.json        a sweep point that failed: its step, problem and last good checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import torch
+
+from . import checkpoint
+from .config import ConfigError, identity_changes, load
+from .models import activation_bytes
+
+if TYPE_CHECKING:
+    from .experiment import Config
+
+FAILED = "failed.json"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
+
+
+def prepare_run_dir(run_dir: Path, rank: int) -> None:
+    """Every rank checks it can write the run directory, so none waits for a rank that failed."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{rank}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"cannot write the run directory {run_dir} (run_dir): {e.strerror}") from None
+
+
+def refuse_another_run(cfg: Config) -> None:
+    """`resume=auto` continues a run only under its own config (recorded in config.yaml): the
+    schedule, logging and evaluation may change, not what is trained."""
+    run_dir = Path(cfg.run_dir)
+    recorded = run_dir / "config.yaml"
+    if cfg.train.resume != "auto" or not checkpoint.checkpoints(run_dir / "checkpoints") or not recorded.is_file():
+        return
+    changes = identity_changes(load(type(cfg), str(recorded), []), cfg)
+    if changes:
+        raise ConfigError(f"{run_dir} holds a run with another config ({'; '.join(changes)}); "
+                          "train.resume=force continues it under this one, or choose a new run_dir")
+
+
+def check_memory(cfg: Config, samples: int) -> None:
+    """Refuse a micro-batch whose activations alone (about twice the forward's layer outputs, for
+    backward's temporaries) would not fit in one device's memory: a GPU's, else this machine's."""
+    need = 2 * samples * activation_bytes(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+    if torch.cuda.is_available():
+        where, have = torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).total_memory
+    else:
+        where, have = "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: {samples} samples per micro-batch need about "
+                          f"{need / 2**30:,.0f} GiB of activations ({cfg.model.arch}), more than {where} has "
+                          f"({have / 2**30:,.0f} GiB); lower train.batch_size or raise train.grad_accum")
+
+
+def open_metrics_log(path: Path, start: int) -> TextIO:
+    """A run's metrics.jsonl, to append to from step `start`. The lines of later steps (written
+    after the checkpoint the run resumes from, before it was stopped) and a line cut short by a kill
+    are dropped first, atomically, so that each step appears once."""
+    if path.is_file():
+        kept = []
+        for line in path.read_text().splitlines(keepends=True):
+            try:
+                if line.endswith("\n") and json.loads(line)["step"] <= start:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(kept))
+        os.replace(partial, path)
+    return open(path, "a")
+
+
+def record_failure(run_dir: Path, problem: str, step: int) -> Path | None:
+    """RUN/failed.json for a point that failed (a sweep leaves it out of later runs); returns its
+    last good checkpoint."""
+    last = checkpoint.latest(Path(run_dir) / "checkpoints")
+    (Path(run_dir) / FAILED).write_text(json.dumps({"step": step, "problem": problem,
+                                                    "last_good_checkpoint": str(last) if last else None}))
+    return last
+
+
+def failed_record(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / FAILED
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,191 @@
+"""One model trained on 1, 2 or n ranks through Accelerate (DDP, DeepSpeed ZeRO, mixed precision;
+one CUDA graph per step on one GPU): the `Run` that loop.train_loop drives.
+
+The run directory gets: config.yaml (the resolved config), metrics.jsonl, checkpoints/step_N,
+export/ (model.safetensors + config.json), reconstruction.png and traversal.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import DistributedType, set_seed
+
+from . import checkpoint, visualize
+from .config import ConfigError, flat, save_yaml
+from .data import build_batches, build_dataset
+from .data.batches import NoiseWindow, micro_batch_size
+from .distributed import (Heartbeat, configure_deepspeed, die_with_launcher, launched_world_size, make_accelerator,
+                          offloads_optimizer, shutdown, unwrap)
+from .experiment import Config
+from .export import write_export
+from .loop import train_loop
+from .metrics import evaluate_model
+from .models import BetaVAE
+from .objectives import build_objective
+from .optim import build_optimizer
+from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run
+from .runtime import cpu_threads, keep_heap
+from .step import StepStats, make_step
+from .stopping import StopSignal
+
+FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
+
+
+def preflight(cfg: Config, world_size: int) -> None:
+    """The checks that need no process group: each rank runs them first, and `betavae_dist.launch`
+    before it starts any rank."""
+    missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
+    if missing:
+        raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
+    check_memory(cfg, micro_batch_size(cfg, world_size))
+    refuse_another_run(cfg)
+    if cfg.train.resume not in ("auto", "force", "none") and not Path(cfg.train.resume).is_dir():
+        raise ConfigError(f"train.resume={cfg.train.resume}: no such checkpoint directory")
+
+
+def invariance_caveats(cfg: Config, objective, ranks: int) -> list[str]:
+    """Why this run's model would change with the number of ranks or micro-batches, if it would."""
+    caveats = []
+    if not objective.mean_of_samples and ranks * cfg.train.grad_accum > 1:
+        caveats.append(f"loss.objective={cfg.loss.objective} is not a mean over samples: with {ranks} rank(s) x "
+                       f"{cfg.train.grad_accum} micro-batch(es) its gradient is not the whole batch's, so the model "
+                       "depends on them")
+    if cfg.data.source == "webdataset" and ranks > 1:
+        caveats.append("data.source=webdataset: each rank reads its own shards in its own order, so the samples of a "
+                       "step, and the model, depend on the number of ranks")
+    return caveats
+
+
+def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> dict[str, np.ndarray]:
+    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes.
+    Returns the figures by name, as (height, width, C) images."""
+    figures = {name: visualize.tile(grid) for name, grid in zip(FIGURES, (
+        visualize.reconstructions(model, x, cfg.model.likelihood), visualize.traversal(model, x, cfg.model.likelihood)))}
+    if write:
+        for name, image in figures.items():
+            visualize.save_image(image, Path(cfg.run_dir) / f"{name}.png")
+    return figures
+
+
+class SoloRun:
+    """The model, its optimiser and step on this rank, built (and resumed) as every rank must."""
+
+    def __init__(self, cfg: Config, accelerator):
+        self.cfgs, self.accelerator = [cfg], accelerator
+        self.is_main, self.ranks, self.device = accelerator.is_main_process, accelerator.num_processes, accelerator.device
+        self.ckpt_dir = Path(cfg.run_dir) / "checkpoints"
+        self.batches = build_batches(cfg, self.ranks, accelerator.process_index, self.device)
+        if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
+            self.eval_dataset = self.batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
+        configure_deepspeed(accelerator, cfg, self.batches.micro_batch)
+        set_seed(cfg.seed)  # identical initial weights on every rank
+        model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+        if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
+            model = model.to(memory_format=model.memory_format)
+        optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.unwrapped = unwrap(accelerator, self.model)
+        set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
+
+        self.resumed_from = checkpoint.choose_resume(cfg.train.resume, self.ckpt_dir, accelerator)
+        self.start = checkpoint.load(accelerator, self.resumed_from) if self.resumed_from else 0
+        if self.start > cfg.train.steps:
+            raise TrainingError(f"{self.resumed_from} is at step {self.start}, past train.steps={cfg.train.steps}: this "
+                                "run went further; a new run_dir (or train.resume=none) trains a shorter one")
+        self.objective = build_objective(cfg)
+        self.stats = StepStats(self.device, self.objective.terms)
+        self.terms = self.stats.terms
+        # After resuming: a graph captures the state.
+        self.run_step = make_step(self.model, self.optimizer, accelerator, cfg, self.objective, self.stats)
+        self.description = self.run_step.description
+        self.noise = NoiseWindow(cfg, self.device, cfg.train.steps)
+        self.probe = next(self.batches.micro_batches(0))[0][:8].to(self.device)  # checked at saves, drawn at the end
+        self.micro_batches = self.batches.micro_batches(self.start)
+        self.skipped, self.schedule = 0, {}
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, step: int) -> list[dict]:
+        self.schedule = self.objective.schedule(step)
+        self.skipped = self.run_step(step, self.micro_batches, self.noise(step), self.schedule)
+        return [self.schedule]
+
+    def read(self, stop: bool) -> tuple[list[dict], bool]:
+        point = self.stats.read(self.unwrapped, stop, self.skipped, self.accelerator)
+        return [point], point["stop"]
+
+    def reset(self) -> None:
+        self.stats.reset()
+
+    @torch.no_grad()
+    def sound(self) -> list[bool]:
+        """One forward pass of a few images, on every rank (a sharded model needs them all), which then agree."""
+        probe, model = self.probe, self.unwrapped
+        output, mean, logvar, z = model(probe, torch.zeros(len(probe), model.latents, device=probe.device))
+        loss = self.objective(output, probe, mean, logvar, z, self.schedule)["loss"]
+        return [not self.accelerator.reduce(torch.isfinite(loss).logical_not().float(), "sum").item()]
+
+    def fail(self, k: int, problem: str, done: int) -> None:
+        raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(self.ckpt_dir) or 'none yet'}")
+
+    def save(self, done: int, alive: list[bool]) -> None:
+        checkpoint.save(self.accelerator, self.ckpt_dir, done, self.cfgs[0].train.keep_checkpoints)
+
+    def evaluate(self) -> dict:
+        with torch.no_grad():
+            return evaluate_model(self.unwrapped, self.eval_dataset, self.cfgs[0], self.accelerator)
+
+    def track(self, values: dict, done: int) -> None:
+        """Training's values under train/ (evaluation's are eval/ already); rank 0 holds the trackers."""
+        self.accelerator.log({k if "/" in k else f"train/{k}": v for k, v in values.items()}, step=done)
+
+    def preempt(self) -> None:
+        shutdown(self.accelerator, self.model, self.optimizer)
+
+    def finish(self, alive: list[bool]) -> None:
+        cfg, run_dir = self.cfgs[0], Path(self.cfgs[0].run_dir)
+        if self.is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
+            write_export(checkpoint.weights(checkpoint.latest(self.ckpt_dir)), cfg, run_dir / "export")
+        figures = save_figures(self.unwrapped, self.probe, cfg, self.is_main)
+        for tracker in self.accelerator.trackers:  # the figures in TensorBoard's image tab too
+            if tracker.name == "tensorboard":
+                for name, image in figures.items():
+                    tracker.writer.add_image(name, image, cfg.train.steps, dataformats="HWC")
+        self.accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
+        shutdown(self.accelerator, self.model, self.optimizer)
+
+
+def train(cfg: Config) -> None:
+    """Train one run to `train.steps`. The process is left as it was found (signal handlers, the
+    heartbeat thread), so tests and notebooks can call this in-process; only glibc's heap setting
+    (runtime.keep_heap) stays, as it cannot be undone."""
+    keep_heap()
+    preflight(cfg, launched_world_size())
+    run_dir = Path(cfg.run_dir)
+    die_with_launcher()
+    accelerator = make_accelerator(cfg.train.collective_timeout, gradient_accumulation_steps=cfg.train.grad_accum,
+                                   log_with=cfg.train.trackers or None, project_dir=cfg.run_dir)
+    prepare_run_dir(run_dir, accelerator.process_index)
+    checkpoint.refuse_intruders(run_dir / "checkpoints")  # before training, not at the step that would need the name
+    workers = cfg.data.workers if cfg.data.source == "webdataset" else 0
+    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index), cpu_threads(workers):
+        accelerator.wait_for_everyone()
+        run = SoloRun(cfg, accelerator)
+        if run.is_main:
+            save_yaml(cfg, run_dir / "config.yaml")
+        for caveat in invariance_caveats(cfg, run.objective, run.ranks):
+            accelerator.print(f"note: {caveat}")
+        if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
+            accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
+        accelerator.print(
+            f"{run.ranks} process(es) on {run.device} ({accelerator.distributed_type.value}, "
+            f"{accelerator.mixed_precision}), {run.description}, global batch {cfg.train.batch_size}, "
+            + (f"resuming from {run.resumed_from} at step {run.start}" if run.resumed_from else "starting at step 0"))
+        alive = train_loop(run, run.start, stop)
+        run.finish(alive)

@@ -14,6 +14,7 @@ is bound by arithmetic rather than overhead.
 
     python benchmarks/sweep_throughput.py                    # CPU: conv64, K = 1, 4
     python benchmarks/sweep_throughput.py --device cuda      # GPU: K = 1, 4, 18
+    python benchmarks/sweep_throughput.py --objectives beta,annealed,dip_i,dip_ii,beta_tcvae --packs 4   # each method
 
 The whole 18-point sweep on a GPU, trained, evaluated and reported (the issue's 10-minute target):
     time python -m betavae_dist.sweep run configs/sweeps/dsprites_beta.yaml --pack 18
@@ -30,6 +31,7 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from betavae_dist.models import IMAGE_SIZE, BetaVAE
+from betavae_dist.objectives import OBJECTIVES, build_objective
 from betavae_dist.optim import build_optimizer
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.step import PackStats, PackStep
@@ -42,20 +44,23 @@ BETAS = [1, 2, 4, 6, 8, 16]  # configs/sweeps/dsprites_beta.yaml's, with seeds 0
 
 
 def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: torch.device,
-           memory_format: torch.memory_format | None = None) -> float:
+           memory_format: torch.memory_format | None = None, objective: str = "beta") -> float:
     keep_heap()
     cfgs = []
     for i in range(k):
-        cfg = config(arch, batch)
-        cfg.seed, cfg.loss.beta, cfg.run_dir = i // len(BETAS), float(BETAS[i % len(BETAS)]), f"point{i}"
+        cfg = config(arch, batch, objective)
+        cfg.seed, cfg.run_dir = i // len(BETAS), f"point{i}"
+        if objective == "beta":
+            cfg.loss.beta = float(BETAS[i % len(BETAS)])
         cfgs.append(cfg)
+    schedule = build_objective(cfgs[0]).schedule
     model = PackedVAE(cfgs, device, memory_format=memory_format)
     optimizer = build_optimizer(model.params.values(), cfgs[0])
     batches, stats = PackBatches(cfgs, device), PackStats(k, model.terms, device)
     run_step = PackStep(model, optimizer, cfgs[0], stats, graph)
 
     def step(i):
-        run_step(i, batches.images(i), batches.noise(i), {})
+        run_step(i, batches.images(i), batches.noise(i), {name: [v] * k for name, v in schedule(i).items()})
         if (i + 1) % READ_EVERY == 0:
             stats.read(model)
             stats.reset()
@@ -63,9 +68,9 @@ def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: t
     return images_per_s(step, k * batch, seconds, device)
 
 
-def solo(arch: str, batch: int, graph: bool, seconds: float) -> float:
+def solo(arch: str, batch: int, graph: bool, seconds: float, objective: str = "beta") -> float:
     keep_heap()
-    return ours(config(arch, batch), "no", graph, seconds)
+    return ours(config(arch, batch, objective), "no", graph, seconds)
 
 
 def arithmetic(arch: str, batch: int, device: torch.device) -> tuple[float, float]:
@@ -88,17 +93,28 @@ def main() -> None:
     parser.add_argument("--packs", default=None, help="comma-separated K; default 1,4 (CPU), 1,4,18 (GPU)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per case (default 10 CPU, 3 GPU)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--objectives", default="beta", help=f"comma-separated loss.objective names ({', '.join(OBJECTIVES)}); "
+                        "each packed K against its own solo rate")
     args = parser.parse_args()
     gpu = args.device == "cuda"
     packs = [int(k) for k in (args.packs or ("1,4,18" if gpu else "1,4")).split(",")]
     seconds = args.seconds or (3.0 if gpu else 10.0)
     device = torch.device(args.device)
 
-    cases = {"solo (K runs in sequence)": (solo, args.arch, args.batch, gpu, seconds)}
-    cases.update({f"packed K={k}": (packed, k, args.arch, args.batch, gpu, seconds, device) for k in packs})
+    objectives = args.objectives.split(",")
+    cases, reference_of = {}, {}
+    for objective in objectives:
+        label = "" if objectives == ["beta"] else f" {objective}"
+        solo_name = f"solo{label} (K runs in sequence)"
+        cases[solo_name] = (solo, args.arch, args.batch, gpu, seconds, objective)
+        for k in packs:
+            cases[f"packed K={k}{label}"] = (packed, k, args.arch, args.batch, gpu, seconds, device, None, objective)
+            reference_of[f"packed K={k}{label}"] = solo_name
+        reference_of[solo_name] = solo_name
     # The pack's layout against plain stacking (pack/model.py), at the largest K.
-    cases[f"packed K={packs[-1]}, plain layout"] = (packed, packs[-1], args.arch, args.batch, gpu, seconds, device,
-                                                   torch.contiguous_format)
+    plain = f"packed K={packs[-1]}, plain layout"
+    cases[plain] = (packed, packs[-1], args.arch, args.batch, gpu, seconds, device, torch.contiguous_format)
+    reference_of[plain] = next(iter(cases))
     results: dict = {name: [] for name in cases}
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every case alike
         for name, (fn, *fn_args) in cases.items():
@@ -110,10 +126,11 @@ def main() -> None:
                         f"median of {args.repeats} x {seconds:g} s")
     for column in ("case", "images/s, all points (median)", "min..max", "× solo"):
         table.add_column(column, justify="left" if column == "case" else "right")
-    reference = statistics.median(results["solo (K runs in sequence)"])
     for name, values in results.items():
         median = statistics.median(values)
-        table.add_row(name, f"{median:,.0f}", f"{min(values):,.0f}..{max(values):,.0f}", f"{median / reference:.2f}")
+        ratio = median / statistics.median(results[reference_of[name]])
+        table.add_row(name, f"{median:,.0f}", f"{min(values):,.0f}..{max(values):,.0f}", f"{ratio:.2f}")
+    reference = statistics.median(results[next(iter(cases))])
     console = Console(width=130)
     console.print(table)
     per_image, matmul = run_isolated(arithmetic, args.arch, args.batch, device)

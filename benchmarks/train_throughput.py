@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
-from betavae_dist.experiment import Config
+from betavae_dist.experiment import Config, from_sources
 from betavae_dist.data import build_batches
 from betavae_dist.data.batches import NoiseWindow
 from betavae_dist.distributed import make_accelerator
@@ -57,9 +57,9 @@ class ArrayDataset(Dataset):
         return torch.from_numpy(self.images[i]).float().unsqueeze(0)
 
 
-def config(arch: str, batch: int) -> Config:
-    cfg = Config()
-    cfg.model.arch, cfg.train.batch_size, cfg.train.steps = arch, batch, 10**9
+def config(arch: str, batch: int, objective: str = "beta") -> Config:
+    cfg = from_sources(None, [f"model.arch={arch}", f"train.batch_size={batch}", "train.steps=1000000000",
+                              f"loss.objective={objective}"])
     return cfg
 
 
@@ -123,7 +123,7 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     batches, noise = _sources[key].micro_batches(0), NoiseWindow(cfg, accelerator.device, cfg.train.steps)
 
     def step(i):
-        run_step(i, batches, noise(i), {})
+        run_step(i, batches, noise(i), objective.schedule(i))
         if (i + 1) % READ_EVERY == 0:
             stats.read(model, False, 0, accelerator)
             stats.reset()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import sys
 from dataclasses import field
 from pathlib import Path
@@ -162,8 +163,9 @@ def _apply(cfg, key: str, value: Any, source: str, overridden: bool = False) -> 
         if switch and any(leaf in _fields(type(target).variant(name)) for name in _names(_fields(target)[switch])):
             own = [f.name for f in dataclasses.fields(target) if f.name != switch]
             if overridden:
-                print(f"config: {key} ({source}) is not a setting of {'.'.join(parents)}.{switch}="
-                      f"{getattr(target, switch)}, chosen later: ignored", file=sys.stderr)
+                if os.environ.get("RANK", "0") == "0":  # every rank reads the config: one line per job
+                    print(f"config: {key} ({source}) is not a setting of {'.'.join(parents)}.{switch}="
+                          f"{getattr(target, switch)}, chosen later: ignored", file=sys.stderr)
                 return
             raise ConfigError(f"unknown config key '{key}' ({source}): not a setting of {'.'.join(parents)}.{switch}="
                               f"{getattr(target, switch)} (its settings: {', '.join(own) or 'none'})"

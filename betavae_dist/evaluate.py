@@ -31,7 +31,7 @@ from .config import ConfigError, mapping_items, override_items, read_yaml
 from .data import DataError, FactorDataset, build_dataset
 from .experiment import Config, from_items
 from .distributed import LaunchError, make_accelerator, shutdown
-from .export import EVALUATION, ExportError, check_state_dict
+from .export import EVALUATION, ExportError, check_state_dict, vae_state
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
 from .progress import make_progress
@@ -52,7 +52,7 @@ def load_model(path: Path, overrides: list[str] = ()) -> tuple[BetaVAE, Config]:
     ckpt = checkpoint.usable(run_dir / "checkpoints", None if run_dir == path else path,
                              say=lambda line: print(line, file=sys.stderr))
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    state = checkpoint.weights(ckpt)
+    state = vae_state(checkpoint.weights(ckpt))
     check_state_dict(model, state, ckpt)
     model.load_state_dict(state)
     return model.eval(), cfg

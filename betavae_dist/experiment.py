@@ -49,6 +49,9 @@ class Config:
         if self.data.source == "dataset" and self.model.channels != channels:
             raise ConfigError(f"model.channels={self.model.channels}: data.name={self.data.name} images have "
                               f"{channels} channel(s)")
+        if OBJECTIVES[self.loss.objective].critic is not None and self.optim.name not in ("adam", "adamw"):
+            raise ConfigError(f"loss.objective={self.loss.objective} trains its critic with Adam settings of its own: "
+                              f"optim.name=adam or adamw, not {self.optim.name}")
         if self.eval.every and self.model.channels != channels:
             raise ConfigError(f"eval.every: the metrics run on data.name={self.data.name} ({channels} channel(s)) but "
                               f"model.channels={self.model.channels}; set eval.every=0")

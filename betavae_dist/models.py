@@ -32,9 +32,11 @@ from torch import nn
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from .export import CONFIG, EVALUATION, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, write_files
+from .export import (CONFIG, EVALUATION, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, vae_state,
+                     write_files)
 from .export.card import model_card
 from .config import setting
+from .objectives import OBJECTIVES
 from .objectives.likelihoods import LIKELIHOODS
 from .registry import Registry
 
@@ -139,6 +141,14 @@ class ModelConfig:
                                   positive=True)
 
 
+def build_model(cfg) -> BetaVAE:
+    """A run's network: `model.*`, and its objective's critic where it has one; after
+    `set_seed(cfg.seed)` the VAE's initial weights are the same whatever the objective."""
+    critic = OBJECTIVES[cfg.loss.objective].critic
+    return BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels,
+                   critic(cfg.model.latents) if critic is not None else None)
+
+
 def activation_bytes(arch: str, latents: int, channels: int) -> int:
     """Bytes of fp32 layer outputs one sample makes in a forward pass (what backward keeps),
     counted on the meta device: nothing is allocated."""
@@ -171,12 +181,16 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
     """The network. `save_pretrained(dir)`, `push_to_hub(repo_id)` (from huggingface_hub's mixin) and
     `from_pretrained(dir or repo_id)` read and write our export format (export/)."""
 
-    def __init__(self, arch: str = "conv64", latents: int = 10, channels: int = 1):
+    def __init__(self, arch: str = "conv64", latents: int = 10, channels: int = 1, critic: nn.Module | None = None):
+        """`critic`: a network its objective trains beside it (FactorVAE's discriminator), saved in
+        checkpoints as `critic.*` and left out of exports."""
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
         self.arch, self.latents, self.channels = arch, latents, channels
         self.encoder, self.decoder = ARCHITECTURES[arch](latents, channels)
+        if critic is not None:
+            self.critic = critic
         self.export_config: dict | None = None  # config.json of the export it was loaded from
         self.evaluation: dict | None = None  # and its evaluation.json, if it was evaluated
 
@@ -215,7 +229,7 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The export format (the mixin's save_pretrained and push_to_hub call this)."""
-        write_files(self.state_dict(), {k: v for k, v in self._config().items() if k != "format"}, save_directory)
+        write_files(vae_state(self.state_dict()), {k: v for k, v in self._config().items() if k != "format"}, save_directory)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .config import setting
+from .export import CRITIC
 from .registry import ConfigError, Registry
 
 if TYPE_CHECKING:
@@ -44,7 +45,17 @@ class OptimConfig:
 CAPTURABLE = ("adam", "adamw", "sgd")  # state all on the device with `capturable`: a CUDA graph can step them
 
 
+def parameter_groups(named_parameters, critic_group: dict) -> list[dict]:
+    """The model's parameters, and its critic's (`critic.*`, FactorVAE's discriminator) as a group of
+    their own with the objective's settings for it (Adam's lr and betas)."""
+    named = list(named_parameters)
+    vae = [p for name, p in named if not name.startswith(CRITIC)]
+    critic = [p for name, p in named if name.startswith(CRITIC)]
+    return [{"params": vae}] + ([{"params": critic, **critic_group}] if critic else [])
+
+
 def build_optimizer(params, cfg: Config, offload: bool = False) -> torch.optim.Optimizer:
+    """`params`: parameters, or parameter groups (`parameter_groups`)."""
     o = cfg.optim
     if offload:  # ZeRO-Offload steps the optimiser on the CPU with DeepSpeed's own Adam
         if o.name not in ("adam", "adamw"):

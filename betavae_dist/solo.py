@@ -24,12 +24,12 @@ from .experiment import Config
 from .export import write_export
 from .loop import train_loop
 from .metrics import evaluate_model
-from .models import BetaVAE
+from .models import BetaVAE, build_model
 from .objectives import build_objective
-from .optim import build_optimizer
+from .optim import build_optimizer, parameter_groups
 from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run
 from .runtime import cpu_threads, keep_heap
-from .step import StepStats, make_step
+from .step import StepStats, loss_terms, make_step
 from .stopping import StopSignal
 
 FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
@@ -82,13 +82,16 @@ class SoloRun:
         if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
             self.eval_dataset = self.batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
         configure_deepspeed(accelerator, cfg, self.batches.micro_batch)
+        self.objective = build_objective(cfg)
         set_seed(cfg.seed)  # identical initial weights on every rank
-        model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+        model = build_model(cfg)
         if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
             model = model.to(memory_format=model.memory_format)
-        optimizer = build_optimizer(model.parameters(), cfg, offloads_optimizer(accelerator))
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        groups = parameter_groups(model.named_parameters(), self.objective.critic_group())
+        self.model, self.optimizer = accelerator.prepare(model, build_optimizer(groups, cfg, offloads_optimizer(accelerator)))
         self.unwrapped = unwrap(accelerator, self.model)
+        if self.objective.critic is not None:
+            self.objective.bind(self.unwrapped.critic)
         set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
         self.resumed_from = checkpoint.choose_resume(cfg.train.resume, self.ckpt_dir, accelerator)
@@ -96,13 +99,12 @@ class SoloRun:
         if self.start > cfg.train.steps:
             raise TrainingError(f"{self.resumed_from} is at step {self.start}, past train.steps={cfg.train.steps}: this "
                                 "run went further; a new run_dir (or train.resume=none) trains a shorter one")
-        self.objective = build_objective(cfg)
         self.stats = StepStats(self.device, self.objective.terms)
         self.terms = self.stats.terms
         # After resuming: a graph captures the state.
         self.run_step = make_step(self.model, self.optimizer, accelerator, cfg, self.objective, self.stats)
         self.description = self.run_step.description
-        self.noise = NoiseWindow(cfg, self.device, cfg.train.steps)
+        self.noise = NoiseWindow(cfg, self.device, cfg.train.steps, self.objective.noise_width)
         self.probe = next(self.batches.micro_batches(0))[0][:8].to(self.device)  # checked at saves, drawn at the end
         self.micro_batches = self.batches.micro_batches(self.start)
         self.skipped, self.schedule = 0, {}
@@ -126,9 +128,8 @@ class SoloRun:
     @torch.no_grad()
     def sound(self) -> list[bool]:
         """One forward pass of a few images, on every rank (a sharded model needs them all), which then agree."""
-        probe, model = self.probe, self.unwrapped
-        output, mean, logvar, z = model(probe, torch.zeros(len(probe), model.latents, device=probe.device))
-        loss = self.objective(output, probe, mean, logvar, z, self.schedule)["loss"]
+        noise = torch.zeros(len(self.probe), self.objective.noise_width, device=self.device)
+        loss, _ = loss_terms(self.unwrapped, self.probe, noise, self.objective, self.schedule)
         return [not self.accelerator.reduce(torch.isfinite(loss).logical_not().float(), "sum").item()]
 
     def fail(self, k: int, problem: str, done: int) -> None:

@@ -103,10 +103,12 @@ def non_finite(stats: dict, done: int) -> str | None:
 
 def loss_terms(model, x: torch.Tensor, noise: torch.Tensor, objective: Objective,
                schedule: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss to differentiate and the detached terms of one micro-batch, in `objective.terms` order."""
+    """What to differentiate and the detached terms of one micro-batch, in `objective.terms` order;
+    `noise`: the reparameterisation noise and the regulariser's own columns (Objective.noise_width)."""
+    noise, schedule = objective.split_noise(noise, schedule)
     output, mean, logvar, z = model(x, noise)
     terms = objective(output, x, mean, logvar, z, schedule)
-    return terms["loss"], torch.stack([terms[name] for name in objective.terms]).detach()
+    return objective.minimised(terms), torch.stack([terms[name] for name in objective.terms]).detach()
 
 
 def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
@@ -183,7 +185,7 @@ class GraphStep:
         # The graph's inputs: filled before each replay, never reallocated.
         self.x = [torch.zeros(micro, channels, 64, 64, device=device).contiguous(memory_format=memory_format)
                   for _ in self.rows]
-        self.noise = [torch.randn(micro, cfg.model.latents, device=device) for _ in self.rows]
+        self.noise = [torch.randn(micro, objective.noise_width, device=device) for _ in self.rows]
         self.step = torch.zeros((), dtype=torch.int64, device=device)
         self.schedule = {name: torch.zeros((), dtype=torch.float32, device=device) for name in objective.schedule(0)}
         self.graph = capture(self._body, self.optimizer, list(model.parameters()), stats.clear)

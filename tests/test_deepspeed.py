@@ -101,3 +101,19 @@ def test_a_failed_checkpoint_write_under_zero2_is_one_line_from_the_rank_that_fa
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
     assert f"cannot write {tmp_path / 'run' / 'checkpoints' / '.tmp-step_3'}" in lines[0]
     assert "Traceback" not in proc.stderr and "collective_timeout" not in proc.stderr
+
+
+def test_factor_vae_trains_its_discriminator_under_ddp_and_zero2_alike(tmp_path):
+    """The discriminator is part of the model and its Adam settings a parameter group: both go through
+    DDP and ZeRO-2's partitioned optimiser, resume, and the export leaves it out."""
+    factor_vae = ["loss.objective=factor_vae", "loss.gamma=20"]
+    ddp = ds_train(tmp_path / "ddp", ROOT / "launch" / "cpu_ddp.yaml", "train.steps=6", *factor_vae)
+    assert "(MULTI_CPU" in ddp.stdout
+    ds_train(tmp_path / "zero2", ROOT / "launch" / "zero2.yaml", "train.steps=3", *factor_vae)
+    resumed = ds_train(tmp_path / "zero2", ROOT / "launch" / "zero2.yaml", "train.steps=6", *factor_vae)
+    assert "step_3 at step 3" in resumed.stdout
+    exported = weights(tmp_path / "zero2" / "export")
+    assert not any(name.startswith("critic.") for name in exported)
+    assert max_abs_diff(exported, weights(tmp_path / "ddp" / "export")) < 1e-4
+    lines = [json.loads(line) for line in (tmp_path / "zero2" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all("discriminator" in line for line in lines)

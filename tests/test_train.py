@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from betavae_dist import checkpoint
 from betavae_dist.data.dsprites import DSprites
 from betavae_dist.models import BetaVAE
+from betavae_dist.evaluate import main as evaluate_main
 from betavae_dist.export.__main__ import main as export_main
 from helpers import HUNG, ROOT, TINY, accelerate_cmd, in_process, max_abs_diff, run, train, train_here, weights
 
@@ -89,8 +90,12 @@ def test_export_cli_matches_end_of_training_export(tmp_run, tmp_path):
 
 
 @pytest.mark.integration
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
-    steps = ["train.steps=40", "train.ckpt_every=4", "train.batch_size=32"]
+@pytest.mark.parametrize("objective, steps", [("beta", 40), ("annealed", 16), ("dip_i", 16), ("dip_ii", 16),
+                                              ("beta_tcvae", 16), ("factor_vae", 16)])
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, objective, steps):
+    """Every objective: a run killed after a checkpoint resumes to the bit (FactorVAE's discriminator,
+    its Adam group and its shuffles included), and its export is scored by the evaluator."""
+    steps = [f"train.steps={steps}", "train.ckpt_every=4", "train.batch_size=32", f"loss.objective={objective}"]
     train(tmp_path / "straight", *steps)
 
     killed = tmp_path / "killed"
@@ -110,6 +115,8 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
     assert max_abs_diff(weights(tmp_path / "straight" / "export"), weights(killed / "export")) < 1e-6
     logged = lambda run: [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert logged(killed) == logged(tmp_path / "straight")  # each step once: what the kill cut off is written again
+    proc = in_process(evaluate_main, ["--model", str(killed / "export"), "eval.metrics=mig", "eval.n_samples=200"])
+    assert proc.returncode == 0 and 0 <= json.loads((killed / "export" / "evaluation.json").read_text())["mig.score"] <= 1
 
 
 def test_a_resumed_log_drops_the_lines_after_its_checkpoint(tmp_path):

@@ -154,11 +154,15 @@ def micro_slice(micro: int, world_size: int, rank: int, micro_batch: int) -> sli
     return slice(first, first + micro_batch)
 
 
-def step_noise(cfg: Config, step: int) -> torch.Tensor:
+def step_noise(cfg: Config, step: int, width: int | None = None) -> torch.Tensor:
     """Reparameterisation noise of the whole global batch of `step`, from (seed, step); micro-batch
-    m of rank r uses rows `micro_slice(m, ...)`."""
+    m of rank r uses rows `micro_slice(m, ...)`. `width` > latents: the objective's own random
+    columns after them (Objective.noise_width), drawn next, so the first columns do not change."""
     rng = np.random.default_rng([cfg.seed, step, 1])
-    return torch.from_numpy(rng.standard_normal((cfg.train.batch_size, cfg.model.latents), dtype=np.float32))
+    columns = [rng.standard_normal((cfg.train.batch_size, cfg.model.latents), dtype=np.float32)]
+    if width and width > cfg.model.latents:
+        columns.append(rng.standard_normal((cfg.train.batch_size, width - cfg.model.latents), dtype=np.float32))
+    return torch.from_numpy(np.concatenate(columns, 1))
 
 
 class NoiseWindow:
@@ -166,14 +170,14 @@ class NoiseWindow:
 
     BYTES = 4 << 20  # a window holds about this much noise (at least one step)
 
-    def __init__(self, cfg: Config, device: torch.device, last_step: int):
-        self.cfg, self.device, self.last_step = cfg, device, last_step
-        self.steps = max(1, self.BYTES // (cfg.train.batch_size * cfg.model.latents * 4))
+    def __init__(self, cfg: Config, device: torch.device, last_step: int, width: int | None = None):
+        self.cfg, self.device, self.last_step, self.width = cfg, device, last_step, width or cfg.model.latents
+        self.steps = max(1, self.BYTES // (cfg.train.batch_size * self.width * 4))
         self._first, self._window = None, None
 
     def __call__(self, step: int) -> torch.Tensor:
         if self._first is None or not self._first <= step < self._first + len(self._window):
             steps = range(step, max(step + 1, min(step + self.steps, self.last_step)))
             self._first = step
-            self._window = upload(torch.stack([step_noise(self.cfg, s) for s in steps]), self.device)
+            self._window = upload(torch.stack([step_noise(self.cfg, s, self.width) for s in steps]), self.device)
         return self._window[step - self._first]

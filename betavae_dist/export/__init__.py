@@ -42,8 +42,16 @@ def export_config(cfg: Config) -> dict:
     }
 
 
+CRITIC = "critic."  # a critic trained beside the VAE (FactorVAE's discriminator): in checkpoints, not in exports
+
+
+def vae_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The VAE's tensors of a model's state dict: all but its critic's."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(CRITIC)}
+
+
 def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path) -> None:
-    write_files(state_dict, export_config(cfg), out_dir)
+    write_files(vae_state(state_dict), export_config(cfg), out_dir)
 
 
 def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path) -> None:

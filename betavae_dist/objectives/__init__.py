@@ -9,6 +9,7 @@ from .base import OBJECTIVES, Objective
 from .beta import Beta
 from .beta_tcvae import BetaTCVAE
 from .dip import DIPVAEI, DIPVAEII
+from .factor_vae import FactorVAE
 
 if TYPE_CHECKING:
     from ..experiment import Config
@@ -19,6 +20,7 @@ OBJECTIVES.update({
     "dip_i": DIPVAEI,  # Kumar et al. 2018
     "dip_ii": DIPVAEII,
     "beta_tcvae": BetaTCVAE,  # Chen et al. 2018
+    "factor_vae": FactorVAE,  # Kim & Mnih 2018
 })
 
 

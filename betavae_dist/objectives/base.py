@@ -16,9 +16,11 @@ term named in `terms`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
+from torch import nn
+from torch.func import functional_call
 
 from ..config import setting
 from ..registry import Registry
@@ -58,6 +60,12 @@ class Objective:
     """loss = recon + regulariser; `__call__` returns every term of `terms`, each a batch mean."""
 
     Settings: ClassVar[type[LossConfig]] = LossConfig  # the method's hyperparameters: loss.<name>
+    # A second network trained in the same step (FactorVAE's discriminator), built from the number of
+    # latents: the model's `critic`, with its own optimiser settings (`critic_group`). It minimises
+    # `trained_terms` (the VAE does not); the regulariser calls it through `judge`.
+    critic: ClassVar[Callable[[int], nn.Module] | None] = None
+    trained_terms: tuple[str, ...] = ()
+    shared_settings: tuple[str, ...] = ()  # settings the points of a pack must share (optimiser groups)
 
     terms: tuple[str, ...] = ("loss", "recon", "kl")  # logged, in this order; subclasses may add theirs
     # The loss is a mean of per-sample terms, so a batch split over ranks or micro-batches gives the
@@ -66,6 +74,39 @@ class Objective:
 
     def __init__(self, loss: LossConfig, model: ModelConfig):
         self.cfg, self.likelihood, self.gaussian_std = loss, LIKELIHOODS[model.likelihood], model.gaussian_std
+        self.latents = model.latents
+        self.noise_width = model.latents + self.noise_columns(model.latents)
+        self._critic, self._critic_params = None, None
+
+    def noise_columns(self, latents: int) -> int:
+        """Random columns the regulariser needs beside the reparameterisation noise, drawn with it
+        (so they are the same packed or solo, after a resume) and given as `schedule["noise"]`."""
+        return 0
+
+    def split_noise(self, noise: torch.Tensor, schedule: dict) -> tuple[torch.Tensor, dict]:
+        """(the reparameterisation noise, the schedule with the regulariser's columns as "noise")."""
+        if self.noise_width == self.latents:
+            return noise, schedule
+        return noise[..., :self.latents], {**schedule, "noise": noise[..., self.latents:]}
+
+    def critic_group(self) -> dict:
+        """The optimiser settings of the critic's parameter group (Adam's lr, betas)."""
+        return {}
+
+    def bind(self, critic: nn.Module, params: dict[str, torch.Tensor] | None = None) -> None:
+        """The critic `judge` runs: a module, with `params` in its place (a pack's point) if given."""
+        self._critic, self._critic_params = critic, params
+
+    def judge(self, z: torch.Tensor, frozen: bool) -> torch.Tensor:
+        """The critic's output on z; `frozen`: its parameters detached (the VAE's gradient does not train it)."""
+        params = self._critic_params if self._critic_params is not None else dict(self._critic.named_parameters())
+        if frozen:
+            params = {name: p.detach() for name, p in params.items()}
+        return functional_call(self._critic, params, (z,))
+
+    def minimised(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the step differentiates: the loss, plus the terms the critic minimises."""
+        return values["loss"] + sum(values[name] for name in self.trained_terms)
 
     def schedule(self, step: int) -> dict[str, float]:
         """Values that depend on the global optimiser step only (so they are right after a resume

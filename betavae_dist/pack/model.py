@@ -22,7 +22,8 @@ import torch
 from accelerate.utils import set_seed
 from torch.func import functional_call, vmap
 
-from ..models import IMAGE_SIZE, BetaVAE
+from ..export import CRITIC
+from ..models import IMAGE_SIZE, BetaVAE, build_model
 from ..objectives import OBJECTIVES
 from ..objectives.base import LossConfig
 
@@ -31,9 +32,11 @@ if TYPE_CHECKING:
 
 
 def point_settings(loss: LossConfig) -> tuple[str, ...]:
-    """The objective's settings a point may have of its own: its float ones, given to the vmapped
-    objective as tensors. (Integer settings such as capacity_steps only enter the host-side schedule.)"""
-    return tuple(name for name, kind in get_type_hints(type(loss)).items() if kind is float)
+    """The objective's settings a point may have of its own: its float ones but those the points
+    share (Objective.shared_settings), given to the vmapped objective as tensors. (Integer settings
+    such as capacity_steps only enter the host-side schedule.)"""
+    shared = OBJECTIVES[loss.objective].shared_settings
+    return tuple(name for name, kind in get_type_hints(type(loss)).items() if kind is float and name not in shared)
 
 
 def stack(tensors: list[torch.Tensor], memory_format: torch.memory_format) -> torch.Tensor:
@@ -51,14 +54,14 @@ class PackedVAE:
         """`states`: the points' weights; by default each point's initial weights, those of its
         solo run (train.py seeds, then builds the model). `memory_format`: the layout of the
         convolutions, by default the solo model's (benchmarks/sweep_throughput.py compares)."""
-        m = cfgs[0].model
+        m, self.cfg = cfgs[0].model, cfgs[0]
         if states is None:
             states = []
             for cfg in cfgs:
                 set_seed(cfg.seed)
-                states.append(BetaVAE(m.arch, m.latents, m.channels).state_dict())
+                states.append(build_model(cfg).state_dict())
         with torch.device("meta"):
-            self.base = BetaVAE(m.arch, m.latents, m.channels)  # the structure; weights come from `params`
+            self.base = build_model(cfgs[0])  # the structure; weights come from `params`
         self.memory_format = memory_format or self.base.memory_format
         self.params = {name: stack([s[name] for s in states], self.memory_format).to(device).requires_grad_()
                        for name in states[0]}
@@ -74,14 +77,18 @@ class PackedVAE:
         return self.objective.terms
 
     def _point_terms(self, params, x, noise, schedule, settings) -> torch.Tensor:
-        output, mean, logvar, z = functional_call(self.base, params, (x, noise))
         objective = self.objective(dataclasses.replace(self.loss, **settings), self.model_cfg)
+        if objective.critic is not None:
+            objective.bind(self.base.critic, {name.removeprefix(CRITIC): p for name, p in params.items()
+                                              if name.startswith(CRITIC)})
+        noise, schedule = objective.split_noise(noise, schedule)
+        output, mean, logvar, z = functional_call(self.base, params, (x, noise))
         values = objective(output, x, mean, logvar, z, schedule)
-        return torch.stack([values[name] for name in objective.terms])
+        return torch.stack([objective.minimised(values), *(values[name] for name in objective.terms)])
 
     def loss_terms(self, x: torch.Tensor, noise: torch.Tensor, schedule: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(K, len(terms)): each point's objective terms on its own micro-batch; x (K, b, C, H, W),
-        noise (K, b, latents), schedule values (K,)."""
+        """(K, 1 + len(terms)): each point's minimised loss (Objective.minimised) and objective terms
+        on its own micro-batch; x (K, b, C, H, W), noise (K, b, noise width), schedule values (K,)."""
         return self._terms(self.params, x, noise, schedule, self.settings)
 
     def images(self, n: int) -> torch.Tensor:
@@ -112,7 +119,6 @@ class PackedVAE:
             p[k].copy_(state[name]) if state is not None else p[k].zero_()
 
     def point_model(self, k: int) -> BetaVAE:
-        m = self.model_cfg
-        model = BetaVAE(m.arch, m.latents, m.channels)
+        model = build_model(self.cfg)
         model.load_state_dict(self.point_state(k))
         return model.to(self.device, memory_format=model.memory_format).eval()

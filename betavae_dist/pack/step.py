@@ -55,7 +55,7 @@ def per_point_norms(grads: list[torch.Tensor]) -> torch.Tensor:
 
 class PackStep:
     """`step(step, images, noise, schedule)`: one optimiser step of all points. `images` gives
-    (K, b, C, H, W) for a micro-batch index, `noise` is (K, batch, latents) and `schedule` maps
+    (K, b, C, H, W) for a micro-batch index, `noise` is (K, batch, noise width) and `schedule` maps
     each schedule value to its K per-point values."""
 
     def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, cfg: Config, stats: PackStats,
@@ -66,9 +66,10 @@ class PackStep:
         device, k = model.device, model.size
         # Inputs of the step: filled before each step, never reallocated (a graph reads them).
         self.x = [model.images(micro) for _ in self.rows]
-        self.noise = [torch.zeros(k, micro, cfg.model.latents, device=device) for _ in self.rows]
+        objective = build_objective(cfg)
+        self.noise = [torch.zeros(k, micro, objective.noise_width, device=device) for _ in self.rows]
         self.step = torch.zeros((), dtype=torch.int64, device=device)
-        self.schedule = {name: torch.zeros(k, device=device) for name in build_objective(cfg).schedule(0)}
+        self.schedule = {name: torch.zeros(k, device=device) for name in objective.schedule(0)}
         self.graph, why_eager = None, ""
         if use_graph:
             try:
@@ -84,7 +85,7 @@ class PackStep:
         for x, noise in zip(self.x, self.noise):
             terms = self.model.loss_terms(x, noise, self.schedule)
             (terms[:, 0].sum() / len(self.rows)).backward()  # points are independent: one backward for all
-            losses = losses + terms.detach()
+            losses = losses + terms[:, 1:].detach()
         grads = [p.grad for p in self.model.params.values()]
         norms = per_point_norms(grads)
         if self.clip > 0:  # clip_grad_norm_'s rule, per point

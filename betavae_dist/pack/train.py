@@ -24,8 +24,8 @@ from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixel
 from ..experiment import Config
 from ..export import write_export
 from ..loop import train_loop
-from ..objectives import build_objective
-from ..optim import CAPTURABLE, build_optimizer
+from ..objectives import OBJECTIVES, build_objective
+from ..optim import CAPTURABLE, build_optimizer, parameter_groups
 from ..rundir import TrainingError, check_memory, prepare_run_dir, record_failure, refuse_another_run
 from ..runtime import keep_heap
 from ..solo import save_figures
@@ -35,13 +35,15 @@ from .step import PackStats, PackStep, freeze
 
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.bin"  # the names Accelerate's save_state uses
 # What the points of one pack may differ in: these and the objective's settings (`loss.*` but
-# `loss.objective`); anything else (shapes, optimiser, batch, objective) splits packs.
+# `loss.objective` and the objective's shared_settings); anything else (shapes, optimiser, batch,
+# objective) splits packs.
 PER_POINT = ("run_dir", "seed")
 
 
 def pack_key(cfg: Config) -> tuple:
+    shared = {"loss.objective", *(f"loss.{name}" for name in OBJECTIVES[cfg.loss.objective].shared_settings)}
     return tuple((k, v) for k, v in flat(cfg.to_dict()).items()
-                 if k not in PER_POINT and (not k.startswith("loss.") or k == "loss.objective"))
+                 if k not in PER_POINT and (not k.startswith("loss.") or k in shared))
 
 
 def split_packs(cfgs: list[Config]) -> list[list[Config]]:
@@ -80,7 +82,7 @@ class PackBatches:
             self.points = [DeviceBatches(dataset, c, 1, 0, device, pixels) for c in cfgs]
         else:
             self.points = [StepBatches(dataset, c, 1, 0) for c in cfgs]
-        self.windows = [NoiseWindow(c, device, c.train.steps) for c in cfgs]
+        self.windows = [NoiseWindow(c, device, c.train.steps, build_objective(c).noise_width) for c in cfgs]
 
     def images(self, step: int):
         return lambda micro: torch.stack([p.images(step, micro) for p in self.points])
@@ -151,7 +153,8 @@ class PackRun:
     def __init__(self, cfgs: list[Config], device: torch.device):
         self.cfgs, self.device, cfg = cfgs, device, cfgs[0]
         self.model = PackedVAE(cfgs, device)
-        self.optimizer = build_optimizer(self.model.params.values(), cfg)
+        self.optimizer = build_optimizer(parameter_groups(self.model.params.items(), build_objective(cfg).critic_group()),
+                                         cfg)
         self.start = resume_step(cfgs)
         if self.start > cfg.train.steps:
             raise TrainingError(f"the pack's checkpoints are at step {self.start}, past train.steps={cfg.train.steps}")
@@ -184,7 +187,7 @@ class PackRun:
 
     @torch.no_grad()
     def sound(self) -> list[bool]:
-        noise = torch.zeros(self.model.size, self.probe.shape[1], self.model.latents, device=self.device)
+        noise = torch.zeros(*self.probe.shape[:2], self.objectives[0].noise_width, device=self.device)
         return torch.isfinite(self.model.loss_terms(self.probe, noise, self.run_step.schedule)[:, 0]).tolist()
 
     def fail(self, k: int, problem: str, done: int) -> None:

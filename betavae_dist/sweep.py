@@ -5,6 +5,7 @@
     python -m betavae_dist.sweep point SWEEP.yaml INDEX      # what point INDEX is
     python -m betavae_dist.sweep point SWEEP.yaml INDEX --shell   # the same, as bash variables
     python -m betavae_dist.sweep report SWEEP_DIR            # table (terminal, Markdown, CSV) + plot
+    python -m betavae_dist.sweep study SWEEP_DIR ... --out DIR   # several methods side by side
 
 A sweep file:
 
@@ -29,12 +30,9 @@ Point names come from the grid values (`beta4_seed1`), so they are stable across
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
-import json
 import math
 import shlex
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +44,9 @@ from .config import ConfigError
 from .experiment import Config, from_sources
 from .data import DataError
 from .export import ExportError
-from .metrics import headline_keys
 from .pack.evaluate import evaluate_pack
 from .pack.train import split_packs, train_pack
+from .report import print_report, report, study_report
 from .rundir import TrainingError, failed_record, record_failure
 from .solo import train
 from .stopping import PREEMPTED_EXIT_CODE, Preempted
@@ -173,106 +171,6 @@ def train_points(cfgs: list[Config]) -> list[Config]:
     return []
 
 
-def point_status(run_dir: Path) -> tuple[str, dict]:
-    """('evaluated' | 'trained' | 'unfinished', results) for one run directory."""
-    results: dict = {}
-    evaluation = run_dir / "evaluation.json"
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        train_lines = [json.loads(line) for line in metrics.read_text().splitlines() if '"recon"' in line]
-        if train_lines:
-            results["recon"] = train_lines[-1]["recon"]
-            results["kl"] = train_lines[-1]["kl"]
-    if evaluation.is_file():
-        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in headline_keys()})
-        return "evaluated", results
-    if (run_dir / "export" / "model.safetensors").is_file():
-        return "trained", results
-    if failed := failed_record(run_dir):
-        return f"failed ({failed['problem']})", results
-    last = checkpoint.latest(run_dir / "checkpoints")
-    return f"unfinished (last checkpoint: {last.name if last else 'none'})", results
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4g} ± {std:.2g}"
-
-
-def report(sweep: Sweep) -> dict:
-    """Write report.md, report.csv and report.png into the sweep directory; return the rows."""
-    group_key = "loss.beta" if "loss.beta" in sweep.grid else next(iter(sweep.grid))
-    rows, problems = {}, []
-    for point in sweep.points:
-        status, results = point_status(sweep.run_dir(point))
-        if status != "evaluated":
-            problems.append((sweep.name(point), status))
-            continue
-        rows.setdefault(point[group_key], []).append(results)
-    columns = [c for c in (*headline_keys(), "recon") if any(c in r for group in rows.values() for r in group)]
-    table = [{group_key: key, "n": len(group),
-              **{c: mean_std([r[c] for r in group if c in r]) for c in columns}} for key, group in sorted(rows.items())]
-    out = sweep.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    header = [group_key, "n", *columns]
-    with open(out / "report.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*header[:2], *(f"{c} mean" for c in columns), *(f"{c} std" for c in columns)])
-        for key, group in sorted(rows.items()):
-            values = [[r[c] for r in group if c in r] for c in columns]
-            writer.writerow([key, len(group), *(statistics.mean(v) if v else "" for v in values),
-                             *(statistics.stdev(v) if len(v) > 1 else 0.0 for v in values)])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in table]
-    if problems:
-        lines += ["", "Not in the table:", *(f"- {name}: {status}" for name, status in problems)]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    _plot(rows, group_key, columns, out / "report.png")
-    return {"group": group_key, "columns": columns, "rows": table, "problems": problems}
-
-
-def _plot(rows: dict, group_key: str, columns: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metric = next((c for c in columns if c != "recon"), None)
-    panels = [c for c in (metric, "recon") if c]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5), squeeze=False)
-    keys = sorted(rows)
-    for ax, column in zip(axes[0], panels):
-        values = [[r[column] for r in rows[k] if column in r] for k in keys]
-        means = [statistics.mean(v) if v else math.nan for v in values]
-        stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-        ax.errorbar(keys, means, yerr=stds, marker="o", capsize=3)
-        ax.set_xlabel(group_key)
-        ax.set_ylabel(column)
-        if group_key == "loss.beta" and keys and min(keys) > 0:
-            ax.set_xscale("log", base=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def print_report(result: dict, out_dir: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"sweep report: {out_dir}")
-    for column in (result["group"], "n", *result["columns"]):
-        table.add_column(column, justify="right")
-    for row in result["rows"]:
-        table.add_row(*(str(row[c]) for c in (result["group"], "n", *result["columns"])))
-    console = Console()
-    console.print(table)
-    for name, status in result["problems"]:
-        console.print(f"[yellow]not in the table[/]: {name}: {status}")
-    console.print(f"wrote {out_dir / 'report.md'}, report.csv, report.png")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m betavae_dist.sweep", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -291,10 +189,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("index", type=int)
     p.add_argument("--shell", action="store_true", help="print bash assignments for slurm/sweep.sh")
     sub.add_parser("report").add_argument("sweep", help="the sweep directory (or its sweep file)")
+    p = sub.add_parser("study", help="several sweeps (one method each) side by side: study.md, study.png")
+    p.add_argument("sweeps", nargs="+", help="sweep directories (or their sweep files)")
+    p.add_argument("--out", type=Path, required=True, help="where study.md and study.png go")
     args, overrides = parser.parse_known_args(argv)
     if overrides and (args.command != "run" or any(o.startswith("-") or "=" not in o for o in overrides)):
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     try:
+        if args.command == "study":
+            print(f"wrote {study_report([Sweep.load(path) for path in args.sweeps], args.out)}, study.png")
+            return
         sweep = Sweep.load(args.sweep)
         pack = sweep.pack if getattr(args, "pack", None) is None else args.pack
         if pack < 1:

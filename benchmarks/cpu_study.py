@@ -1,0 +1,54 @@
+"""A CPU-sized version of disentanglement_lib's unsupervised study (configs/study/): each method at
+two of its study's settings, one seed, a few thousand steps, evaluated with every study metric at
+reduced sizes, then put side by side (`sweep study`). A smoke test of the whole pipeline on a
+laptop, labelled as such: these models are far from trained (the study trains 300,000 steps).
+
+    python benchmarks/cpu_study.py --out docs/study_cpu     # ~30 min on 2 cores
+
+Annealed VAE's capacity rises over `capacity_steps`: scaled here to the run's steps (the study's
+100,000 would leave C near 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {  # study file: two of its grid's values (the swept key is the grid's key but seed)
+    "beta_vae": [1, 16], "annealed_vae": [5, 50], "factor_vae": [10, 100], "dip_vae_i": [1, 50],
+    "dip_vae_ii": [1, 50], "beta_tc_vae": [1, 10],
+}
+EVAL = ["eval.n_train=1000", "eval.n_eval=500", "eval.pairs=16", "eval.n_samples=2000"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/study_cpu"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/study_cpu"))
+    parser.add_argument("--steps", type=int, default=3000)
+    args = parser.parse_args()
+    sweeps = []
+    for name, values in SETTINGS.items():
+        study = yaml.safe_load((ROOT / "configs" / "study" / f"{name}.yaml").read_text())
+        key = next(k for k in study["grid"] if k != "seed")
+        train = [*study["train"], f"train.steps={args.steps}", "train.log_every=100", f"train.ckpt_every={args.steps}",
+                 "train.progress=false"]
+        if name == "annealed_vae":
+            train = [t for t in train if not t.startswith("loss.capacity_steps")] + [f"loss.capacity_steps={args.steps}"]
+        sweep = {"base": str(ROOT / study["base"]), "out_dir": str(args.runs / name), "grid": {"seed": [0], key: values},
+                 "train": train, "eval": [*study["eval"], *EVAL], "pack": 2}
+        path = args.runs / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+        subprocess.run([sys.executable, "-m", "betavae_dist.sweep", "run", str(path)], check=True)
+        sweeps.append(str(args.runs / name))
+    subprocess.run([sys.executable, "-m", "betavae_dist.sweep", "study", *sweeps, "--out", str(args.out)], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Sweep reports: each point's status and scores, a table (Markdown, CSV, terminal) and a plot of
+the headline metrics against the swept setting, mean ± sd over seeds; and a study report that puts
+several sweeps (one per method) side by side.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import checkpoint
+from .metrics import headline_keys
+from .rundir import failed_record
+
+if TYPE_CHECKING:
+    from .sweep import Sweep
+
+
+def point_status(run_dir: Path) -> tuple[str, dict]:
+    """('evaluated' | 'trained' | 'unfinished', results) for one run directory."""
+    results: dict = {}
+    evaluation = run_dir / "evaluation.json"
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        train_lines = [json.loads(line) for line in metrics.read_text().splitlines() if '"recon"' in line]
+        if train_lines:
+            results["recon"] = train_lines[-1]["recon"]
+            results["kl"] = train_lines[-1]["kl"]
+    if evaluation.is_file():
+        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in headline_keys()})
+        return "evaluated", results
+    if (run_dir / "export" / "model.safetensors").is_file():
+        return "trained", results
+    if failed := failed_record(run_dir):
+        return f"failed ({failed['problem']})", results
+    last = checkpoint.latest(run_dir / "checkpoints")
+    return f"unfinished (last checkpoint: {last.name if last else 'none'})", results
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4g} ± {std:.2g}"
+
+
+def swept_key(sweep: Sweep) -> str:
+    """The setting a report puts on its x axis: loss.beta if swept, else the grid's first key but seed."""
+    if "loss.beta" in sweep.grid:
+        return "loss.beta"
+    return next((key for key in sweep.grid if key != "seed"), next(iter(sweep.grid)))
+
+
+def gather(sweep: Sweep) -> tuple[dict, list]:
+    """({value of the group key: [each evaluated point's results]}, [(point, status) not evaluated])."""
+    rows, problems, key = {}, [], swept_key(sweep)
+    for point in sweep.points:
+        status, results = point_status(sweep.run_dir(point))
+        if status != "evaluated":
+            problems.append((sweep.name(point), status))
+            continue
+        rows.setdefault(point[key], []).append(results)
+    return rows, problems
+
+
+def report(sweep: Sweep) -> dict:
+    """Write report.md, report.csv and report.png into the sweep directory; return the rows."""
+    group_key = swept_key(sweep)
+    rows, problems = gather(sweep)
+    columns = [c for c in (*headline_keys(), "recon") if any(c in r for group in rows.values() for r in group)]
+    table = [{group_key: key, "n": len(group),
+              **{c: mean_std([r[c] for r in group if c in r]) for c in columns}} for key, group in sorted(rows.items())]
+    out = sweep.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    header = [group_key, "n", *columns]
+    with open(out / "report.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*header[:2], *(f"{c} mean" for c in columns), *(f"{c} std" for c in columns)])
+        for key, group in sorted(rows.items()):
+            values = [[r[c] for r in group if c in r] for c in columns]
+            writer.writerow([key, len(group), *(statistics.mean(v) if v else "" for v in values),
+                             *(statistics.stdev(v) if len(v) > 1 else 0.0 for v in values)])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in table]
+    if problems:
+        lines += ["", "Not in the table:", *(f"- {name}: {status}" for name, status in problems)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    _plot(rows, group_key, columns, out / "report.png")
+    return {"group": group_key, "columns": columns, "rows": table, "problems": problems}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _errorbar(ax, rows: dict, group_key: str, column: str) -> None:
+    """`column` against the swept setting: mean ± sd over each setting's points."""
+    keys = sorted(rows)
+    values = [[r[column] for r in rows[k] if column in r] for k in keys]
+    means = [statistics.mean(v) if v else math.nan for v in values]
+    stds = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+    ax.errorbar(keys, means, yerr=stds, marker="o", capsize=3)
+    ax.set_xlabel(group_key)
+    ax.set_ylabel(column)
+    if group_key == "loss.beta" and keys and min(keys) > 0:
+        ax.set_xscale("log", base=2)
+
+
+def _plot(rows: dict, group_key: str, columns: list[str], path: Path) -> None:
+    plt = _pyplot()
+    metric = next((c for c in columns if c != "recon"), None)
+    panels = [c for c in (metric, "recon") if c]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5), squeeze=False)
+    for ax, column in zip(axes[0], panels):
+        _errorbar(ax, rows, group_key, column)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def study_report(sweeps: list[Sweep], out: Path) -> Path:
+    """Methods side by side (disentanglement_lib's study): a column per sweep (one method each),
+    a row per headline metric, each against the sweep's setting, mean ± sd over seeds (study.png);
+    study.md holds the figure and each sweep's own table (its report, written again)."""
+    plt = _pyplot()
+    gathered = [(sweep, swept_key(sweep), gather(sweep)[0]) for sweep in sweeps]
+    metrics = [c for c in (*headline_keys(), "recon")
+               if any(c in r for _, _, rows in gathered for group in rows.values() for r in group)]
+    fig, axes = plt.subplots(max(len(metrics), 1), len(sweeps), figsize=(3.4 * len(sweeps), 2.6 * max(len(metrics), 1)),
+                             squeeze=False)
+    sections = []
+    for j, (sweep, key, rows) in enumerate(gathered):
+        method = sweep.config(sweep.points[0]).loss.objective
+        axes[0][j].set_title(method)
+        for i, metric in enumerate(metrics):
+            _errorbar(axes[i][j], rows, key, metric)
+        report(sweep)
+        sections += [f"## {method} ({sweep.out_dir})", "", (sweep.out_dir / "report.md").read_text()]
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "study.png", dpi=80)
+    plt.close(fig)
+    (out / "study.md").write_text("\n".join(["# Study: the methods side by side", "", "![study](study.png)", "",
+                                             *sections]))
+    return out / "study.md"
+
+
+def print_report(result: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep report: {out_dir}")
+    for column in (result["group"], "n", *result["columns"]):
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        table.add_row(*(str(row[c]) for c in (result["group"], "n", *result["columns"])))
+    console = Console()
+    console.print(table)
+    for name, status in result["problems"]:
+        console.print(f"[yellow]not in the table[/]: {name}: {status}")
+    console.print(f"wrote {out_dir / 'report.md'}, report.csv, report.png")

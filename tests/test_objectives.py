@@ -60,6 +60,20 @@ def test_capacity_rises_linearly_then_holds():
     assert [annealed.schedule(s)["capacity"] for s in (0, 50, 100, 1000)] == [0.0, 10.0, 20.0, 20.0]
 
 
+def test_annealed_equals_disentanglement_libs_annealed_vae():
+    """methods/unsupervised/vae.py: anneal() and AnnealedVAE.regularizer, transcribed; its study's
+    settings (gamma 1000, iteration_threshold 100,000) are our defaults, c_max is loss.capacity_max."""
+    def dlib_regularizer(kl_loss, step, gamma=1000.0, c_max=25.0, iteration_threshold=100_000):
+        c = min(c_max * 1.0, c_max * 1.0 * float(step) / iteration_threshold)
+        return gamma * abs(kl_loss - c)
+
+    annealed = Annealed(Annealed.Settings(objective="annealed"), ModelConfig())
+    mean = torch.zeros(4, 3)
+    for step, kl in [(0, 3.0), (40_000, 7.5), (100_000, 20.0), (250_000, 31.0)]:
+        penalty, _ = annealed.regulariser(mean, mean, mean, torch.tensor(kl), annealed.schedule(step))
+        assert penalty.item() == pytest.approx(dlib_regularizer(kl, step), rel=1e-6)
+
+
 def test_objective_annealed_penalises_distance_to_capacity():
     x, logits = torch.zeros(2, 1, 1, 1), torch.zeros(2, 1, 1, 1)
     mean, logvar = torch.full((2, 1), 2.0), torch.zeros(2, 1)  # KL = 2 nats

@@ -1,0 +1,58 @@
+"""disentanglement_lib's unsupervised study as sweep files (configs/study/) and the report that puts
+the methods side by side (`sweep study`)."""
+
+import json
+
+import yaml
+
+from betavae_dist.report import study_report
+from betavae_dist.sweep import Sweep
+from helpers import ROOT
+
+STUDY = ROOT / "configs" / "study"
+# config/unsupervised_study_v1/sweep.py: get_default_models()
+DLIB_GRIDS = {
+    "beta_vae": ("beta", "loss.beta", [1, 2, 4, 6, 8, 16]),
+    "annealed_vae": ("annealed", "loss.capacity_max", [5, 10, 25, 50, 75, 100]),
+    "factor_vae": ("factor_vae", "loss.gamma", [10, 20, 30, 40, 50, 100]),
+    "dip_vae_i": ("dip_i", "loss.lambda_od", [1, 2, 5, 10, 20, 50]),
+    "dip_vae_ii": ("dip_ii", "loss.lambda_od", [1, 2, 5, 10, 20, 50]),
+    "beta_tc_vae": ("beta_tcvae", "loss.beta", [1, 2, 4, 6, 8, 10]),
+}
+
+
+def test_each_method_has_a_sweep_file_with_disentanglement_libs_grid_and_training():
+    assert {p.stem for p in STUDY.glob("*.yaml")} == {"dlib", *DLIB_GRIDS}
+    for name, (objective, key, grid) in DLIB_GRIDS.items():
+        sweep = Sweep.load(STUDY / f"{name}.yaml")
+        assert sweep.grid[key] == grid and "seed" in sweep.grid and sweep.pack == len(grid)
+        cfgs = [sweep.config(point) for point in sweep.points]  # every point is a valid config
+        cfg = cfgs[0]
+        assert {c.loss.objective for c in cfgs} == {objective}
+        assert (cfg.model.arch, cfg.model.latents, cfg.model.likelihood) == ("dlib_conv", 10, "bernoulli")
+        assert (cfg.optim.name, cfg.optim.lr, cfg.train.batch_size, cfg.train.steps) == ("adam", 1e-4, 64, 300_000)
+        assert sorted({getattr(c.loss, key.split(".")[1]) for c in cfgs}) == grid
+    assert Sweep.load(STUDY / "annealed_vae.yaml").config(Sweep.load(STUDY / "annealed_vae.yaml").points[0]).loss.gamma == 1000
+    assert Sweep.load(STUDY / "dip_vae_i.yaml").config({"seed": 0, "loss.lambda_od": 1}).loss.lambda_d_factor == 10
+    assert Sweep.load(STUDY / "dip_vae_ii.yaml").config({"seed": 0, "loss.lambda_od": 1}).loss.lambda_d_factor == 1
+
+
+def test_the_study_report_puts_the_methods_side_by_side(tmp_path):
+    sweeps = []
+    for name, (objective, key, grid) in [("beta_vae", DLIB_GRIDS["beta_vae"]), ("factor_vae", DLIB_GRIDS["factor_vae"])]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"base": str(STUDY / "dlib.yaml"), "out_dir": str(tmp_path / name),
+                                        "grid": {"seed": [0, 1], key: grid[:2]}, "train": [f"loss.objective={objective}"]}))
+        sweep = Sweep.load(path)
+        for point in sweep.points:
+            run_dir = sweep.run_dir(point)
+            run_dir.mkdir(parents=True)
+            score = 0.5 + 0.1 * point[key] / grid[1] + 0.01 * point["seed"]
+            (run_dir / "evaluation.json").write_text(json.dumps({"mig.score": score, "dci.disentanglement": score / 2}))
+        sweeps.append(sweep)
+    report = study_report(sweeps, tmp_path / "study")
+    text = report.read_text()
+    assert (tmp_path / "study" / "study.png").stat().st_size > 1000
+    assert "## beta (" in text and "## factor_vae (" in text
+    assert "| loss.gamma | n | mig.score | dci.disentanglement |" in text
+    assert "| 10 | 2 | 0.555 ± 0.0071 | 0.2775 ± 0.0035 |" in text  # mean ± sd over the two seeds

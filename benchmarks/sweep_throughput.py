@@ -62,7 +62,7 @@ def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: t
     def step(i):
         run_step(i, batches.images(i), batches.noise(i), {name: [v] * k for name, v in schedule(i).items()})
         if (i + 1) % READ_EVERY == 0:
-            stats.read(model)
+            stats.points(model)
             stats.reset()
 
     return images_per_s(step, k * batch, seconds, device)

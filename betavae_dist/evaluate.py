@@ -27,7 +27,8 @@ from rich.table import Table
 
 from . import checkpoint
 from .baselines import build_baseline, is_baseline
-from .config import ConfigError, mapping_items, override_items, read_yaml
+from .config import ConfigError
+from .config_files import mapping_items, override_items, read_yaml
 from .data import DataError, FactorDataset, build_dataset
 from .experiment import Config, from_items
 from .distributed import LaunchError, make_accelerator, shutdown

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import config
+from . import config, config_files
 from .config import MAX_SEED, ConfigError, section, setting
 from .data import DATASETS, DataConfig
 from .loop import TrainConfig
@@ -57,15 +57,15 @@ class Config:
                               f"model.channels={self.model.channels}; set eval.every=0")
 
 
-def from_sources(config_files: str | list[str] | None, overrides: list[str]) -> Config:
+def from_sources(files: str | list[str] | None, overrides: list[str]) -> Config:
     """Defaults, then each YAML file in order, then `key=value` overrides; checked."""
-    return config.load(Config, config_files, overrides)
+    return config_files.load(Config, files, overrides)
 
 
 def from_items(items: list[tuple[str, Any, str]]) -> Config:
-    """From (key, value, where it came from) items: config.mapping_items, config.override_items."""
+    """From (key, value, where it came from) items: config_files.mapping_items, override_items."""
     return config.build(Config, items)
 
 
 def load_or_exit(argv: list[str], prog: str) -> Config:
-    return config.load_or_exit(Config, argv, prog)
+    return config_files.load_or_exit(Config, argv, prog)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, TextIO
 import torch
 
 from . import checkpoint
-from .config import ConfigError, identity_changes, load
+from .config import ConfigError, identity_changes
+from .config_files import load
 from .models import activation_bytes
 
 if TYPE_CHECKING:

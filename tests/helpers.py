@@ -144,7 +144,7 @@ def metric(name, dsprites, represent, factor_set_name="all", **settings) -> dict
 def eval_config(**settings):
     """EvalConfig with these `eval.*` settings; one without a metric's name (`n_train=...`) sets it
     for every metric that has it, as on the command line."""
-    from betavae_dist.config import mapping_items
+    from betavae_dist.config_files import mapping_items
     from betavae_dist.experiment import from_items
     return from_items(mapping_items({"eval": settings}, "in the test")).eval
 

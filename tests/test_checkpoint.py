@@ -56,7 +56,7 @@ def test_something_else_named_like_a_checkpoint_is_named_before_training_and_lef
 def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
     """torch's writer says "unexpected pos" when the disk fills; the line says what happened."""
     ckpts = tmp_path / "checkpoints"
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
     def torch_on_a_full_disk(directory):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
     with pytest.raises(checkpoint.CheckpointError) as failed:

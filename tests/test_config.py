@@ -2,7 +2,8 @@ import sys
 
 import pytest
 
-from betavae_dist.config import ConfigError, parse_cli
+from betavae_dist.config import ConfigError
+from betavae_dist.config_files import parse_cli
 from betavae_dist.experiment import from_sources
 from betavae_dist.train import main as train_main
 from helpers import CPU_DDP, ROOT, in_process, run

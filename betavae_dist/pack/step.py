@@ -34,9 +34,10 @@ class PackStats(StepStats):
     def alive(self) -> torch.Tensor:
         return (self.first_bad == NO_STEP).all(1)
 
-    def read(self, model: PackedVAE) -> list[dict]:
+    def points(self, model: PackedVAE) -> list[dict]:
         """Each point's means over the steps since the last reset, its first bad steps and whether
-        its weights are finite: one host read."""
+        its weights are finite: one host read (a pack is one process: nothing to all-reduce, unlike
+        StepStats.read)."""
         weights_finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in model.params.values()]).all(0)
         values = torch.cat([self.sums, self.first_bad.double(), weights_finite.double()[:, None]], 1).tolist()
         out = []

@@ -180,7 +180,7 @@ class PackRun:
         return schedules
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
-        return self.stats.read(self.model), stop
+        return self.stats.points(self.model), stop
 
     def reset(self) -> None:
         self.stats.reset()
@@ -218,7 +218,14 @@ class PackRun:
 
 
 def use_graph(cfg: Config, device: torch.device) -> bool:
-    return device.type == "cuda" and cfg.train.cuda_graph != "off" and cfg.optim.name in CAPTURABLE
+    """Whether to capture the pack's step as a CUDA graph; a GPU run that cannot says why (as the
+    solo trainer's step.make_step does), and so does train.cuda_graph=on anywhere."""
+    mode = cfg.train.cuda_graph
+    reason = ("train.cuda_graph=off" if mode == "off" else "not on a GPU" if device.type != "cuda" else
+              f"optim.name={cfg.optim.name} keeps its step count on the host" if cfg.optim.name not in CAPTURABLE else None)
+    if reason and (mode == "on" or (mode == "auto" and device.type == "cuda")):
+        print(f"CUDA graph off, eager steps: {reason}")
+    return reason is None
 
 
 def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[Config]:

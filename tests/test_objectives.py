@@ -94,7 +94,8 @@ def test_loss_is_fp32_under_bf16_autocast():
     assert all(v.dtype == torch.float32 for v in parts.values())
 
 
-@pytest.mark.parametrize("objective, setting, values", [("dip_ii", "lambda_od", ("2", "20")), ("beta_tcvae", "beta", ("1", "8")),
+@pytest.mark.parametrize("objective, setting, values", [("dip_i", "lambda_od", ("2", "20")), ("dip_ii", "lambda_od", ("2", "20")),
+                                                        ("beta_tcvae", "beta", ("1", "8")),
                                                         ("annealed", "capacity_max", ("5", "50")),
                                                         ("factor_vae", "gamma", ("10", "40"))])
 def test_a_pack_of_two_settings_equals_its_solo_runs(tmp_path, objective, setting, values):

@@ -21,6 +21,7 @@ ELSEWHERE = {
     "python -m betavae_dist.sweep report": "tests/test_slurm.py",
     "PACK=18 sbatch": "tests/test_slurm.py (PACK=2, a smaller sweep file)",
     "python -m betavae_dist.sweep run": "tests/test_pack.py (smaller sweep files)",
+    "python -m betavae_dist.sweep study": "tests/test_study.py (the study report of small sweeps)",
     "python -m betavae_dist.launch [": "a template; tests/test_config.py launches 2 ranks through it",
     "sbatch --nodes=4": "tests/test_slurm.py (2 emulated nodes)",
     "CONFIG=configs/celeba_beta.yaml LAUNCH_CONFIG=launch/zero2.yaml sbatch": "tests/test_slurm.py, tests/test_deepspeed.py",

@@ -43,7 +43,7 @@ if [[ -n "${FULL_SWEEP:-}" ]]; then
     echo "full sweep: $sweep_file --pack 18 ${SWEEP_ARGS:-} (exit $?): $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
     python3 - "$sweep_file" "$RUNS/full_sweep.log" "$OUT/sweep.tar.gz" ${SWEEP_ARGS:-} <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
 import json, statistics, sys, tarfile
-from betavae_dist.config import apply_overrides
+from betavae_dist.experiment import from_sources
 from betavae_dist.sweep import Sweep
 sweep, steps, rates = Sweep.load(sys.argv[1]), {}, []
 with tarfile.open(sys.argv[3], "w:gz") as tar:  # one file back: the log and the sweep without checkpoints and exports
@@ -56,8 +56,7 @@ for point in sweep.points:
     lines = [json.loads(line) for line in log.read_text().splitlines() if '"img_per_s"' in line] if log.is_file() else []
     steps[sweep.name(point)] = lines[-1]["step"] if lines else 0
     rates += [line["img_per_s"] for line in lines]  # one point's rate; the pack's points run together
-cfg = sweep.config(sweep.points[0])
-apply_overrides(cfg, sys.argv[4:])  # SWEEP_ARGS, as the sweep ran with them
+cfg = from_sources(sweep.base or None, sweep.train_overrides(sweep.points[0]) + sys.argv[4:])  # SWEEP_ARGS, as it ran
 print(f"steps reached per point: {min(steps.values())}..{max(steps.values())} of {cfg.train.steps}")
 if rates:
     rate = statistics.median(rates) * len(sweep.points)
@@ -102,6 +101,8 @@ if ! skip smoke; then
     train zero2_bf16 --config_file launch/zero2.yaml --num_processes 1 --mixed_precision bf16 --
     train graph_annealed -- loss.objective=annealed loss.capacity_steps=200
     train eager_annealed -- loss.objective=annealed loss.capacity_steps=200 train.cuda_graph=off
+    train graph_factor_vae -- loss.objective=factor_vae
+    train eager_factor_vae -- loss.objective=factor_vae train.cuda_graph=off
     train resumed -- train.steps=$((STEPS / 2))
     train resumed -- train.ckpt_every=$((STEPS / 2))
     train non_finite -- optim.lr=1e30
@@ -114,7 +115,7 @@ def diff(a, b):
     wa, wb = (load_file(runs / r / "export" / "model.safetensors") for r in (a, b))
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 for a, b in [("graph_fp32", "eager_fp32"), ("graph_fp32", "resumed"), ("graph_bf16", "eager_bf16"),
-             ("graph_annealed", "eager_annealed"), ("graph_fp32", "zero2_bf16")]:
+             ("graph_annealed", "eager_annealed"), ("graph_factor_vae", "eager_factor_vae"), ("graph_fp32", "zero2_bf16")]:
     try:
         print(f"max |weights {a} - {b}| = {diff(a, b):.3g}")
     except Exception as e:

@@ -34,7 +34,8 @@ from betavae_dist.models import IMAGE_SIZE, BetaVAE
 from betavae_dist.objectives import OBJECTIVES, build_objective
 from betavae_dist.optim import build_optimizer
 from betavae_dist.pack.model import PackedVAE
-from betavae_dist.pack.step import PackStats, PackStep
+from betavae_dist.pack.step import PackStep
+from betavae_dist.step import StepStats
 from betavae_dist.pack.train import PackBatches
 from betavae_dist.runtime import keep_heap
 from isolated import run_isolated
@@ -56,13 +57,13 @@ def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: t
     schedule = build_objective(cfgs[0]).schedule
     model = PackedVAE(cfgs, device, memory_format=memory_format)
     optimizer = build_optimizer(model.params.values(), cfgs[0])
-    batches, stats = PackBatches(cfgs, device), PackStats(k, model.terms, device)
+    batches, stats = PackBatches(cfgs, device), StepStats(device, model.terms, points=k)
     run_step = PackStep(model, optimizer, cfgs[0], stats, graph)
 
     def step(i):
         run_step(i, batches.images(i), batches.noise(i), {name: [v] * k for name, v in schedule(i).items()})
         if (i + 1) % READ_EVERY == 0:
-            stats.points(model)
+            stats.read(model.finite_points(), False, 0, ranks=1)
             stats.reset()
 
     return images_per_s(step, k * batch, seconds, device)

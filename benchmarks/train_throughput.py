@@ -39,7 +39,7 @@ from betavae_dist.data.dsprites import NUM_IMAGES, DSprites, render
 from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap
-from betavae_dist.step import StepStats, make_step
+from betavae_dist.step import StepStats, finite_weights, make_step
 from betavae_dist.optim import build_optimizer
 from isolated import run_isolated
 
@@ -125,7 +125,7 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     def step(i):
         run_step(i, batches, noise(i), objective.schedule(i))
         if (i + 1) % READ_EVERY == 0:
-            stats.read(model, False, 0, accelerator)
+            stats.read(finite_weights(model), False, 0, ranks=1)
             stats.reset()
 
     return images_per_s(step, cfg.train.batch_size, seconds, accelerator.device)

@@ -29,7 +29,7 @@ from .objectives import build_objective
 from .optim import build_optimizer, parameter_groups
 from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run
 from .runtime import cpu_threads, keep_heap
-from .step import StepStats, loss_terms, make_step
+from .step import StepStats, finite_weights, loss_terms, make_step
 from .stopping import StopSignal
 
 FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
@@ -119,8 +119,8 @@ class SoloRun:
         return [self.schedule]
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
-        point = self.stats.read(self.unwrapped, stop, self.skipped, self.accelerator)
-        return [point], point["stop"]
+        points = self.stats.read(finite_weights(self.unwrapped), stop, self.skipped, self.ranks)
+        return points, points[0]["stop"]
 
     def reset(self) -> None:
         self.stats.reset()

@@ -40,17 +40,22 @@ WARMUP_STEPS = 3
 class StepStats:
     """Sums of the objective's terms and the gradient norm since the last reset, and the first step
     whose loss or gradient norm was not finite, all on the device; updated in place, so a graph can
-    own them. With `points`, one row of each per point of a pack (pack/step.py)."""
+    own them. A row per point: one for a solo run, K for a pack (pack/step.py)."""
 
-    def __init__(self, device: torch.device, terms: tuple[str, ...], points: int | None = None):
+    def __init__(self, device: torch.device, terms: tuple[str, ...], points: int = 1):
         self.terms = (*terms, "grad_norm")
-        rows = () if points is None else (points,)
-        self.sums = torch.zeros(*rows, len(self.terms), dtype=torch.float64, device=device)
-        self.first_bad = torch.full((*rows, 2), NO_STEP, dtype=torch.int64, device=device)  # loss, gradient
+        self.sums = torch.zeros(points, len(self.terms), dtype=torch.float64, device=device)
+        self.first_bad = torch.full((points, 2), NO_STEP, dtype=torch.int64, device=device)  # loss, gradient
         self.steps = 0
 
+    @property
+    def alive(self) -> torch.Tensor:
+        """(points,): no bad step recorded yet."""
+        return (self.first_bad == NO_STEP).all(1)
+
     def add(self, losses: torch.Tensor, grad_norm: torch.Tensor, step: int | torch.Tensor, check_grad: bool) -> None:
-        """`losses`: the step's objective terms, averaged over micro-batches ((points,) terms)."""
+        """`losses`: the step's objective terms, averaged over micro-batches ((points,) terms; a
+        solo step's (terms,) is its one row)."""
         self.sums += torch.cat([losses, grad_norm[..., None]], -1).double()
         finite = torch.stack([losses.isfinite().all(-1), grad_norm.isfinite() | (not check_grad)], -1)
         self.first_bad.copy_(torch.where(finite, self.first_bad, self.first_bad.clamp(max=step)))
@@ -64,24 +69,34 @@ class StepStats:
         self.reset()
         self.first_bad.fill_(NO_STEP)
 
-    def read(self, model: torch.nn.Module, stop: bool, skipped: int, accelerator: Accelerator) -> dict:
-        """Means over the steps since the last reset and ranks, whether any rank wants to stop,
-        skipped samples of all ranks, the first bad step and whether the weights are finite.
-        Every rank must call it at the same step."""
-        weights_finite = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+    def read(self, weights_finite: torch.Tensor, stop: bool, skipped: int, ranks: int) -> list[dict]:
+        """Each point's means over the steps since the last reset and over the ranks, its first bad
+        steps and whether its weights are finite (`weights_finite`, (points,)); and in every point's
+        row, whether any rank wants to stop and the samples all ranks skipped. The one host read
+        (and, with several ranks, the one all-reduce): every rank must call it at the same step."""
+        points, width = self.sums.shape
         flags = torch.stack([torch.tensor(float(stop)), torch.tensor(float(skipped))]).to(self.sums.device)
-        summed = torch.cat([self.sums, flags, (~weights_finite).double().reshape(1)])
-        first_bad = self.first_bad.clone()
-        if accelerator.num_processes > 1:
+        summed = torch.cat([self.sums.flatten(), (~weights_finite).double().flatten(), flags])
+        first_bad = self.first_bad.flatten().clone()
+        if ranks > 1:
             torch.distributed.all_reduce(summed)
             torch.distributed.all_reduce(first_bad, op=torch.distributed.ReduceOp.MIN)
         values = torch.cat([summed, first_bad.double()]).tolist()  # the one host read
-        count = max(self.steps, 1) * accelerator.num_processes
-        out = {name: values[i] / count for i, name in enumerate(self.terms)}
-        stop_votes, skipped_all, bad_weights, bad_loss, bad_grad = values[len(self.terms):]
-        out.update(stop=stop_votes > 0, data_skipped=round(skipped_all), weights_finite=bad_weights == 0,
-                   **bad_steps(bad_loss, bad_grad))
-        return out
+        values, bad = values[:len(summed)], values[len(summed):]
+        count = max(self.steps, 1) * ranks
+        stop_votes, skipped_all = values[-2:]
+        rows = []
+        for k in range(points):
+            row = {name: values[k * width + i] / count for i, name in enumerate(self.terms)}
+            row.update(stop=stop_votes > 0, data_skipped=round(skipped_all), weights_finite=values[points * width + k] == 0,
+                       **bad_steps(*bad[2 * k:2 * k + 2]))
+            rows.append(row)
+        return rows
+
+
+def finite_weights(model: torch.nn.Module) -> torch.Tensor:
+    """(1,): whether every weight of a (solo) model is finite, on its device."""
+    return torch.stack([p.isfinite().all() for p in model.parameters()]).all().reshape(1)
 
 
 def bad_steps(bad_loss: float, bad_grad: float) -> dict:

@@ -14,7 +14,7 @@ from betavae_dist.distributed import make_accelerator
 from betavae_dist.data.dsprites import DSprites, render
 from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import build_objective
-from betavae_dist.step import EagerStep, StepStats, make_step
+from betavae_dist.step import finite_weights, EagerStep, StepStats, make_step
 from betavae_dist.optim import build_optimizer
 
 
@@ -103,7 +103,7 @@ def test_ordinary_steps_read_nothing_from_the_device():
             run_step(step, batches, noise(step), {})
     assert mode.reads == []
     with HostReads() as mode:
-        metrics = stats.read(model, False, 0, accelerator)
+        metrics = stats.read(finite_weights(model), False, 0, ranks=1)[0]
     assert mode.reads  # the read is where values come back (so the mode does see reads)
     assert metrics["loss"] > 0 and metrics["grad_norm"] > 0 and metrics["bad_loss_step"] is None
     assert metrics["weights_finite"] and not metrics["stop"]
@@ -143,7 +143,7 @@ def test_graph_step_trains_like_eager_steps_without_host_reads(optimizer, object
         with HostReads() as reads:
             for step in range(20):
                 run_step(step, data, noise(step), {"capacity": 0.5 * step} if objective == "annealed" else {})
-        runs[mode] = (type(run_step).__name__, reads.reads, stats.read(model, False, 0, accelerator),
+        runs[mode] = (type(run_step).__name__, reads.reads, stats.read(finite_weights(model), False, 0, ranks=1)[0],
                       [p.detach().clone() for p in model.parameters()])
     assert runs["off"][0] == "EagerStep" and runs["on"][0] == "GraphStep"
     assert runs["on"][1] == []
@@ -169,5 +169,5 @@ def test_graph_step_records_the_first_non_finite_step():
     noise = NoiseWindow(cfg, accelerator.device, 10)
     for step in range(10):
         run_step(step, batches, noise(step), {})
-    metrics = stats.read(model, False, 0, accelerator)
+    metrics = stats.read(finite_weights(model), False, 0, ranks=1)[0]
     assert 0 < min(s for s in (metrics["bad_loss_step"], metrics["bad_grad_step"]) if s is not None) < 9

@@ -108,6 +108,10 @@ class PackedVAE:
         """(K, n, latents): every point's mean code of the same images x (n, C, H, W)."""
         return self._means({name: p.detach() for name, p in self.params.items()}, x.contiguous(memory_format=self.memory_format))
 
+    def finite_points(self) -> torch.Tensor:
+        """(K,): whether each point's weights are all finite."""
+        return torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.params.values()]).all(0)
+
     def point_state(self, k: int) -> dict[str, torch.Tensor]:
         """Point k's weights as a BetaVAE state dict, on the CPU (contiguous, as safetensors writes them)."""
         return {name: p[k].detach().cpu().clone(memory_format=torch.contiguous_format) for name, p in self.params.items()}

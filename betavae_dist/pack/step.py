@@ -16,37 +16,11 @@ import torch
 
 from ..data.batches import micro_batch_size, micro_slice, upload
 from ..objectives import build_objective
-from ..step import NO_STEP, StepStats, bad_steps, capture, set_capturable
+from ..step import StepStats, capture, set_capturable
 from .model import PackedVAE
 
 if TYPE_CHECKING:
     from ..experiment import Config
-
-
-class PackStats(StepStats):
-    """The solo step's statistics with one row per point; a point is alive while no bad step is
-    recorded for it."""
-
-    def __init__(self, size: int, terms: tuple[str, ...], device: torch.device):
-        super().__init__(device, terms, points=size)
-
-    @property
-    def alive(self) -> torch.Tensor:
-        return (self.first_bad == NO_STEP).all(1)
-
-    def points(self, model: PackedVAE) -> list[dict]:
-        """Each point's means over the steps since the last reset, its first bad steps and whether
-        its weights are finite: one host read (a pack is one process: nothing to all-reduce, unlike
-        StepStats.read)."""
-        weights_finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in model.params.values()]).all(0)
-        values = torch.cat([self.sums, self.first_bad.double(), weights_finite.double()[:, None]], 1).tolist()
-        out = []
-        for row in values:
-            point = {name: row[i] / max(self.steps, 1) for i, name in enumerate(self.terms)}
-            bad_loss, bad_grad, finite = row[len(self.terms):]
-            point.update(**bad_steps(bad_loss, bad_grad), weights_finite=finite == 1)
-            out.append(point)
-        return out
 
 
 def per_point_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -59,7 +33,7 @@ class PackStep:
     (K, b, C, H, W) for a micro-batch index, `noise` is (K, batch, noise width) and `schedule` maps
     each schedule value to its K per-point values."""
 
-    def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, cfg: Config, stats: PackStats,
+    def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, cfg: Config, stats: StepStats,
                  use_graph: bool):
         self.model, self.optimizer, self.stats, self.clip = model, optimizer, stats, cfg.optim.grad_clip
         micro = micro_batch_size(cfg, 1)
@@ -115,7 +89,7 @@ class PackStep:
 
 
 @torch.no_grad()
-def freeze(model: PackedVAE, optimizer: torch.optim.Optimizer, stats: PackStats, k: int, step: int) -> None:
+def freeze(model: PackedVAE, optimizer: torch.optim.Optimizer, stats: StepStats, k: int, step: int) -> None:
     """Point k stops for good: it counts as failed at `step` on the device (its gradients are zeroed
     from now on) and its weights and optimiser state become zeros, which Adam, AdamW and SGD then
     leave unchanged."""

@@ -29,9 +29,10 @@ from ..optim import CAPTURABLE, build_optimizer, parameter_groups
 from ..rundir import TrainingError, check_memory, prepare_run_dir, record_failure, refuse_another_run
 from ..runtime import keep_heap
 from ..solo import save_figures
+from ..step import StepStats
 from ..stopping import StopSignal
 from .model import PackedVAE
-from .step import PackStats, PackStep, freeze
+from .step import PackStep, freeze
 
 MODEL_FILE, OPTIMIZER_FILE = "model.safetensors", "optimizer.bin"  # the names Accelerate's save_state uses
 # What the points of one pack may differ in: these and the objective's settings (`loss.*` but
@@ -162,7 +163,7 @@ class PackRun:
             load_pack(self.model, self.optimizer, cfgs, self.start)
         self.objectives = [build_objective(c) for c in cfgs]
         self.batches = PackBatches(cfgs, device)
-        self.stats = PackStats(self.model.size, self.model.terms, device)
+        self.stats = StepStats(device, self.model.terms, points=self.model.size)
         self.terms = self.stats.terms
         self.run_step = PackStep(self.model, self.optimizer, cfg, self.stats, use_graph(cfg, device))
         self.description = self.run_step.description
@@ -180,7 +181,7 @@ class PackRun:
         return schedules
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
-        return self.stats.points(self.model), stop
+        return self.stats.read(self.model.finite_points(), stop, 0, ranks=1), stop
 
     def reset(self) -> None:
         self.stats.reset()

@@ -65,3 +65,15 @@ def test_no_module_imports_a_module_that_imports_it_back():
 
 def test_train_imports_no_command_line_module():
     assert not {"betavae_dist.evaluate", "betavae_dist.export.__main__", "betavae_dist.sweep"} & imports()["betavae_dist.train"]
+
+
+def test_the_config_machinery_imports_no_part():
+    """Parts import config.py to declare their settings; it imports none of them (nor torch,
+    scikit-learn, accelerate or the Hub client), and experiment.py composes them."""
+    import subprocess
+    import sys
+    code = ("import sys, betavae_dist.config, betavae_dist.config_files; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('betavae_dist', 'torch', 'sklearn', 'accelerate', 'huggingface_hub')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['betavae_dist', 'betavae_dist.config', 'betavae_dist.config_files', 'betavae_dist.registry']"

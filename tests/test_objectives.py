@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,16 +101,21 @@ def test_loss_is_fp32_under_bf16_autocast():
                                                         ("factor_vae", "gamma", ("10", "40"))])
 def test_a_pack_of_two_settings_equals_its_solo_runs(tmp_path, objective, setting, values):
     from betavae_dist.experiment import from_sources
+    from betavae_dist.pack.evaluate import evaluate_pack
     from betavae_dist.pack.train import train_pack
     from betavae_dist.solo import train as train_solo
     from helpers import TINY, weights
     from test_pack import assert_close_weights
 
-    def cfg(where, value):
+    def cfg(where, value, *more):
         return from_sources("configs/dsprites_beta4.yaml", [*TINY, "train.steps=20", f"loss.objective={objective}",
-                                                            f"loss.{setting}={value}", f"run_dir={tmp_path / where / value}"])
+                                                            f"loss.{setting}={value}", f"run_dir={tmp_path / where / value}",
+                                                            *more])
 
     assert train_pack([cfg("pack", value) for value in values]) == []
+    evaluation = [cfg("pack", value, "eval.metrics=mig", "eval.n_samples=200") for value in values]
+    scores = evaluate_pack(evaluation, [Path(c.run_dir) / "export" for c in evaluation])  # as `sweep run` does
+    assert all(0 <= s["mig.score"] <= 1 for s in scores)
     for value in values:
         train_solo(cfg("solo", value))
         assert_close_weights(weights(tmp_path / "pack" / value / "export"), weights(tmp_path / "solo" / value / "export"),

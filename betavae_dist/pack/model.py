@@ -22,7 +22,7 @@ import torch
 from accelerate.utils import set_seed
 from torch.func import functional_call, vmap
 
-from ..export import CRITIC
+from ..export import CRITIC, vae_state
 from ..models import IMAGE_SIZE, BetaVAE, build_model
 from ..objectives import OBJECTIVES
 from ..objectives.base import LossConfig
@@ -123,6 +123,7 @@ class PackedVAE:
             p[k].copy_(state[name]) if state is not None else p[k].zero_()
 
     def point_model(self, k: int) -> BetaVAE:
-        model = build_model(self.cfg)
-        model.load_state_dict(self.point_state(k))
+        m = self.model_cfg
+        model = BetaVAE(m.arch, m.latents, m.channels)  # the VAE alone: figures and metrics need no critic
+        model.load_state_dict(vae_state(self.point_state(k)))
         return model.to(self.device, memory_format=model.memory_format).eval()

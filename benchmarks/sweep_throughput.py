@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from betavae_dist.models import IMAGE_SIZE, BetaVAE
 from betavae_dist.objectives import OBJECTIVES, build_objective
-from betavae_dist.optim import build_optimizer
+from betavae_dist.optim import build_optimizer, parameter_groups
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.step import PackStep
 from betavae_dist.step import StepStats
@@ -56,7 +56,7 @@ def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: t
         cfgs.append(cfg)
     schedule = build_objective(cfgs[0]).schedule
     model = PackedVAE(cfgs, device, memory_format=memory_format)
-    optimizer = build_optimizer(model.params.values(), cfgs[0])
+    optimizer = build_optimizer(parameter_groups(model.params.items(), build_objective(cfgs[0]).critic_group()), cfgs[0])
     batches, stats = PackBatches(cfgs, device), StepStats(device, model.terms, points=k)
     run_step = PackStep(model, optimizer, cfgs[0], stats, graph)
 
@@ -113,9 +113,9 @@ def main() -> None:
             reference_of[f"packed K={k}{label}"] = solo_name
         reference_of[solo_name] = solo_name
     # The pack's layout against plain stacking (pack/model.py), at the largest K.
-    plain = f"packed K={packs[-1]}, plain layout"
-    cases[plain] = (packed, packs[-1], args.arch, args.batch, gpu, seconds, device, torch.contiguous_format)
-    reference_of[plain] = next(iter(cases))
+    plain = f"packed K={packs[-1]}{'' if objectives == ['beta'] else ' ' + objectives[0]}, plain layout"
+    cases[plain] = (packed, packs[-1], args.arch, args.batch, gpu, seconds, device, torch.contiguous_format, objectives[0])
+    reference_of[plain] = next(iter(cases))  # the first objective's solo
     results: dict = {name: [] for name in cases}
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit every case alike
         for name, (fn, *fn_args) in cases.items():

@@ -34,13 +34,13 @@ from torch.utils.data import DataLoader, Dataset
 from betavae_dist.experiment import Config, from_sources
 from betavae_dist.data import build_batches
 from betavae_dist.data.batches import NoiseWindow
-from betavae_dist.distributed import make_accelerator
+from betavae_dist.distributed import make_accelerator, unwrap
 from betavae_dist.data.dsprites import NUM_IMAGES, DSprites, render
-from betavae_dist.models import BetaVAE
+from betavae_dist.models import BetaVAE, build_model
 from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap
 from betavae_dist.step import StepStats, finite_weights, make_step
-from betavae_dist.optim import build_optimizer
+from betavae_dist.optim import build_optimizer, parameter_groups
 from isolated import run_isolated
 
 READ_EVERY = 50  # the trainer's default train.log_every: one statistics read per 50 steps
@@ -111,16 +111,20 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     accelerator = make_accelerator(mixed_precision=precision)
     cfg.train.cuda_graph = "on" if graph else "off"
     torch.manual_seed(0)
-    model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    model = model.to(memory_format=model.memory_format)
-    model, optimizer = accelerator.prepare(model, build_optimizer(model.parameters(), cfg))
     objective = build_objective(cfg)
+    model = build_model(cfg)  # with the objective's critic, if it has one (FactorVAE)
+    model = model.to(memory_format=model.memory_format)
+    groups = parameter_groups(model.named_parameters(), objective.critic_group())
+    model, optimizer = accelerator.prepare(model, build_optimizer(groups, cfg))
+    if objective.critic is not None:
+        objective.bind(unwrap(accelerator, model).critic)
     stats = StepStats(accelerator.device, objective.terms)
     run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)
     key = cfg.train.batch_size
     if key not in _sources:
         _sources[key] = build_batches(cfg, 1, 0, accelerator.device)
-    batches, noise = _sources[key].micro_batches(0), NoiseWindow(cfg, accelerator.device, cfg.train.steps)
+    batches, noise = _sources[key].micro_batches(0), NoiseWindow(cfg, accelerator.device, cfg.train.steps,
+                                                                     objective.noise_width)
 
     def step(i):
         run_step(i, batches, noise(i), objective.schedule(i))

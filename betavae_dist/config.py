@@ -67,12 +67,12 @@ def _sections(obj, prefix: str = ""):
 
 
 def _settings(obj):
-    """(key, field, value, parent) of every setting under `obj`."""
+    """(key, field, value) of every setting under `obj`."""
     for prefix, parent in _sections(obj):
         for f in dataclasses.fields(parent):
             value = getattr(parent, f.name)
             if not dataclasses.is_dataclass(value):
-                yield f"{prefix}{f.name}", f, value, parent
+                yield f"{prefix}{f.name}", f, value
 
 
 def _names(f: dataclasses.Field) -> tuple | None:
@@ -83,7 +83,7 @@ def _names(f: dataclasses.Field) -> tuple | None:
 
 def choices(cfg) -> dict[str, tuple]:
     """The names each key with choices accepts, now (parts registered since count)."""
-    return {key: _names(f) for key, f, _, _ in _settings(cfg) if _names(f) is not None}
+    return {key: _names(f) for key, f, _ in _settings(cfg) if _names(f) is not None}
 
 
 def fanned_keys(cfg, key: str) -> list[str]:
@@ -199,7 +199,7 @@ def _switch(cfg, items: list[tuple[str, Any, str]]) -> list[bool]:
 
 def _check(cfg) -> None:
     """Ranges of every setting, then each dataclass's own `check()`, the sections' before the root's."""
-    for key, f, value, _ in _settings(cfg):
+    for key, f, value in _settings(cfg):
         meta = f.metadata
         if meta.get("positive") and value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")

@@ -157,11 +157,12 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
                 lines = [dict({name: point[name] for name in run.terms}, img_per_s=rate, lr=run.lr, **schedule)
                          if alive[k] else None for k, (point, schedule) in enumerate(zip(points, schedules))]
                 for k, line in enumerate(lines):
-                    if line is not None and cfg.data.source == "webdataset":  # bad samples skipped this epoch, all ranks
+                    if line is None:
+                        continue
+                    if cfg.data.source == "webdataset":  # bad samples skipped this epoch, all ranks
                         line["data_skipped"] = points[k]["data_skipped"]
-                    if line is not None:
-                        write_line(logs[k], line, done)
-                        run.track(line, done)
+                    write_line(logs[k], line, done)
+                    run.track(line, done)
                 progress.update(task, completed=done, stats=summary(lines, rate))
                 run.reset()
                 window_start, window_steps = time.perf_counter(), 0

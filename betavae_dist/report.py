@@ -90,7 +90,7 @@ def report(sweep: Sweep) -> dict:
         lines += ["", "Not in the table:", *(f"- {name}: {status}" for name, status in problems)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     _plot(rows, group_key, columns, out / "report.png")
-    return {"group": group_key, "columns": columns, "rows": table, "problems": problems}
+    return {"group": group_key, "columns": columns, "rows": table, "problems": problems, "results": rows}
 
 
 def _pyplot():
@@ -132,18 +132,17 @@ def study_report(sweeps: list[Sweep], out: Path) -> Path:
     a row per headline metric, each against the sweep's setting, mean ± sd over seeds (study.png);
     study.md holds the figure and each sweep's own table (its report, written again)."""
     plt = _pyplot()
-    gathered = [(sweep, swept_key(sweep), gather(sweep)[0]) for sweep in sweeps]
+    reports = [report(sweep) for sweep in sweeps]  # each sweep's own table, written again
     metrics = [c for c in (*headline_keys(), "recon")
-               if any(c in r for _, _, rows in gathered for group in rows.values() for r in group)]
+               if any(c in r for result in reports for group in result["results"].values() for r in group)]
     fig, axes = plt.subplots(max(len(metrics), 1), len(sweeps), figsize=(3.4 * len(sweeps), 2.6 * max(len(metrics), 1)),
                              squeeze=False)
     sections = []
-    for j, (sweep, key, rows) in enumerate(gathered):
+    for j, (sweep, result) in enumerate(zip(sweeps, reports)):
         method = sweep.config(sweep.points[0]).loss.objective
         axes[0][j].set_title(method)
         for i, metric in enumerate(metrics):
-            _errorbar(axes[i][j], rows, key, metric)
-        report(sweep)
+            _errorbar(axes[i][j], result["results"], result["group"], metric)
         sections += [f"## {method} ({sweep.out_dir})", "", (sweep.out_dir / "report.md").read_text()]
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)

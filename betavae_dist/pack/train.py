@@ -154,14 +154,14 @@ class PackRun:
     def __init__(self, cfgs: list[Config], device: torch.device):
         self.cfgs, self.device, cfg = cfgs, device, cfgs[0]
         self.model = PackedVAE(cfgs, device)
-        self.optimizer = build_optimizer(parameter_groups(self.model.params.items(), build_objective(cfg).critic_group()),
-                                         cfg)
+        self.objectives = [build_objective(c) for c in cfgs]
+        groups = parameter_groups(self.model.params.items(), self.objectives[0].critic_group())  # a pack shares them
+        self.optimizer = build_optimizer(groups, cfg)
         self.start = resume_step(cfgs)
         if self.start > cfg.train.steps:
             raise TrainingError(f"the pack's checkpoints are at step {self.start}, past train.steps={cfg.train.steps}")
         if self.start:
             load_pack(self.model, self.optimizer, cfgs, self.start)
-        self.objectives = [build_objective(c) for c in cfgs]
         self.batches = PackBatches(cfgs, device)
         self.stats = StepStats(device, self.model.terms, points=self.model.size)
         self.terms = self.stats.terms

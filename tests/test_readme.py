@@ -7,7 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import webdataset as wds
 from PIL import Image
 
 from helpers import ROOT, free_port, make_celeba, plain_webdataset, run
@@ -69,9 +71,14 @@ def test_readme_commands_run_as_written(tmp_path):
     for i in range(3):
         Image.new("RGB", (40 + i, 30), (i * 80, 0, 0)).save(images / f"img{i}.png")
     theirs = plain_webdataset(tmp_path / "their_shards", shards=2, per_shard=4)  # for the indexer
+    photos = tmp_path / "photos"  # CelebA-sized JPEGs, for the indexer's --any-size
+    photos.mkdir()
+    with wds.ShardWriter(str(photos / "photos-%06d.tar"), maxcount=4, verbose=0) as sink:
+        for i in range(4):
+            sink.write({"__key__": f"p{i}", "jpg": np.full((218, 178, 3), 40 * i, np.uint8)})
     # The README's data sets and run directories, here.
     paths = {"/data/celeba": str(celeba), "/data/my_images": str(images), "/data/their_shards": str(theirs),
-             "data/": f"{tmp_path}/data/", "runs/": f"{tmp_path}/runs/"}
+             "/data/photos": str(photos),              "data/": f"{tmp_path}/data/", "runs/": f"{tmp_path}/runs/"}
     ran = []
     for command in readme_commands():
         command = command.split(" && ")[-1]  # the quick start's venv and install are .ci/run's
@@ -79,8 +86,8 @@ def test_readme_commands_run_as_written(tmp_path):
             continue
         run(runnable(command, paths, tmp_path / "runs"))
         ran.append(command.split()[:5])
-    assert len(ran) == 7, ran  # dSprites training, three shard writers, the indexer, CelebA training, evaluation
-    assert (theirs / "manifest.json").is_file()
+    assert len(ran) == 8, ran  # dSprites training, three shard writers, the indexer twice, CelebA training, evaluation
+    assert (theirs / "manifest.json").is_file() and (photos / "manifest.json").is_file()
     assert (tmp_path / "runs" / "dsprites_beta4" / "export" / "evaluation.json").is_file()
     assert (tmp_path / "runs" / "celeba_beta" / "export" / "model.safetensors").is_file()
 

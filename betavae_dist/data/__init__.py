@@ -10,6 +10,9 @@
     batches.py   training batches of a factor dataset as a function of the step (host or GPU)
     stream.py    training batches streamed from WebDataset tar shards
     shards.py    writing those shards (`python -m betavae_dist.data.shards`)
+    manifest.py  the shard set's manifest (ours, or a wids index)
+    images.py    one image brought to the model's mode and size (the stream and the writer)
+    index.py     the manifest of shards written by other tools (`python -m betavae_dist.data.index`)
     tars.py      the tar reader the stream uses
 
 `data.name` picks the factor dataset from `DATASETS`: the training data when `data.source` is
@@ -67,6 +70,8 @@ class DataConfig:
     manifest: str = setting("", "webdataset: manifest.json of the shards; default: beside the first shard")
     workers: int = setting(2, "webdataset: DataLoader worker processes per rank", low=0, high=1024, resumable=True)
     shuffle_buffer: int = setting(1000, "webdataset: samples in each worker's shuffle buffer", positive=True)
+    resize: str = setting("off", "webdataset: \"crop\" brings images of any size to 64x64 (the short side resized, "
+                          "the centre cropped); \"off\" refuses other sizes", choices=("off", "crop"))
     on_error: str = setting("raise", "webdataset: \"raise\" or \"skip\" bad samples and shards", choices=("raise", "skip"))
     max_skip_fraction: float = setting(0.01, "webdataset: stop once a worker skipped more than this", low=0, high=1)
 

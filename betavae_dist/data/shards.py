@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import webdataset as wds
-from PIL import Image, ImageOps
+from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import dsprites
 from .dsprites import DSprites
+from .images import prepare
 
 MANIFEST = "manifest.json"
 SKIPPED = "skipped.json"
@@ -76,15 +77,10 @@ def encode(image: np.ndarray, prep: Preprocessing) -> bytes:
 
 
 def preprocess_file(path: Path, prep: Preprocessing) -> np.ndarray:
-    """Open, turn upright (EXIF orientation), centre-crop and resize one image; errors name the file."""
+    """Open one image and bring it to `prep` (images.py: upright, its mode, centre square); errors name the file."""
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert(prep.mode)  # upright: phones store photos rotated
-            w, h = img.size
-            side = min(prep.crop or min(w, h), w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            img = img.crop((left, top, left + side, top + side)).resize((prep.size, prep.size), Image.BICUBIC)
-            return np.asarray(img)
+            return prepare(img, prep.mode, prep.size, prep.crop)
     except (OSError, ValueError) as e:
         raise ShardError(f"cannot read image {path}: {e}") from None
 

@@ -18,102 +18,27 @@ yields K batches, and stops once a worker skipped more than `data.max_skip_fract
 
 from __future__ import annotations
 
-import io
+import functools
 import itertools
-import json
-import os
 import random
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import pyspng
 import torch
 import webdataset as wds
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..models import IMAGE_SIZE
 from ..registry import ConfigError
 from .batches import micro_batch_size, to_device
-from .dataset import DataError, to_unit
-from .shards import MANIFEST
+from .dataset import to_unit
+from .images import decode
+from .manifest import StreamError, load_manifest
 from .tars import regular_files
 
 if TYPE_CHECKING:
     from ..experiment import Config
-
-IMAGE_KEYS = ("png", "jpg", "jpeg", "npy", "webp")
-PIL_FORMATS = {"jpg": ["JPEG"], "jpeg": ["JPEG"], "webp": ["WEBP"]}
-
-
-class StreamError(DataError):
-    """Unreadable shard data; the message names the shard and, where known, the sample key."""
-
-
-def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
-    """Shard URLs with their sample counts from the manifest. `data.shards` is a shard directory or
-    its manifest.json (every shard it lists), or brace-expanded URLs (those shards only). Shards
-    written by anything else get their manifest from `python -m betavae_dist.data.index`."""
-    spec = Path(cfg.data.shards)
-    listed = spec.is_dir() or (spec.suffix == ".json" and spec.is_file())
-    if listed:
-        path = Path(cfg.data.manifest) if cfg.data.manifest else spec / MANIFEST if spec.is_dir() else spec
-    else:
-        urls = wds.shardlists.expand_urls(cfg.data.shards)
-        if not urls:
-            raise ConfigError("data.shards is empty; give a shard directory, its manifest.json or shard URLs")
-        path = Path(cfg.data.manifest) if cfg.data.manifest else Path(urls[0]).parent / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-        counts = {shard["name"]: shard["samples"] for shard in manifest["shards"]}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise StreamError(f"cannot read the shard manifest {path} (data.manifest): {e}; shards written by other tools "
-                          "get one from python -m betavae_dist.data.index") from None
-    if listed:
-        urls = [str((spec if spec.is_dir() else spec.parent) / name) for name in counts]
-    missing = [u for u in urls if Path(u).name not in counts]
-    if missing:
-        raise StreamError(f"shard {missing[0]} is not listed in the manifest {path}")
-    check_sizes(urls, manifest, path)
-    return urls, [counts[Path(u).name] for u in urls], manifest
-
-
-def check_sizes(urls: list[str], manifest: dict, path: Path) -> None:
-    """A local shard must have the size its manifest records: a copy cut short is named before
-    training starts, not when an epoch reaches it. (URLs that are not files are checked as read.)"""
-    recorded = {shard["name"]: shard.get("bytes") for shard in manifest["shards"]}
-    for url in urls:
-        expected, size = recorded[Path(url).name], os.path.getsize(url) if os.path.isfile(url) else None
-        if None not in (expected, size) and size != expected:
-            raise StreamError(f"shard {url} has {size:,} bytes, the manifest {path} says {expected:,} "
-                              "(cut short or replaced: copy it again, or index the shards again)")
-
-
-def decode(sample: dict, shape: tuple[int, int, int] | None) -> np.ndarray:
-    """A sample's image as (C, H, W) uint8, checked against the manifest's shape (if given)."""
-    key = next((k for k in IMAGE_KEYS if k in sample), None)
-    if key is None:
-        raise ValueError(f"no image in the sample (it has {sorted(k for k in sample if not k.startswith('__'))})")
-    data = sample[key]
-    if key == "npy":
-        image = np.load(io.BytesIO(data), allow_pickle=False)
-    elif key == "png":
-        try:
-            image = pyspng.load(data)  # libspng: 1.6x faster than Pillow's PNG decoder here (docs/benchmarks.md)
-        except RuntimeError as e:
-            raise ValueError(str(e)) from None
-    else:
-        with Image.open(io.BytesIO(data), formats=PIL_FORMATS[key]) as img:
-            img.load()
-            image = np.asarray(img)
-    if image.dtype != np.uint8:
-        raise ValueError(f"{image.dtype} pixels; the stream reads 8-bit images")
-    image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-    if shape is not None and image.shape != shape:
-        raise ValueError(f"image of shape {image.shape}, the manifest says {shape}")
-    return image
-
 
 class _Counter:
     """Skipped samples of one worker, with the policy that decides what a bad sample does."""
@@ -131,7 +56,7 @@ class _Counter:
                               f"data.max_skip_fraction={self.max_fraction}; last: {message}")
 
 
-def read_range(pieces: list[tuple[str, int, int]], shape: tuple[int, int, int],
+def read_range(pieces: list[tuple[str, int, int]], decode_image: Callable[[dict], np.ndarray],
                counter: _Counter) -> Iterator[tuple[str, np.ndarray]]:
     """Decoded (key, image) for samples [start, stop) of each shard in `pieces`."""
     for url, start, stop in pieces:
@@ -149,7 +74,7 @@ def read_range(pieces: list[tuple[str, int, int]], shape: tuple[int, int, int],
                 key = sample["__key__"]
                 if position >= start:
                     try:
-                        yield key, decode(sample, shape)
+                        yield key, decode_image(sample)
                     except (OSError, ValueError) as e:
                         counter.bad(f"shard {url}, sample {key}: {e}")
                 position += 1
@@ -180,7 +105,7 @@ class _EpochRanges(IterableDataset):
         counter = _Counter(s.cfg.data.on_error, s.cfg.data.max_skip_fraction, planned)
         rng = random.Random(hash((s.cfg.seed, self.epoch, s.rank, worker)))
         samples = wds.shuffle(s.cfg.data.shuffle_buffer, initial=s.cfg.data.shuffle_buffer, rng=rng)(
-            read_range(pieces, s.image_shape, counter))
+            read_range(pieces, s.decode, counter))
         seen: list[tuple[str, np.ndarray]] = []
         repeated = 0
         for _ in range(batches):
@@ -217,11 +142,17 @@ class ShardStream:
         if self.steps_per_epoch == 0:
             raise ConfigError(f"the shards hold {total} samples, fewer than one global batch of {cfg.train.batch_size}")
         self.batches_per_epoch = self.steps_per_epoch * cfg.train.grad_accum
-        image = self.manifest["image"]
-        self.image_shape = (image["channels"], image["size"], image["size"])
-        if image["channels"] != cfg.model.channels or image["size"] != 64:
-            raise ConfigError(f"the shards hold {image['channels']}x{image['size']}x{image['size']} images but "
-                              f"model.channels={cfg.model.channels} and the networks take 64x64")
+        image = self.manifest.get("image", {})  # a wids index says nothing of its images
+        if image.get("channels") not in (None, cfg.model.channels):
+            raise ConfigError(f"the shards hold {image['channels']}-channel images but model.channels={cfg.model.channels}")
+        if "size" in image and image["size"] != IMAGE_SIZE and cfg.data.resize == "off":
+            held = f"{image['size']}x{image['size']} images" if image["size"] else (
+                f"images of other sizes ({', '.join(image.get('sizes', []))}, width x height)")
+            raise ConfigError(f"the shards hold {held} but the networks take {IMAGE_SIZE}x{IMAGE_SIZE}; data.resize=crop "
+                              "resizes each image's short side and crops its centre")
+        self.decode = functools.partial(decode, shape=(cfg.model.channels, IMAGE_SIZE, IMAGE_SIZE),
+                                        resize=cfg.data.resize == "crop",
+                                        expected_by="the manifest says" if "size" in image else "the model takes")
 
     def pieces(self, epoch: int, start: int, stop: int) -> list[tuple[str, int, int]]:
         """(url, first, last) sample ranges covering epoch positions [start, stop)."""

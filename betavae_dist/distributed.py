@@ -148,9 +148,11 @@ def first_to_tell(run_dir: Path) -> bool:
         return True
 
 
-def silent_ranks(run_dir: Path, world_size: int) -> str:
+def silent_ranks(run_dir: Path, world_size: int, end_frozen: bool = False) -> str:
     """The ranks that are gone (their process on this host has ended) or whose heartbeat is stale,
-    e.g. "rank 1 (pid 4242) is gone, rank 2 silent for 12 s", or "" when none is."""
+    e.g. "rank 1 (pid 4242) is gone, rank 2 silent for 12 s", or "" when none is. `end_frozen`: a
+    silent rank on this host is killed (SIGKILL reaches a stopped process too), so that the launcher
+    need not wait for it once this rank gives up on it."""
     now, silent = time.time(), []
     for rank in range(world_size):
         path = run_dir / ".ranks" / f"rank_{rank}"
@@ -158,11 +160,21 @@ def silent_ranks(run_dir: Path, world_size: int) -> str:
             age, (host, pid) = now - path.stat().st_mtime, path.read_text().split()
         except (FileNotFoundError, ValueError):  # that rank never started, or ended cleanly
             continue
-        if host == socket.gethostname() and not _running(int(pid)):
+        here = host == socket.gethostname()
+        if here and not _running(int(pid)):
             silent.append(f"rank {rank} (pid {pid}) is gone")
         elif age > 3 * Heartbeat.INTERVAL:
-            silent.append(f"rank {rank} silent for {age:.0f} s")
+            ended = end_frozen and here and _kill(int(pid))
+            silent.append(f"rank {rank} silent for {age:.0f} s" + (f" (pid {pid}, ended here)" if ended else ""))
     return ", ".join(silent)
+
+
+def _kill(pid: int) -> bool:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
 
 
 def _running(pid: int) -> bool:

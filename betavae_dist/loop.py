@@ -167,7 +167,8 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
                 run.reset()
                 window_start, window_steps = time.perf_counter(), 0
             if save_now or stop_now:
-                run.save(done, alive)
+                with stop.writing():
+                    run.save(done, alive)
             if stop_now:
                 run.preempt()
                 raise Preempted(f"stop signal: checkpoint{'s' * (size > 1)} at step {done} written; exit "

@@ -30,7 +30,12 @@ FAILED = "failed.json"
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched.
+    `quiet`: every rank raised it, and another rank tells it (one line per job)."""
+
+    def __init__(self, message: str, quiet: bool = False):
+        super().__init__(message)
+        self.quiet = quiet
 
 
 def prepare_run_dir(run_dir: Path, rank: int) -> None:

@@ -133,7 +133,9 @@ class SoloRun:
         return [not self.accelerator.reduce(torch.isfinite(loss).logical_not().float(), "sum").item()]
 
     def fail(self, k: int, problem: str, done: int) -> None:
-        raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(self.ckpt_dir) or 'none yet'}")
+        """Every rank finds the same problem (the statistics and the probe are all-reduced): rank 0 tells it."""
+        raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(self.ckpt_dir) or 'none yet'}",
+                            quiet=not self.is_main)
 
     def save(self, done: int, alive: list[bool]) -> None:
         checkpoint.save(self.accelerator, self.ckpt_dir, done, self.cfgs[0].train.keep_checkpoints)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -25,14 +26,15 @@ class StopSignal:
     than REPEAT_GRACE seconds after the first exits at once (someone insisting, or a launcher
     tearing down a job whose other rank died). Within the grace it is the same stop: under SLURM
     with several nodes a cancel reaches each worker twice, from SLURM and forwarded by the elastic
-    agent, milliseconds apart (the agent waits 30 s for its workers before it kills them)."""
+    agent, milliseconds apart (the agent waits 30 s for its workers before it kills them). While a
+    checkpoint is written (`writing`), no signal cuts it off: the stop it asks for comes after."""
 
     REPEAT_GRACE = 5.0
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
     def __enter__(self) -> StopSignal:
         """Listen; leaving the `with` puts the process's own handlers back (tests train in-process)."""
-        self.received, self._first = None, 0.0
+        self.received, self._first, self._writing = None, 0.0, False
         self._before = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
@@ -43,8 +45,17 @@ class StopSignal:
     def _handle(self, signum, frame):
         if self.received is None:
             self.received, self._first = signal.Signals(signum).name, time.monotonic()
-        elif time.monotonic() - self._first > self.REPEAT_GRACE:
+        elif time.monotonic() - self._first > self.REPEAT_GRACE and not self._writing:
             raise SystemExit(128 + signum)
+
+    @contextmanager
+    def writing(self):
+        """A checkpoint is being written: a repeated signal does not end the process meanwhile."""
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
 
 
 class StopPoll:

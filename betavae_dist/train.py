@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         timed_out = "timed out" in str(e).lower() or "timeout" in str(e).lower()
         if not (timed_out or lost_peer(e)):
             raise
-        rank, silent = os.environ.get("RANK", "0"), silent_ranks(Path(cfg.run_dir), int(os.environ.get("WORLD_SIZE", "1")))
+        rank = os.environ.get("RANK", "0")
+        silent = silent_ranks(Path(cfg.run_dir), int(os.environ.get("WORLD_SIZE", "1")), end_frozen=timed_out)
         what = (f"waited train.collective_timeout={cfg.train.collective_timeout} s for another rank (frozen, killed or "
                 f"unreachable): {silent or 'every rank still beats (the network?)'}" if timed_out else
                 f"lost its connection to another rank: {silent or 'none on this host has ended (another node?)'}")

@@ -1,4 +1,3 @@
-import sys
 
 import pytest
 
@@ -6,7 +5,7 @@ from betavae_dist.config import ConfigError
 from betavae_dist.config_files import parse_cli
 from betavae_dist.experiment import from_sources
 from betavae_dist.train import main as train_main
-from helpers import CPU_DDP, ROOT, in_process, run
+from helpers import ROOT, in_process
 
 BETA4 = str(ROOT / "configs" / "dsprites_beta4.yaml")
 
@@ -159,13 +158,6 @@ def test_no_arguments_print_the_usage_and_exit_2(tmp_path):
     assert proc.stdout == ""  # nothing started
 
 
-@pytest.mark.integration
-def test_launch_help_says_what_it_adds_before_accelerates_usage():
-    proc = run([sys.executable, "-m", "betavae_dist.launch", "--help"])
-    assert proc.stdout.startswith("`accelerate launch`, with the trainer's config checked before any process starts.")
-    assert "accelerate launch's options follow." in proc.stdout and "--num_processes" in proc.stdout
-
-
 def test_config_files_layer_in_order(tmp_path):
     base, change = tmp_path / "base.yaml", tmp_path / "change.yaml"
     base.write_text("loss:\n  objective: annealed\n  gamma: 2.0\n  capacity_max: 50.0\ntrain:\n  steps: 7\n")
@@ -180,39 +172,6 @@ def test_yaml_syntax_errors_keep_line_and_column(tmp_path):
     path.write_text("loss:\n  beta: 4\n   gamma: 2\n")
     with pytest.raises(ConfigError, match=f"{path}, line 3, column 9: invalid YAML: mapping values are not allowed here"):
         from_sources(str(path), [])
-
-
-@pytest.mark.distributed
-@pytest.mark.parametrize("override, message", [
-    ("train.batch_size=15", "train.batch_size=15 is not divisible by 2 ranks x train.grad_accum=1"),
-    ("train.steps=0", "train.steps: must be positive, got 0"),
-    ("model.arch=resnet", "model.arch: 'resnet' is not one of"),
-])
-def test_a_two_rank_launch_through_betavae_dist_launch_is_one_line_and_exit_2(tmp_path, override, message):
-    """Plain `accelerate launch` ends such a run with exit 1 and torch elastic's ChildFailedError
-    report after each rank's line; `python -m betavae_dist.launch` checks first and starts nothing."""
-    proc = run([sys.executable, "-m", "betavae_dist.launch", "--config_file", str(CPU_DDP), "--num_processes", "2",
-                "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={tmp_path / 'r'}", override],
-               check=False)
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert proc.stderr.startswith("betavae_dist.train: config error:") and message in proc.stderr
-    assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.parametrize("failures, status, line", [
-    ([(0, 3, 11), (1, -15, 12)], 3, None),  # preempted; the launcher then stopped rank 1 (SIGTERM)
-    ([(1, 1, 12), (0, -15, 11)], 1, None),  # rank 1 told its error in a line of its own
-    ([(0, 2, None)], 2, None),  # one process, through accelerate's simple launcher
-    ([(0, 120, None)], 1, None),  # a status the README does not name is a run-time failure
-    ([(1, -9, 12), (0, -15, 11)], 1, None),  # rank 0 was alive when rank 1 died: it named rank 1 itself
-    ([(1, -9, 12), (0, -9, 11)], 1, "rank 1 (pid 12) was ended by SIGKILL without a word"),
-    ([(0, -6, None)], 1, "rank 0 was ended by SIGABRT without a word"),
-])
-def test_a_launch_exits_as_its_first_failing_worker_meant(failures, status, line):
-    from betavae_dist.launch import exit_status
-
-    got_status, got_line = exit_status(failures)
-    assert got_status == status and (got_line is None if line is None else line in got_line)
 
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_starting(tmp_path):

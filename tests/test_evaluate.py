@@ -1,8 +1,10 @@
 """The distributed evaluator through real processes: 1, 2 and 3 gloo ranks agree exactly."""
 
 import json
+import math
 
 import pytest
+import torch
 
 from betavae_dist.evaluate import main as evaluate_main
 from helpers import ROOT, accelerate_cmd, in_process, run, train
@@ -106,3 +108,38 @@ def test_baselines_need_no_training_and_pca_is_well_above_chance(tmp_path):
     assert result["model"] == "pca:10" and result["beta_vae.eval_accuracy"] > 0.4, result
     proc = evaluate_here("pixels:3", tmp_path / "x.json")
     assert proc.returncode == 2 and "--model pixels:3: raw pixels take no number of components" in proc.stderr
+
+
+def test_a_constant_code_scores_every_metric_and_a_metric_that_fails_is_nan_alone(tmp_path, monkeypatch):
+    """disentanglement_lib gives NaN where a code never varies (unsupervised's 0/0); a metric that
+    cannot be computed at all (a classifier refusing its data) is NaN with its reason, the rest kept."""
+    from betavae_dist.experiment import from_sources
+    from betavae_dist.export import write_export
+    from betavae_dist.metrics import METRICS, headline_keys
+    from betavae_dist.metrics.sap import SVMS
+    from betavae_dist.models import BetaVAE
+    cfg = from_sources(str(ROOT / "configs" / "dsprites_beta4.yaml"), [])
+    weights = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels).state_dict()
+    write_export({k: torch.zeros_like(v) for k, v in weights.items()}, cfg, tmp_path / "constant")  # codes all 0
+    every = [f"eval.metrics={','.join(METRICS)}", "eval.n_train=300", "eval.n_eval=200", "eval.pairs=8",
+             "eval.n_samples=400"]
+    proc = evaluate_here(tmp_path / "constant", tmp_path / "c.json", every)
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert proc.returncode == 0 and set(headline_keys()) <= set(result), proc.stderr[-2000:]
+    assert math.isnan(result["unsupervised.gaussian_wasserstein_correlation_norm"]) and result["mig.score"] == 0
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: metric")]
+    assert warnings == ["warning: metric unsupervised gives gaussian_total_correlation nan, "
+                        "gaussian_wasserstein_correlation_norm nan on these codes (degenerate codes: one that never "
+                        "varies, say)"], proc.stderr[-2000:]
+
+    def refuses(*args):
+        raise ValueError("This solver needs samples of at least 2 classes in the data, but the data contains only one")
+    monkeypatch.setitem(SVMS, "fast", refuses)
+    proc = evaluate_here(tmp_path / "constant", tmp_path / "s.json", every)
+    failed = json.loads((tmp_path / "s.json").read_text())
+    assert proc.returncode == 0 and math.isnan(failed["sap.score"]) and failed["sap.error"].startswith(
+        "ValueError: This solver needs samples of at least 2 classes")
+    assert [line for line in proc.stderr.splitlines() if line.startswith("warning: metric sap")] == [
+        f"warning: metric sap cannot be computed on these codes ({failed['sap.error']}); its scores are NaN, the other "
+        "metrics are kept"]
+    assert failed["dci.disentanglement"] == result["dci.disentanglement"] and failed["mig.score"] == 0

@@ -16,6 +16,8 @@ which rank ran each fit and for how long. `Metric.headline` is the score the swe
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from dataclasses import dataclass, make_dataclass
 from typing import TYPE_CHECKING, Callable
@@ -26,7 +28,7 @@ from .beta_vae import BetaVAESettings, beta_vae_score
 from .codes import FACTOR_SETS, CodeTable, Represent, Streams, factor_set, model_representation
 from .dci import DCISettings, dci
 from .factor_vae import FactorVAESettings, factor_vae_score
-from .fits import Plan, run_plans
+from .fits import Failure, Plan, attempt, done, run_plans
 from .irs import IRSSettings, irs
 from .mig import MIGSettings, mig
 from .modularity import ModularitySettings, modularity_explicitness
@@ -96,12 +98,30 @@ def run_metric(name: str, dataset: FactorDataset, represent: Represent, factors:
     """One metric's scores, `<name>.<score>`, in this process."""
     plan = plan_metric(name, dataset, represent, factors, cfg)
     (scores,), _ = run_plans([plan])
-    return {f"{name}.{score}": value for score, value in scores.items()}
+    return named_scores(name, scores, True)
 
 
 def plan_metric(name: str, dataset: FactorDataset, represent: Represent, factors: list[int], cfg: EvalConfig) -> Plan:
+    """The metric's points and remaining fits; a metric that degenerate codes make fail before its
+    fits gives a plan of that Failure."""
     metric = METRICS.choose(name, "eval.metrics")
-    return metric.compute(dataset, represent, factors, getattr(cfg, name), Streams(cfg.seed, name))
+    plan = attempt(metric.compute, dataset, represent, factors, getattr(cfg, name), Streams(cfg.seed, name))
+    return done(plan) if isinstance(plan, Failure) else plan
+
+
+def named_scores(name: str, scores: dict | Failure, tell: bool) -> dict:
+    """`<name>.<score>` for each score; for a metric that failed, its headline NaN and `<name>.error`
+    saying why, and (`tell`) one line on stderr."""
+    if not isinstance(scores, Failure):
+        odd = [f"{score} {value}" for score, value in scores.items() if isinstance(value, float) and not math.isfinite(value)]
+        if odd and tell:
+            print(f"warning: metric {name} gives {', '.join(odd)} on these codes (degenerate codes: one that never "
+                  "varies, say)", file=sys.stderr, flush=True)
+        return {f"{name}.{score}": value for score, value in scores.items()}
+    if tell:
+        print(f"warning: metric {name} cannot be computed on these codes ({scores.why}); its scores are NaN, "
+              "the other metrics are kept", file=sys.stderr, flush=True)
+    return {f"{name}.{METRICS[name].headline}": float("nan"), f"{name}.error": scores.why}
 
 
 def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Accelerator | None,
@@ -153,7 +173,7 @@ def score(codes: CodeTable, dataset: FactorDataset, cfgs: list[EvalConfig], prog
     for model in plans:
         result, fits = {}, 0
         for name, plan in model:
-            result.update({f"{name}.{key}": value for key, value in scores[i].items()})
+            result.update(named_scores(name, scores[i], accelerator is None or accelerator.is_main_process))
             result[f"{name}.seconds"] = round(plan.seconds + sum(plan.fit_seconds), 2)
             i += 1
             fits += len(plan.fits)

@@ -21,6 +21,26 @@ from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 
+# What degenerate codes (a code that never varies, one class in a fit) make numpy, scipy and
+# scikit-learn raise: such a metric scores NaN and says why, and the other metrics are kept.
+DEGENERATE = (ValueError, ArithmeticError)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A metric (or one of its fits) that could not be computed on these codes, and why."""
+
+    why: str
+
+
+def attempt(function: Callable, *args) -> Any:
+    """`function(*args)`, or the Failure that degenerate codes made it raise."""
+    try:
+        return function(*args)
+    except DEGENERATE as e:
+        return Failure(f"{type(e).__name__}: {e}".splitlines()[0])
+
+
 @dataclass(frozen=True)
 class Fit:
     name: str  # e.g. "dci/orientation": shown in progress and in the evaluation's `fits` record
@@ -31,13 +51,13 @@ class Fit:
 @dataclass
 class Plan:
     fits: list[Fit]
-    finish: Callable[[list], dict]  # the fits' results, in order -> {score: value}
+    finish: Callable[[list], dict | Failure]  # the fits' results, in order -> {score: value}
     seconds: float = 0.0  # the metric's own work before the fits (its points)
     fit_seconds: list[float] = field(default_factory=list)
 
 
-def done(scores: dict) -> Plan:
-    """The plan of a metric whose scores need no fit."""
+def done(scores: dict | Failure) -> Plan:
+    """The plan of a metric whose scores need no fit (or that failed before any)."""
     return Plan([], lambda results: scores)
 
 
@@ -60,7 +80,7 @@ def _run(fits: list[Fit], mine: list[int], advance: Callable[[], None]) -> list[
 
     def one(i: int, threads: int) -> tuple[int, Any, float]:
         start = time.perf_counter()
-        result = fits[i].run(threads)
+        result = attempt(fits[i].run, threads)  # a fit that fails fails its metric alone
         return i, result, time.perf_counter() - start
 
     if threads == 1 or len(mine) < threads:
@@ -77,8 +97,8 @@ def _run(fits: list[Fit], mine: list[int], advance: Callable[[], None]) -> list[
 
 
 def run_plans(plans: list[Plan], accelerator=None, progress: Progress | None = None) -> tuple[list[dict], list]:
-    """Each plan's scores, and a record of the fits: [name, rank, seconds] each. Every rank must call
-    this with the same plans."""
+    """Each plan's scores (or its Failure), and a record of the fits: [name, rank, seconds] each.
+    Every rank must call this with the same plans."""
     progress = progress or Progress(disable=True)
     fits = [fit for plan in plans for fit in plan.fits]
     ranks = accelerator.num_processes if accelerator else 1
@@ -97,7 +117,9 @@ def run_plans(plans: list[Plan], accelerator=None, progress: Progress | None = N
     for plan in plans:
         its = ran[start:start + len(plan.fits)]
         plan.fit_seconds = [seconds for *_, seconds in its]
-        scores.append(plan.finish([result for _, _, result, _ in its]))
+        results = [result for _, _, result, _ in its]
+        failed = next((result for result in results if isinstance(result, Failure)), None)
+        scores.append(failed or attempt(plan.finish, results))
         start += len(plan.fits)
     record = [[fits[i].name, by, round(seconds, 3)] for i, by, _, seconds in ran]  # by: the rank that ran it
     return scores, record

@@ -30,9 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE = ["train.steps=40", "train.ckpt_every=4", "train.batch_size=32", "train.log_every=4", "train.progress=false"]
 
 
-def command(run_dir: Path, ranks: int, launcher: str = "accelerate.commands.launch") -> list[str]:
-    launch = [sys.executable, "-m", launcher, "--config_file", str(ROOT / "launch/cpu_ddp.yaml"),
-              "--num_processes", str(ranks)] if ranks > 1 else [sys.executable]
+def command(run_dir: Path, ranks: int, launcher: str = "accelerate.commands.launch", launch_one: bool = False) -> list[str]:
+    """The drill's training command: `ranks` through `launcher`; one process alone, or (`launch_one`)
+    through the launcher too."""
+    config = "launch/cpu_ddp.yaml" if ranks > 1 else "launch/single.yaml"
+    launch = [sys.executable, "-m", launcher, "--config_file", str(ROOT / config),
+              "--num_processes", str(ranks)] if ranks > 1 or launch_one else [sys.executable]
     return [*launch, "-m", "betavae_dist.train", "--config", "configs/dsprites_beta4.yaml", f"run_dir={run_dir}",
             *SCHEDULE]
 
@@ -61,10 +64,12 @@ def drill(run_dir: Path, ranks: int, kill_after: float) -> tuple[str, float]:
     return hit, max_diff(run_dir.parent / "straight", run_dir)
 
 
-def last_line(run_dir: Path, *overrides: str, ranks: int = 1, act=None, limit=None) -> tuple[int, str, int]:
+def last_line(run_dir: Path, *overrides: str, ranks: int = 1, act=None, limit=None, launch_one=False,
+              launch_args=()) -> tuple[int, str, int]:
     """Train with `overrides` (after the drill schedule); `act(proc, workers)` once step_4 exists.
     (exit code, the run's last error, stop or skipped-checkpoint line, the job's lines on stderr)."""
-    cmd = [*command(run_dir, ranks, "betavae_dist.launch"), *overrides]
+    cmd = command(run_dir, ranks, "betavae_dist.launch", launch_one)
+    cmd = [*cmd[:3], *launch_args, *cmd[3:], *overrides]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=limit)
     if act:
@@ -108,12 +113,22 @@ def failures(root: Path) -> list[tuple[str, int, str, int]]:
     full = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # a disk that takes 1 MiB a file
     rows.append(("disk full at a save (2 ranks)", *last_line(root / "full", ranks=2, limit=full)))
     rows.append(("weights diverged (optim.lr=1e30)", *last_line(root / "diverged", "optim.lr=1e30", "train.ckpt_every=1")))
+    rows.append(("weights diverged (2 ranks)", *last_line(root / "diverged2", "optim.lr=1e30", "train.ckpt_every=1",
+                                                          ranks=2)))
     (root / "junk" / "checkpoints").mkdir(parents=True)
     (root / "junk" / "checkpoints" / "step_8").write_text("someone's notes")
     rows.append(("a file named step_8 in checkpoints/", *last_line(root / "junk")))
     stop = lambda proc, workers: os.killpg(proc.pid, signal.SIGUSR1)
     rows.append(("SIGUSR1, log step 100,000 away", *last_line(root / "stop", "train.steps=100000", "train.log_every=100000",
                                                               act=stop)))
+    term = lambda proc, workers: proc.send_signal(signal.SIGTERM)  # the launch alone, as `kill` would
+    for ranks in (1, 2):
+        rows.append((f"SIGTERM to the launch ({ranks} process{'es' * (ranks > 1)})",
+                     *last_line(root / f"term{ranks}", "train.steps=100000", "train.log_every=100000", ranks=ranks,
+                                act=term, launch_one=True)))
+    rows.append(("the launch's --config_file missing", *last_line(root / "noconfig", launch_args=["--config_file",
+                                                                                                  "launch/missing.yaml"],
+                                                                  launch_one=True)))
     return rows
 
 

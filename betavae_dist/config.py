@@ -157,7 +157,10 @@ def _apply(cfg, key: str, value: Any, source: str, overridden: bool = False) -> 
         if name not in _fields(target) or not dataclasses.is_dataclass(getattr(target, name)):
             raise ConfigError(f"unknown config key '{'.'.join(parents[: i + 1])}' ({source}){_did_you_mean(cfg, key)}")
         target = getattr(target, name)
-    if leaf not in _fields(target) or dataclasses.is_dataclass(getattr(target, leaf)):
+    if leaf in _fields(target) and dataclasses.is_dataclass(getattr(target, leaf)):
+        raise ConfigError(f"'{key}' is a section, not a setting ({source}), given {value!r}: list its keys under it, "
+                          f"or leave it out")
+    if leaf not in _fields(target):
         switch = getattr(type(target), "SWITCH", None)
         if switch and any(leaf in _fields(type(target).variant(name)) for name in _names(_fields(target)[switch])):
             own = [f.name for f in dataclasses.fields(target) if f.name != switch]

@@ -111,11 +111,13 @@ def progress_bar(enabled: bool) -> Progress | Lines:
                          TimeRemainingColumn(), disable=not enabled, every=0)  # log steps set the pace
 
 
-def summary(lines: list[dict | None], rate: float) -> str:
-    """The progress bar's text: a point's loss terms, or how many points of a pack are alive."""
+def summary(lines: list[dict | None], rate: float, terms: tuple[str, ...]) -> str:
+    """The progress bar's text: a point's loss terms (the objective's own too: β-TCVAE's tc, ...),
+    or how many points of a pack are alive."""
     if len(lines) == 1:
         m = lines[0]
-        return f"loss {m['loss']:.2f}  recon {m['recon']:.2f}  KL {m['kl']:.2f}  {rate:.0f} img/s"
+        shown = "  ".join(f"{'KL' if t == 'kl' else t} {m[t]:.2f}" for t in terms if t != "grad_norm")
+        return f"{shown}  {rate:.0f} img/s"
     alive = sum(line is not None for line in lines)
     return f"{alive}/{len(lines)} points  {alive * rate:.0f} img/s in all"
 
@@ -163,7 +165,7 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
                         line["data_skipped"] = points[k]["data_skipped"]
                     write_line(logs[k], line, done)
                     run.track(line, done)
-                progress.update(task, completed=done, stats=summary(lines, rate))
+                progress.update(task, completed=done, stats=summary(lines, rate, run.terms))
                 run.reset()
                 window_start, window_steps = time.perf_counter(), 0
             if save_now or stop_now:

@@ -177,7 +177,7 @@ def train(cfg: Config) -> None:
     prepare_run_dir(run_dir, accelerator.process_index)
     checkpoint.refuse_intruders(run_dir / "checkpoints")  # before training, not at the step that would need the name
     workers = cfg.data.workers if cfg.data.source == "webdataset" else 0
-    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index), cpu_threads(workers):
+    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index), cpu_threads(workers) as threads:
         accelerator.wait_for_everyone()
         run = SoloRun(cfg, accelerator)
         if run.is_main:
@@ -188,7 +188,8 @@ def train(cfg: Config) -> None:
             accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
         accelerator.print(
             f"{run.ranks} process(es) on {run.device} ({accelerator.distributed_type.value}, "
-            f"{accelerator.mixed_precision}), {run.description}, global batch {cfg.train.batch_size}, "
+            f"{accelerator.mixed_precision}{f', {threads} CPU thread(s) each' if run.device.type == 'cpu' else ''}), "
+            f"{run.description}, global batch {cfg.train.batch_size}, "
             + (f"resuming from {run.resumed_from} at step {run.start}" if run.resumed_from else "starting at step 0"))
         alive = train_loop(run, run.start, stop)
         run.finish(alive)

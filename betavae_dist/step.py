@@ -107,12 +107,13 @@ def bad_steps(bad_loss: float, bad_grad: float) -> dict:
 
 def non_finite(stats: dict, done: int) -> str | None:
     """What went non-finite first in statistics `read` after step `done` (loss, gradient norm or
-    weights), or None."""
+    weights), or None. Steps are counted from 1, as checkpoints are: step s is the s-th, run from
+    the weights after step s - 1 (the device records its 0-based index)."""
     bad = [(step, what) for step, what in ((stats["bad_loss_step"], "loss"), (stats["bad_grad_step"], "gradient norm"))
            if step is not None]
     if bad:
-        step, what = min(bad)
-        return f"non-finite {what} at step {step}"
+        index, what = min(bad)
+        return f"non-finite {what} at step {index + 1}"
     return None if stats["weights_finite"] else f"non-finite weights after step {done}"
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 
 from betavae_dist import checkpoint
 from helpers import HUNG, ROOT, TINY, accelerate_cmd, in_process, max_abs_diff, train, train_here, weights
@@ -61,9 +62,24 @@ def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
     with pytest.raises(checkpoint.CheckpointError) as failed:
         checkpoint.write(ckpts, 2, torch_on_a_full_disk)
-    assert str(failed.value) == (f"cannot write {ckpts / '.tmp-step_2'}: No space left on device ([enforce fail at "
-                                 "inline_container.cc:672] . unexpected pos 64 vs 0) (0 MiB free there); "
+    assert str(failed.value) == (f"cannot write {ckpts / '.tmp-step_2'}: No space left on device (0 MiB free there); "
                                  "no checkpoint was written before")
+
+
+def test_a_full_disk_at_export_says_the_space_left(tmp_path, monkeypatch):
+    """The export's own folder is gone when the line is made: the space is that of the folder above."""
+    from safetensors import SafetensorError
+
+    from betavae_dist import export
+
+    def full(tensors, path, metadata):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    monkeypatch.setattr(export, "save_file", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
+    with pytest.raises(export.ExportError) as failed:
+        export.write_files({"w": torch.zeros(1)}, {}, tmp_path / "export")
+    assert str(failed.value) == (f"cannot write {tmp_path / '.tmp-export' / 'model.safetensors'}: No space left on "
+                                 "device (0 MiB free there); the previous export is intact")
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,10 @@ def test_bad_yaml_key_names_the_file(tmp_path):
     path.write_text("train:\n  steps: many\n")
     with pytest.raises(ConfigError, match=f"train.steps: expected int.*{path}"):
         from_sources(str(path), [])
+    path.write_text("train:\nloss:\n  beta: 2\n")  # a section left empty
+    with pytest.raises(ConfigError, match=f"^'train' is a section, not a setting \\(in {path}\\), given None: list its "
+                                          "keys under it, or leave it out$"):
+        from_sources(str(path), [])
 
 
 def test_cli_parsing():

@@ -106,6 +106,16 @@ def test_mismatched_weights_are_named(tmp_path):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(ExportError, match=f"missing {tmp_path / 'config.json'}"):
         BetaVAE.from_pretrained(tmp_path)
+    _, export = _exported(tmp_path, latents=10)
+    weights = export / "model.safetensors"
+    weights.unlink()
+    weights.mkdir()
+    with pytest.raises(ExportError, match=f"^{weights} is a directory, not the export's file$"):
+        BetaVAE.from_pretrained(export)
+    weights.rmdir()
+    weights.symlink_to("/dev/zero")
+    with pytest.raises(ExportError, match=f"^{weights} is not a regular file \\(a link to /dev/zero\\), not the export's file$"):
+        BetaVAE.from_pretrained(export)
 
 
 def hostile(tmp_path, model=None, tensors=None):

@@ -183,15 +183,16 @@ FULL = 1 << 20  # bytes free under which a write that failed without an OS error
 
 def write_failure(path: Path, error: Exception, kept: str) -> str:
     """One line for a failed write: the path, the cause, the space left on its disk, what was kept.
-    torch's writer reports a full disk as "[enforce fail at inline_container.cc:...] unexpected pos",
-    without the OS's error, so a full disk is named from the space left."""
+    torch's writer reports a full disk as "[enforce fail at inline_container.cc:...] . unexpected pos
+    ...", without the OS's error, so a full disk is named from the space left (on the nearest folder
+    that still exists: a failed write may have removed its own)."""
     os_error = isinstance(error, OSError) and error.strerror
-    cause = error.strerror if os_error else str(error).strip().splitlines()[0]
+    cause = error.strerror if os_error else re.sub(r"^\[enforce fail at [^]]*\][ .]*", "", str(error).strip().splitlines()[0])
     try:
-        left = shutil.disk_usage(path.parent).free
+        left = shutil.disk_usage(next(p for p in path.parents if p.exists())).free
         free = f"{left / 2**20:,.0f} MiB free there"
         if not os_error and left < FULL:
-            cause = f"No space left on device ({cause})"
-    except OSError:
+            cause = "No space left on device"
+    except (OSError, StopIteration):
         free = "free space unknown"
     return f"cannot write {path}: {cause} ({free}); {kept}"

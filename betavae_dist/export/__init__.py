@@ -78,8 +78,14 @@ def read_export_config(directory: Path) -> tuple[dict, str, int, int]:
     """(config.json, arch, latents, channels) of an export; both files must exist."""
     config_path, weights_path = directory / CONFIG, directory / WEIGHTS
     for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ExportError(f"missing {path}")
+        if path.is_file():
+            continue
+        if not path.exists():
+            raise ExportError(f"missing {path}" + (f" (a link to {os.readlink(path)}, which does not exist)"
+                                                   if path.is_symlink() else ""))
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ExportError(f"{path} is {kind}" + (f" (a link to {os.readlink(path)})" if path.is_symlink() else "")
+                          + ", not the export's file")
     try:
         config = json.loads(config_path.read_text())
         arch = config["model"]

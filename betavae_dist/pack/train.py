@@ -243,7 +243,8 @@ def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[C
     run = PackRun(cfgs, device)
     for c in cfgs:
         save_yaml(c, Path(c.run_dir) / "config.yaml")
-    print(f"pack of {len(cfgs)} on {device}, {run.description}, batch {cfg.train.batch_size} each, "
+    threads = f" ({torch.get_num_threads()} CPU thread(s))" if device.type == "cpu" else ""
+    print(f"pack of {len(cfgs)} on {device}{threads}, {run.description}, batch {cfg.train.batch_size} each, "
           + (f"resuming at step {run.start}" if run.start else "starting at step 0"))
     with StopSignal() as stop:
         alive = train_loop(run, run.start, stop)

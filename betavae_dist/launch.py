@@ -71,7 +71,8 @@ def launch_config(launch_args: list[str]) -> dict:
 def world_size(launch_args: list[str]) -> int | None:
     """The number of processes the launch options ask for (--num_processes, else the
     --config_file's num_processes), or None when they do not say."""
-    count = option(launch_args, "--num_processes") or launch_config(launch_args).get("num_processes")
+    settings = launch_config(launch_args)  # read even where --num_processes is given: a bad file is refused
+    count = option(launch_args, "--num_processes") or settings.get("num_processes")
     return int(count) if count is not None else None
 
 

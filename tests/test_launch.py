@@ -36,8 +36,8 @@ def test_a_missing_or_bad_launch_config_file_is_one_line_and_exit_2(tmp_path, co
     path = tmp_path / "launch.yaml"
     if content is not None:
         path.write_text(content)
-    for module in ("betavae_dist.train", "some.other_module"):
-        proc = in_process(launch_main, ["--config_file", str(path), "-m", module, f"run_dir={tmp_path / 'r'}"])
+    for args in (["-m", "betavae_dist.train"], ["--num_processes", "2", "-m", "some.other_module"]):
+        proc = in_process(launch_main, ["--config_file", str(path), *args, f"run_dir={tmp_path / 'r'}"])
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
         assert proc.stderr.startswith(f"betavae_dist.launch: error: --config_file {path}: ") and why in proc.stderr
 

@@ -33,14 +33,15 @@ FLOAT32_MAX = 3.4028234663852886e38
 MAX_SEED = 2**31 - 1  # numpy's seeds stop at 2**32 - 1, and each rank seeds with seed + rank
 
 
-def setting(default: Any, help: str, *, choices=None, low=None, high=None, allowed: str = "",
+def setting(default: Any, help: str, *, choices=None, names=None, low=None, high=None, allowed: str = "",
             positive: bool = False, resumable: bool = False):
     """A config field: its default, one line of help and the values it accepts: `choices` (names,
     or a Registry, read when a config is checked, so parts registered later count), a range
     `low`..`high` (`allowed` words it where the default wording does not fit), or `positive`.
-    `resumable`: a resumed run may change it; the other settings are the run's identity."""
-    return field(default=default, metadata=dict(help=help, choices=choices, low=low, high=high, allowed=allowed,
-                                                positive=positive, resumable=resumable))
+    `names`: the names a comma-separated list takes (--help lists them; the section's check() holds
+    it to them). `resumable`: a resumed run may change it; the other settings are the run's identity."""
+    return field(default=default, metadata=dict(help=help, choices=choices, names=names, low=low, high=high,
+                                                allowed=allowed, positive=positive, resumable=resumable))
 
 
 def section(cls: type, help: str = "", resumable: bool = False, factory=None):
@@ -75,15 +76,17 @@ def _settings(obj):
                 yield f"{prefix}{f.name}", f, value
 
 
-def _names(f: dataclasses.Field) -> tuple | None:
-    """The names a setting accepts, as of now: a Registry (or any collection), or a function giving them."""
-    names = f.metadata.get("choices")
+def _names(f: dataclasses.Field, kind: str = "choices") -> tuple | None:
+    """The names a setting accepts (`kind` "names": that its list takes), as of now: a Registry (or any
+    collection), or a function giving them."""
+    names = f.metadata.get(kind)
     return None if names is None else tuple(names() if callable(names) else names)
 
 
 def choices(cfg) -> dict[str, tuple]:
-    """The names each key with choices accepts, now (parts registered since count)."""
-    return {key: _names(f) for key, f, _ in _settings(cfg) if _names(f) is not None}
+    """The names each key with choices, or a list of names, accepts, now (parts registered since count)."""
+    return {key: _names(f) or _names(f, "names") for key, f, _ in _settings(cfg)
+            if _names(f) is not None or _names(f, "names") is not None}
 
 
 def fanned_keys(cfg, key: str) -> list[str]:

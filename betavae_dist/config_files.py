@@ -106,14 +106,23 @@ def usage(prog: str) -> str:
 
 
 def help_text(root: type, prog: str) -> str:
+    return usage(prog) + "\n\n" + keys_text(root)
+
+
+def keys_text(root: type, sections: tuple[str, ...] = ("",)) -> str:
+    """Every config key under `sections` (dotted prefixes; all by default) with its type, default and
+    meaning, the keys that set a setting of every subsection, and the names each key accepts."""
     cfg = root()
-    rows = describe(cfg)
+    rows = [row for row in describe(cfg) if row[0].startswith(sections)]
     width = max(len(key) for key, *_ in rows)
-    lines = [usage(prog), "", "config keys (key  type  default  meaning):"]
+    lines = ["config keys (key  type  default  meaning):"]
     lines += [f"  {key:<{width}}  {kind:<5}  {default:<12}  {meaning}" for key, kind, default, meaning in rows]
-    lines += ["", "keys for every section that has the setting (eval.n_train=2000 sets eval.dci.n_train, ...):"]
-    lines += [f"  {key}: {', '.join(k.split('.')[-2] for k in fanned_keys(cfg, key))}" for key in fanned_settings(cfg)]
-    lines += ["", "names each key accepts:"] + [f"  {key}: {', '.join(names)}" for key, names in choices(cfg).items()]
+    fanned = [key for key in fanned_settings(cfg) if key.startswith(sections)]
+    if fanned:
+        lines += ["", "keys for every section that has the setting (eval.n_train=2000 sets eval.dci.n_train, ...):"]
+        lines += [f"  {key}: {', '.join(k.split('.')[-2] for k in fanned_keys(cfg, key))}" for key in fanned]
+    lines += ["", "names each key accepts:"] + [f"  {key}: {', '.join(names)}" for key, names in choices(cfg).items()
+                                              if key.startswith(sections)]
     return "\n".join(lines)
 
 

@@ -4,12 +4,13 @@
         --model PATH [--out results.json] [eval.metrics=beta_vae,mig,dci ...]
 
 PATH is an export directory (config.json + model.safetensors), a run directory (its newest
-complete checkpoint) or one checkpoint directory; or a baseline that needs no training: `pixels`,
-`pca:N`, `ica:N` (baselines.py). Settings come from the model's training config (a baseline's from
-the defaults), then `key=value` overrides (see EvalConfig in config.py). Every rank encodes its
-share of the images, then fits its share of the classifiers (metrics/fits.py); the scores are the
-same whatever the number of ranks. Rank 0 prints a table and writes the JSON (default:
-PATH/evaluation.json; a baseline's: runs/baselines/NAME/).
+complete checkpoint) or one checkpoint directory; a baseline that needs no training: `pixels`,
+`pca:N`, `ica:N` (baselines.py); or anyone's encoder (encoders.py): `module:name` or a TorchScript
+file. Settings come from the model's training config (the others' from the defaults), then
+`key=value` overrides (`eval.*` and `data.*`, listed by --help); one line says which. Every rank
+encodes its share of the images, then fits its share of the classifiers (metrics/fits.py); the
+scores are the same whatever the number of ranks. Rank 0 prints a table and writes the JSON
+(default: PATH/evaluation.json; a baseline's: runs/baselines/NAME/, an encoder's: runs/encoders/NAME/).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,10 +30,11 @@ from rich.table import Table
 from . import checkpoint
 from .baselines import build_baseline, is_baseline
 from .config import ConfigError
-from .config_files import mapping_items, override_items, read_yaml
+from .config_files import keys_text, mapping_items, override_items, read_yaml
 from .data import DataError, FactorDataset, build_dataset
 from .experiment import Config, from_items
 from .distributed import LaunchError, make_accelerator, shutdown
+from .encoders import EncoderError, is_encoder_spec, load_encoder
 from .export import EVALUATION, ExportError, check_state_dict, vae_state
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
@@ -88,39 +91,50 @@ def write_results(out: Path, model: Path | str, ranks: int, cfg: Config, results
 
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="betavae_dist.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="betavae_dist.evaluate", description=__doc__.split("\n")[0],
+                                     epilog=keys_text(Config, ("eval.", "data.")),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True,
-                        help="export, run or checkpoint directory, or a baseline: pixels, pca:N, ica:N")
+                        help="export, run or checkpoint directory; a baseline: pixels, pca:N, ica:N; or anyone's "
+                             "encoder: module:name or a TorchScript file")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: MODEL/evaluation.json)")
     parser.add_argument("overrides", nargs="*", help="key=value settings, e.g. eval.metrics=beta_vae,mig")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     baseline = is_baseline(str(args.model)) and not args.model.exists()
+    ours = not baseline and not is_encoder_spec(str(args.model))
     try:
-        model, cfg = (None, from_items(override_items(args.overrides))) if baseline else load_model(args.model, args.overrides)
+        model, cfg = load_model(args.model, args.overrides) if ours else (None, from_items(override_items(args.overrides)))
         dataset = build_dataset(cfg)
         if baseline:
             model = build_baseline(str(args.model), dataset, cfg.eval.seed)
+        elif not ours:
+            model = load_encoder(str(args.model))
         else:
             check_input_shape(model, dataset, cfg)
     except ConfigError as e:
         print(f"betavae_dist.evaluate: config error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except (ExportError, DataError, checkpoint.CheckpointError) as e:
+    except (ExportError, EncoderError, DataError, checkpoint.CheckpointError) as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     keep_heap()
     try:
         accelerator = make_accelerator()
+        if accelerator.is_main_process:  # the sizes decide the scores: say where they came from
+            where = "the model's training config, then" if ours else "the defaults, then"
+            print(f"settings: {where} the command line ({len(args.overrides)} key(s)); data.name={cfg.data.name}, "
+                  f"eval.metrics={cfg.eval.metrics}")
         model = model.to(accelerator.device, memory_format=model.memory_format)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with make_progress(*columns, disable=not accelerator.is_main_process) as bars:
             results = evaluate_model(model, dataset, cfg, accelerator, bars)
-    except LaunchError as e:
+    except (LaunchError, EncoderError) as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if accelerator.is_main_process:
         print_table(results, args.model)
-        default = Path("runs/baselines") / str(args.model).replace(":", "_") if baseline else args.model
+        name = re.sub(r"[^\w.-]", "_", str(args.model))
+        default = args.model if ours else Path("runs/baselines" if baseline else "runs/encoders") / name
         write_results(args.out or default / EVALUATION, args.model, accelerator.num_processes, cfg, results)
     shutdown(accelerator, model)
 

@@ -35,6 +35,7 @@ from .modularity import ModularitySettings, modularity_explicitness
 from .sap import SAPSettings, sap
 from .unsupervised import UnsupervisedSettings, unsupervised
 
+import torch
 from rich.progress import Progress
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ METRICS = Registry("metric", {
 class EvalSettings:
     every: int = setting(0, "evaluate every N training steps and at the end; 0 = not during training", low=0,
                          allowed=">= 0 (0 = off)")
-    metrics: str = setting("beta_vae", "comma-separated metric names (metrics/)")
+    metrics: str = setting("beta_vae", "comma-separated metric names (metrics/)", names=lambda: METRICS)
     factors: str = setting("all", "\"all\" (every varying factor; dSprites: all but colour) or \"no_shape\"",
                            choices=FACTOR_SETS)
     seed: int = setting(0, "the metrics' random draws", low=0, high=MAX_SEED)
@@ -130,7 +131,7 @@ def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Acce
     runs its share of forward passes and of fits). Each distinct image is encoded once for all the
     metrics. `progress` gets a line for the images encoded, one per metric's points and one for the fits."""
     progress = progress or Progress(disable=True)
-    device = accelerator.device if accelerator else next(model.parameters()).device
+    device = accelerator.device if accelerator else next((p.device for p in model.parameters()), torch.device("cpu"))
     codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
                       cfg.eval.batch_size, **track_encoding(progress))
     results, = score(codes, dataset, [cfg.eval], progress, accelerator)

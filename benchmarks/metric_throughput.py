@@ -32,7 +32,7 @@ from betavae_dist.config import fanned_keys
 from betavae_dist.experiment import Config, from_sources
 from betavae_dist.metrics.beta_vae import BetaVAESettings
 from betavae_dist.data.dsprites import DSprites
-from betavae_dist.export import write_export
+from betavae_dist.models import write_export
 from sklearn.linear_model import LogisticRegression
 
 from betavae_dist.evaluate import load_model

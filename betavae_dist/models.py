@@ -32,8 +32,9 @@ from torch import nn
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from .export import (CONFIG, EVALUATION, WEIGHTS, ExportError, check_header, check_state_dict, read_export_config, vae_state,
-                     write_files)
+from .export import (CONFIG, EVALUATION, FORMAT, WEIGHTS, ExportError, check_header, check_state_dict, export_config,
+                     format_version, read_export_config, vae_state, write_files)
+from .export import layout
 from .export.card import model_card
 from .config import setting
 from .objectives import OBJECTIVES
@@ -166,6 +167,13 @@ def activation_bytes(arch: str, latents: int, channels: int) -> int:
     return 4 * total[0]
 
 
+def write_export(state_dict: dict[str, torch.Tensor], cfg, out_dir: Path) -> None:
+    """A trained state (a checkpoint's, the module's keys) as an export of the run `cfg`."""
+    with torch.device("meta"):  # the layers' names and shapes only
+        model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
+    model.write(vae_state(state_dict), export_config(cfg), out_dir)
+
+
 def read_evaluation(export: Path) -> dict | None:
     """An export's scores: its own evaluation.json (evaluate's default), else its run directory's
     (where sweeps write it); None when it was not evaluated or the file is not JSON."""
@@ -211,9 +219,15 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z.to(self.dtype))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Reparameterised pass: (decoder output, mean, logvar, z) with z = mean + exp(logvar / 2) * noise,
-        noise ~ N(0, I) given by the caller."""
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Reparameterised pass (training): (decoder output, mean, logvar, z) with z = mean + exp(logvar
+        / 2) * noise, noise ~ N(0, I) given by the caller. Without noise, `model(images)`: the
+        reconstruction of the mean code, an image (the decoder's output through the likelihood's mean:
+        sigmoid for Bernoulli logits)."""
+        if noise is None:
+            mean, _ = self.encode(x)
+            out = self.decode(mean)
+            return torch.sigmoid(out) if self._config().get("likelihood", "bernoulli") == "bernoulli" else out
         mean, logvar = self.encode(x)
         z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
         return self.decode(z), mean, logvar, z
@@ -229,7 +243,14 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The export format (the mixin's save_pretrained and push_to_hub call this)."""
-        write_files(vae_state(self.state_dict()), {k: v for k, v in self._config().items() if k != "format"}, save_directory)
+        self.write(vae_state(self.state_dict()), self._config(), save_directory)
+
+    def write(self, state: dict[str, torch.Tensor], config: dict, out_dir: Path) -> None:
+        """`state` (this network's, the module's keys) as an export of format 2 (export/layout.py)."""
+        config = {k: v for k, v in config.items() if k not in ("format", "layout")}
+        described = layout.describe(self, self.latents, self.channels, IMAGE_SIZE, config.get("likelihood", "bernoulli"))
+        write_files(layout.to_export(state, self), {**config, "layout": described}, out_dir,
+                    layout.metadata(described, FORMAT))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
@@ -255,14 +276,17 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
                                   f"read ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
         config_path, weights_path = directory / CONFIG, directory / WEIGHTS
         config, name, latents, channels = read_export_config(directory)
+        version = format_version(config, config_path)
         if name not in ARCHITECTURES or not 1 <= latents <= MAX_LATENTS or not 1 <= channels <= MAX_CHANNELS:
             raise ExportError(f"{config_path}: model {name!r} with {latents} latents and {channels} channels is out of "
                               f"bounds (arch one of {', '.join(ARCHITECTURES)}, latents 1..{MAX_LATENTS}, "
                               f"channels 1..{MAX_CHANNELS})")
         with torch.device("meta"):  # shapes only: nothing allocated yet
-            check_header(cls(name, latents, channels), weights_path, strict)
+            skeleton = cls(name, latents, channels)
+        module_key = layout.from_export(skeleton, version)
+        check_header(skeleton, weights_path, strict, module_key)
         try:
-            state = load_file(weights_path, device=str(map_location))
+            state = {module_key(k): v for k, v in load_file(weights_path, device=str(map_location)).items()}
         except (SafetensorError, OSError) as e:
             raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
         bad = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
@@ -272,6 +296,6 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
         check_state_dict(model, state, weights_path, strict)
         wanted = model.state_dict().keys()
         model.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=strict)
-        model.export_config = config
+        model.export_config = model.config = config  # config: what the Hub mixin's users read
         model.evaluation = read_evaluation(directory)
         return model.eval()

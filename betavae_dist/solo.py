@@ -21,10 +21,9 @@ from .data.batches import NoiseWindow, micro_batch_size
 from .distributed import (Heartbeat, configure_deepspeed, die_with_launcher, launched_world_size, make_accelerator,
                           offloads_optimizer, shutdown, unwrap)
 from .experiment import Config
-from .export import write_export
 from .loop import train_loop
 from .metrics import evaluate_model
-from .models import BetaVAE, build_model
+from .models import BetaVAE, build_model, write_export
 from .objectives import build_objective
 from .optim import build_optimizer, parameter_groups
 from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run

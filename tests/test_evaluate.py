@@ -80,7 +80,7 @@ def test_periodic_evaluation_is_logged_with_training_metrics(tmp_run):
 
 def test_a_model_for_other_images_is_refused_in_one_line(tmp_path):
     from betavae_dist.experiment import from_sources
-    from betavae_dist.export import write_export
+    from betavae_dist.models import write_export
     from betavae_dist.models import BetaVAE
     cfg = from_sources(str(ROOT / "configs" / "celeba_beta.yaml"), ["data.shards=unused"])  # 3 channels, trained from shards
     write_export(BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels).state_dict(), cfg, tmp_path / "celeba")
@@ -114,7 +114,7 @@ def test_a_constant_code_scores_every_metric_and_a_metric_that_fails_is_nan_alon
     """disentanglement_lib gives NaN where a code never varies (unsupervised's 0/0); a metric that
     cannot be computed at all (a classifier refusing its data) is NaN with its reason, the rest kept."""
     from betavae_dist.experiment import from_sources
-    from betavae_dist.export import write_export
+    from betavae_dist.models import write_export
     from betavae_dist.metrics import METRICS, headline_keys
     from betavae_dist.metrics.sap import SVMS
     from betavae_dist.models import BetaVAE

@@ -7,8 +7,8 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from betavae_dist.experiment import Config
-from betavae_dist.export import ExportError, write_export
-from betavae_dist.models import BetaVAE
+from betavae_dist.export import ExportError
+from betavae_dist.models import BetaVAE, write_export
 
 
 @pytest.mark.parametrize("arch, channels, latents", [("fc", 1, 10), ("conv64", 1, 10), ("conv64_deep", 3, 32),

@@ -1,8 +1,10 @@
 """The export format: `model.safetensors` (fp32) + `config.json`, loadable without pickle.
 
-`write_export` writes one atomically (training calls it at the end; `python -m betavae_dist.export`
-exports any checkpoint; `BetaVAE.save_pretrained` too); `BetaVAE.from_pretrained` reads one, from a
-directory or a Hugging Face Hub repository, with the checks below.
+`models.write_export` writes one atomically (training calls it at the end; `python -m
+betavae_dist.export` exports any checkpoint; `BetaVAE.save_pretrained` too), with `write_files`
+below; `BetaVAE.from_pretrained` reads one, from a directory or a Hugging Face Hub repository, with
+the checks below. Format 2 names the layers and describes the network (layout.py); format 1 exports
+(Sequential indices) still load.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ..checkpoint import write_failure
 if TYPE_CHECKING:
     from ..experiment import Config
 
-FORMAT = "betavae-dist/1"
+FORMAT = "betavae-dist/2"  # what is written; versions 1 and 2 are read
+VERSIONS = {"betavae-dist/1": 1, "betavae-dist/2": 2}
 
 
 class ExportError(ValueError):
@@ -50,19 +53,18 @@ def vae_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state_dict.items() if not k.startswith(CRITIC)}
 
 
-def write_export(state_dict: dict[str, torch.Tensor], cfg: Config, out_dir: Path) -> None:
-    write_files(vae_state(state_dict), export_config(cfg), out_dir)
-
-
-def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path) -> None:
-    """Write the export atomically: a half-written OUT_DIR never replaces a good one."""
+def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path,
+                metadata: dict[str, str] | None = None) -> None:
+    """Write the export atomically: a half-written OUT_DIR never replaces a good one. Its files are
+    readable as the umask allows (safetensors writes 0600 by itself)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state_dict.items()}
     try:
         tmp.mkdir(parents=True)
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT, **(metadata or {})})
+        os.chmod(tmp / WEIGHTS, 0o666 & ~current_umask())
     except (OSError, SafetensorError) as e:  # a full disk, permissions
         shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(write_failure(tmp / WEIGHTS, e, "the previous export is intact")) from None
@@ -72,6 +74,21 @@ def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def format_version(config: dict, config_path: Path) -> int:
+    """An export's format version, from its config.json (1 or 2)."""
+    version = VERSIONS.get(config.get("format", "betavae-dist/1"))
+    if version is None:
+        raise ExportError(f"{config_path}: format {config.get('format')!r} is not one this betavae-dist reads "
+                          f"({', '.join(VERSIONS)}): a newer version wrote it?")
+    return version
 
 
 def read_export_config(directory: Path) -> tuple[dict, str, int, int]:
@@ -94,12 +111,12 @@ def read_export_config(directory: Path) -> tuple[dict, str, int, int]:
         raise ExportError(f"{config_path}: not a betavae-dist export config ({type(e).__name__}: {e})") from None
 
 
-def check_header(model: nn.Module, weights_path: Path, strict: bool = True) -> None:
+def check_header(model: nn.Module, weights_path: Path, strict: bool = True, module_key=lambda key: key) -> None:
     """The safetensors header must list the model's float32 tensors with its shapes (exactly those
-    tensors if `strict`)."""
+    tensors if `strict`); `module_key`: the module's key of a tensor's name in the file."""
     try:
         with safe_open(weights_path, "pt") as f:
-            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+            header = {module_key(k): (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError) as e:
         raise ExportError(f"{weights_path}: unreadable safetensors file ({e})") from None
     check_state_dict(model, {k: torch.empty(shape, device="meta") for k, (shape, _) in header.items()}, weights_path, strict)

@@ -16,8 +16,8 @@ from pathlib import Path
 from .. import checkpoint
 from ..config import ConfigError
 from ..experiment import from_sources
-from ..models import BetaVAE
-from . import ExportError, check_state_dict, write_export
+from ..models import BetaVAE, write_export
+from . import ExportError, check_state_dict
 
 
 def export_run(run_dir: Path, out_dir: Path, ckpt: Path | None = None) -> Path:

@@ -22,7 +22,7 @@ from ..config import ConfigError, flat, save_yaml
 from ..data import build_dataset
 from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels, micro_batch_size
 from ..experiment import Config
-from ..export import write_export
+from ..models import write_export
 from ..loop import train_loop
 from ..objectives import OBJECTIVES, build_objective
 from ..optim import CAPTURABLE, build_optimizer, parameter_groups

@@ -16,7 +16,6 @@ scores are the same whatever the number of ranks. Rank 0 prints a table and writ
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import sys
@@ -39,6 +38,7 @@ from .export import EVALUATION, ExportError, check_state_dict, vae_state
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
 from .progress import make_progress
+from .results import write_results
 from .runtime import keep_heap
 
 
@@ -79,14 +79,6 @@ def print_table(results: dict, source: Path) -> None:
         if not key.endswith(("seconds", "sha256")) and not isinstance(value, list):  # not the fits' record
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
-
-
-def write_results(out: Path, model: Path | str, ranks: int, cfg: Config, results: dict) -> None:
-    """evaluation.json: what was scored, how, and the scores."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"model": str(model), "ranks": ranks, "eval": dataclasses.asdict(cfg.eval)}
-    out.write_text(json.dumps({**record, **results}, indent=2))
-    print(f"wrote {out}")
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from .export import (CONFIG, EVALUATION, FORMAT, WEIGHTS, ExportError, check_header, check_state_dict, export_config,
                      format_version, read_export_config, vae_state, write_files)
 from .export import layout
-from .export.card import model_card
+from .export.card import CARD, model_card
 from .config import setting
 from .objectives import OBJECTIVES
 from .objectives.likelihoods import LIKELIHOODS
@@ -167,11 +167,12 @@ def activation_bytes(arch: str, latents: int, channels: int) -> int:
     return 4 * total[0]
 
 
-def write_export(state_dict: dict[str, torch.Tensor], cfg, out_dir: Path) -> None:
-    """A trained state (a checkpoint's, the module's keys) as an export of the run `cfg`."""
+def write_export(state_dict: dict[str, torch.Tensor], cfg, out_dir: Path, evaluation: dict | None = None) -> None:
+    """A trained state (a checkpoint's, the module's keys) as an export of the run `cfg`, with its
+    card and, where it was evaluated, its evaluation.json."""
     with torch.device("meta"):  # the layers' names and shapes only
         model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    model.write(vae_state(state_dict), export_config(cfg), out_dir)
+    model.write(vae_state(state_dict), export_config(cfg), out_dir, evaluation)
 
 
 def read_evaluation(export: Path) -> dict | None:
@@ -243,14 +244,29 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The export format (the mixin's save_pretrained and push_to_hub call this)."""
-        self.write(vae_state(self.state_dict()), self._config(), save_directory)
+        self.write(vae_state(self.state_dict()), self._config(), save_directory, self.evaluation)
 
-    def write(self, state: dict[str, torch.Tensor], config: dict, out_dir: Path) -> None:
-        """`state` (this network's, the module's keys) as an export of format 2 (export/layout.py)."""
+    def write(self, state: dict[str, torch.Tensor], config: dict, out_dir: Path, evaluation: dict | None = None) -> None:
+        """`state` (this network's, the module's keys) as an export of format 2 (export/layout.py),
+        with its card (README.md) and its evaluation.json where there is one."""
         config = {k: v for k, v in config.items() if k not in ("format", "layout")}
         described = layout.describe(self, self.latents, self.channels, IMAGE_SIZE, config.get("likelihood", "bernoulli"))
+        texts = {CARD: str(model_card(config, evaluation))}
+        if evaluation:
+            texts[EVALUATION] = json.dumps(evaluation, indent=2)
         write_files(layout.to_export(state, self), {**config, "layout": described}, out_dir,
-                    layout.metadata(described, FORMAT))
+                    layout.metadata(described, FORMAT), texts)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """The Hub mixin's push_to_hub (the export format, card and evaluation.json); a Hub that cannot
+        be reached, or that refuses the token, is one line (ExportError) instead of the HTTP client's
+        traceback."""
+        try:
+            return super().push_to_hub(repo_id, **kwargs)
+        except Exception as e:  # the HTTP client's errors vary with its version (httpx, requests)
+            raise ExportError(f"push_to_hub {repo_id}: the Hugging Face Hub cannot be reached or refused the upload "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); check "
+                              "the network (HF_ENDPOINT) and the token (`hf auth login`, or token=...)") from None
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
@@ -265,6 +281,9 @@ class BetaVAE(nn.Module, PyTorchModelHubMixin, library_name="betavae-dist", tags
         Nothing is allocated before the config is within bounds and the file's header (names,
         shapes, float32) matches the model it describes; weights that are not finite are refused.
         """
+        if torch.device(map_location).type == "cuda" and not torch.cuda.is_available():
+            raise ExportError(f"map_location={str(map_location)!r}: no CUDA device is visible here "
+                              "(torch.cuda.is_available() is False); load with map_location='cpu'")
         path_or_repo_id, directory = pretrained_model_name_or_path, Path(pretrained_model_name_or_path)
         if not directory.is_dir():
             try:

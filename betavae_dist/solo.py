@@ -26,6 +26,7 @@ from .metrics import evaluate_model
 from .models import BetaVAE, build_model, write_export
 from .objectives import build_objective
 from .optim import build_optimizer, parameter_groups
+from .results import record
 from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run
 from .runtime import cpu_threads, keep_heap
 from .step import StepStats, finite_weights, loss_terms, make_step
@@ -107,6 +108,7 @@ class SoloRun:
         self.probe = next(self.batches.micro_batches(0))[0][:8].to(self.device)  # checked at saves, drawn at the end
         self.micro_batches = self.batches.micro_batches(self.start)
         self.skipped, self.schedule = 0, {}
+        self.evaluation: dict | None = None  # evaluation.json of the last evaluation
 
     @property
     def lr(self) -> float:
@@ -140,8 +142,12 @@ class SoloRun:
         checkpoint.save(self.accelerator, self.ckpt_dir, done, self.cfgs[0].train.keep_checkpoints)
 
     def evaluate(self) -> dict:
+        """The metrics now; the last evaluation (at the final step, the loop's) goes with the export."""
+        cfg = self.cfgs[0]
         with torch.no_grad():
-            return evaluate_model(self.unwrapped, self.eval_dataset, self.cfgs[0], self.accelerator)
+            results = evaluate_model(self.unwrapped, self.eval_dataset, cfg, self.accelerator)
+        self.evaluation = record(Path(cfg.run_dir) / "export", self.ranks, cfg, results)
+        return results
 
     def track(self, values: dict, done: int) -> None:
         """Training's values under train/ (evaluation's are eval/ already); rank 0 holds the trackers."""
@@ -153,7 +159,7 @@ class SoloRun:
     def finish(self, alive: list[bool]) -> None:
         cfg, run_dir = self.cfgs[0], Path(self.cfgs[0].run_dir)
         if self.is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
-            write_export(checkpoint.weights(checkpoint.latest(self.ckpt_dir)), cfg, run_dir / "export")
+            write_export(checkpoint.weights(checkpoint.latest(self.ckpt_dir)), cfg, run_dir / "export", self.evaluation)
         figures = save_figures(self.unwrapped, self.probe, cfg, self.is_main)
         for tracker in self.accelerator.trackers:  # the figures in TensorBoard's image tab too
             if tracker.name == "tensorboard":

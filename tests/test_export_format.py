@@ -100,3 +100,47 @@ def test_export_files_are_as_readable_as_the_umask_says(tmp_path):
     for directory in (tmp_path / "export", tmp_path / "saved"):
         for file in directory.iterdir():
             assert stat.S_IMODE(file.stat().st_mode) == 0o644, file
+
+
+def test_push_without_network_and_a_cuda_map_location_without_a_gpu_are_one_line(tmp_path, monkeypatch):
+    from betavae_dist.export import ExportError
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: no network, quickly
+    with pytest.raises(ExportError, match=r"^push_to_hub someone/beta: the Hugging Face Hub cannot be reached or refused "
+                                          r"the upload \(.+\); check the network \(HF_ENDPOINT\) and the token"):
+        BetaVAE().push_to_hub("someone/beta", token="hf_not_a_token")
+    write_export(BetaVAE().state_dict(), Config(), tmp_path / "export")
+    if not torch.cuda.is_available():
+        with pytest.raises(ExportError, match=r"^map_location='cuda': no CUDA device is visible here"):
+            BetaVAE.from_pretrained(tmp_path / "export", map_location="cuda")
+
+
+def card(export) -> str:
+    return (export / "README.md").read_text()
+
+
+def test_the_card_of_a_dsprites_run_says_what_was_trained_and_how_it_scored(tmp_path):
+    from helpers import train_here
+    run = tmp_path / "run"
+    train_here(run, "train.steps=2", "loss.beta=6", "eval.every=2", "eval.metrics=beta_vae,mig", "eval.n_train=100",
+               "eval.n_eval=50", "eval.pairs=4", "eval.seed=3")
+    text, evaluation = card(run / "export"), json.loads((run / "export" / "evaluation.json").read_text())
+    for row in ("| data | dsprites |", "| loss.objective | beta |", "| loss.beta | 6.0 |", "| steps | 2 |",
+                "| eval.seed | 3 |", "| eval.beta_vae | pairs 4, n_train 100, n_eval 50", "Scores on dsprites"):
+        assert row in text, text
+    assert f"| beta_vae.eval_accuracy | {evaluation['beta_vae.eval_accuracy']:.4g} |" in text
+    assert "- type: mig.score" in text  # the Hub's model-index
+    # The export command's card is the run's, scores included.
+    from betavae_dist.export.__main__ import export_run
+    export_run(run, tmp_path / "again")
+    assert card(tmp_path / "again") == text and (tmp_path / "again" / "evaluation.json").is_file()
+
+
+def test_the_card_of_a_shards_run_names_the_shards(tmp_path):
+    from helpers import plain_webdataset, run as run_cmd, train_here
+    import sys
+    shards = plain_webdataset(tmp_path / "plain")
+    run_cmd([sys.executable, "-m", "betavae_dist.data.index", str(shards)])
+    train_here(tmp_path / "run", f"data.shards={shards}", "train.batch_size=4", "train.steps=2", "data.workers=0",
+               "data.shuffle_buffer=4", config="configs/celeba_beta.yaml")
+    text = card(tmp_path / "run" / "export")
+    assert f"| data | WebDataset shards {shards} |" in text and "dsprites" not in text, text

@@ -54,9 +54,10 @@ def vae_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path,
-                metadata: dict[str, str] | None = None) -> None:
-    """Write the export atomically: a half-written OUT_DIR never replaces a good one. Its files are
-    readable as the umask allows (safetensors writes 0600 by itself)."""
+                metadata: dict[str, str] | None = None, texts: dict[str, str] | None = None) -> None:
+    """Write the export atomically, with `texts` (file name -> content: its card, evaluation.json):
+    a half-written OUT_DIR never replaces a good one. Its files are readable as the umask allows
+    (safetensors writes 0600 by itself)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -69,6 +70,8 @@ def write_files(state_dict: dict[str, torch.Tensor], config: dict, out_dir: Path
         shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(write_failure(tmp / WEIGHTS, e, "the previous export is intact")) from None
     (tmp / CONFIG).write_text(json.dumps({"format": FORMAT, **config}, indent=2))
+    for name, text in (texts or {}).items():
+        (tmp / name).write_text(text)
     old = out_dir.with_name(f".old-{out_dir.name}")
     if out_dir.exists():
         os.replace(out_dir, old)

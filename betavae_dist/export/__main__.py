@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import checkpoint
 from ..config import ConfigError
 from ..experiment import from_sources
-from ..models import BetaVAE, write_export
+from ..models import BetaVAE, read_evaluation, write_export
 from . import ExportError, check_state_dict
 
 
@@ -29,7 +29,7 @@ def export_run(run_dir: Path, out_dir: Path, ckpt: Path | None = None) -> Path:
     ckpt = checkpoint.usable(run_dir / "checkpoints", ckpt, say=lambda line: print(line, file=sys.stderr))
     state = checkpoint.weights(ckpt)
     check_state_dict(BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels), state, ckpt)
-    write_export(state, cfg, out_dir)
+    write_export(state, cfg, out_dir, read_evaluation(run_dir / "export"))  # the run's scores, where it has some
     return ckpt
 
 

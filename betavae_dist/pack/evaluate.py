@@ -17,10 +17,10 @@ import torch
 from rich.progress import Progress
 
 from ..data import build_dataset
-from ..evaluate import write_results
 from ..metrics import score, track_encoding
 from ..metrics.codes import CodeTable
 from ..models import BetaVAE
+from ..results import write_results
 from .model import PackedVAE
 
 if TYPE_CHECKING:

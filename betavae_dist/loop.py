@@ -75,7 +75,8 @@ class Run(Protocol):
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
         """Each point's statistics since the last `reset` (step.StepStats), and whether any rank
-        wants to stop (`stop`: this one does). The one host read; every rank calls it at the same step."""
+        wants to stop (`stop`: this one does). The one host read; every rank calls it at the same step.
+        A point's `extra` values (a solo run's latent KLs) are logged with its terms."""
 
     def reset(self) -> None:
         """Start the next window of statistics."""
@@ -89,8 +90,8 @@ class Run(Protocol):
     def save(self, done: int, alive: list[bool]) -> None:
         """A checkpoint of every live point at step `done`."""
 
-    def evaluate(self) -> dict:
-        """The metrics during training (solo runs; packs are evaluated at the end)."""
+    def evaluate(self, done: int) -> dict:
+        """The metrics during training, after step `done` (solo runs; packs are evaluated at the end)."""
 
     def track(self, values: dict, done: int) -> None:
         """Values for the trackers (TensorBoard, ...), besides metrics.jsonl."""
@@ -117,7 +118,8 @@ def summary(lines: list[dict | None], rate: float, terms: tuple[str, ...]) -> st
     if len(lines) == 1:
         m = lines[0]
         shown = "  ".join(f"{'KL' if t == 'kl' else t} {m[t]:.2f}" for t in terms if t != "grad_norm")
-        return f"{shown}  {rate:.0f} img/s"
+        active = f"  active {m['active_latents']}/{len(m['kl_latents'])}" if "kl_latents" in m else ""
+        return f"{shown}{active}  {rate:.0f} img/s"
     alive = sum(line is not None for line in lines)
     return f"{alive}/{len(lines)} points  {alive * rate:.0f} img/s in all"
 
@@ -156,8 +158,9 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
             if log_now:
                 elapsed = time.perf_counter() - window_start  # after the read, so the device's work is in it
                 rate = window_steps * cfg.train.batch_size / elapsed
-                lines = [dict({name: point[name] for name in run.terms}, img_per_s=rate, lr=run.lr, **schedule)
-                         if alive[k] else None for k, (point, schedule) in enumerate(zip(points, schedules))]
+                lines = [dict({name: point[name] for name in run.terms}, img_per_s=rate, lr=run.lr, **schedule,
+                              **point.get("extra", {})) if alive[k] else None
+                         for k, (point, schedule) in enumerate(zip(points, schedules))]
                 for k, line in enumerate(lines):
                     if line is None:
                         continue
@@ -177,7 +180,7 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
                                 f"{PREEMPTED_EXIT_CODE}: the same command resumes from {'them' if size > 1 else 'it'}")
             if eval_now:
                 eval_start = time.perf_counter()
-                scores = {f"eval/{k}": v for k, v in run.evaluate().items() if isinstance(v, (int, float))}
+                scores = {f"eval/{k}": v for k, v in run.evaluate(done).items() if isinstance(v, (int, float))}
                 window_start += time.perf_counter() - eval_start  # keep img/s about training
                 write_line(logs[0], scores, done)
                 run.track(scores, done)

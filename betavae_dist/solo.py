@@ -14,8 +14,8 @@ import torch
 from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedType, set_seed
 
-from . import checkpoint, visualize
-from .config import ConfigError, flat, save_yaml
+from . import checkpoint, tracking, visualize
+from .config import ConfigError, save_yaml
 from .data import build_batches, build_dataset
 from .data.batches import NoiseWindow, micro_batch_size
 from .distributed import (Heartbeat, configure_deepspeed, die_with_launcher, launched_world_size, make_accelerator,
@@ -63,8 +63,9 @@ def invariance_caveats(cfg: Config, objective, ranks: int) -> list[str]:
 def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> dict[str, np.ndarray]:
     """Every rank runs the forward passes (a sharded model needs them all); the one told to writes.
     Returns the figures by name, as (height, width, C) images."""
-    figures = {name: visualize.tile(grid) for name, grid in zip(FIGURES, (
-        visualize.reconstructions(model, x, cfg.model.likelihood), visualize.traversal(model, x, cfg.model.likelihood)))}
+    kl = visualize.latent_kl(model, x)
+    figures = dict(zip(FIGURES, (visualize.tile(visualize.reconstructions(model, x, cfg.model.likelihood)),
+                                 visualize.traversal_figure(model, x, cfg.model.likelihood, kl))))
     if write:
         for name, image in figures.items():
             visualize.save_image(image, Path(cfg.run_dir) / f"{name}.png")
@@ -105,7 +106,9 @@ class SoloRun:
         self.run_step = make_step(self.model, self.optimizer, accelerator, cfg, self.objective, self.stats)
         self.description = self.run_step.description
         self.noise = NoiseWindow(cfg, self.device, cfg.train.steps, self.objective.noise_width)
-        self.probe = next(self.batches.micro_batches(0))[0][:8].to(self.device)  # checked at saves, drawn at the end
+        first = next(self.batches.micro_batches(0))[0].to(self.device)
+        self.probe = first[:8]  # checked at saves, drawn at evaluations and at the end
+        self.kl_probe = first[:64]  # each latent's KL, at log steps
         self.micro_batches = self.batches.micro_batches(self.start)
         self.skipped, self.schedule = 0, {}
         self.evaluation: dict | None = None  # evaluation.json of the last evaluation
@@ -121,6 +124,8 @@ class SoloRun:
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
         points = self.stats.read(finite_weights(self.unwrapped), stop, self.skipped, self.ranks)
+        kl = visualize.latent_kl(self.unwrapped, self.kl_probe)  # every rank: a sharded model needs them all
+        points[0]["extra"] = {"active_latents": sum(v > visualize.ACTIVE_KL for v in kl), "kl_latents": kl}
         return points, points[0]["stop"]
 
     def reset(self) -> None:
@@ -141,17 +146,20 @@ class SoloRun:
     def save(self, done: int, alive: list[bool]) -> None:
         checkpoint.save(self.accelerator, self.ckpt_dir, done, self.cfgs[0].train.keep_checkpoints)
 
-    def evaluate(self) -> dict:
-        """The metrics now; the last evaluation (at the final step, the loop's) goes with the export."""
+    def evaluate(self, done: int) -> dict:
+        """The metrics now, and the figures for the trackers; the last evaluation (at the final step,
+        the loop's) goes with the export."""
         cfg = self.cfgs[0]
         with torch.no_grad():
             results = evaluate_model(self.unwrapped, self.eval_dataset, cfg, self.accelerator)
         self.evaluation = record(Path(cfg.run_dir) / "export", self.ranks, cfg, results)
+        if self.accelerator.trackers:
+            tracking.log_figures(self.accelerator, save_figures(self.unwrapped, self.probe, cfg, write=False), done)
         return results
 
     def track(self, values: dict, done: int) -> None:
         """Training's values under train/ (evaluation's are eval/ already); rank 0 holds the trackers."""
-        self.accelerator.log({k if "/" in k else f"train/{k}": v for k, v in values.items()}, step=done)
+        self.accelerator.log(tracking.scalars({k if "/" in k else f"train/{k}": v for k, v in values.items()}), step=done)
 
     def preempt(self) -> None:
         shutdown(self.accelerator, self.model, self.optimizer)
@@ -161,10 +169,8 @@ class SoloRun:
         if self.is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
             write_export(checkpoint.weights(checkpoint.latest(self.ckpt_dir)), cfg, run_dir / "export", self.evaluation)
         figures = save_figures(self.unwrapped, self.probe, cfg, self.is_main)
-        for tracker in self.accelerator.trackers:  # the figures in TensorBoard's image tab too
-            if tracker.name == "tensorboard":
-                for name, image in figures.items():
-                    tracker.writer.add_image(name, image, cfg.train.steps, dataformats="HWC")
+        if not cfg.eval.every:  # else the evaluation at the last step logged them
+            tracking.log_figures(self.accelerator, figures, cfg.train.steps)
         self.accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
         shutdown(self.accelerator, self.model, self.optimizer)
 
@@ -190,7 +196,7 @@ def train(cfg: Config) -> None:
         for caveat in invariance_caveats(cfg, run.objective, run.ranks):
             accelerator.print(f"note: {caveat}")
         if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
-            accelerator.init_trackers(run_dir.name, config=flat(cfg.to_dict()))
+            tracking.start(accelerator, cfg, run_dir.name)
         accelerator.print(
             f"{run.ranks} process(es) on {run.device} ({accelerator.distributed_type.value}, "
             f"{accelerator.mixed_precision}{f', {threads} CPU thread(s) each' if run.device.type == 'cpu' else ''}), "

@@ -60,6 +60,35 @@ def test_run_directory_has_everything_and_the_process_is_left_as_it_was(tmp_run)
     BetaVAE.from_pretrained(tmp_run / "export")
 
 
+def test_tensorboard_gets_figures_at_each_evaluation_metric_columns_and_each_latents_kl(tmp_run):
+    proc = train_here(tmp_run, "train.steps=4", "train.log_every=2", "train.report_to=tensorboard", "eval.every=2",
+                      "eval.metrics=mig", "eval.n_samples=200", "train.progress=true")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+    events = EventAccumulator(str(tmp_run / tmp_run.name), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert [e.step for e in events.Images("traversal")] == [2, 4] == [e.step for e in events.Images("reconstruction")]
+    scalars = set(events.Tags()["scalars"])
+    assert {f"train/kl_latents/{k:02d}" for k in range(10)} | {"train/active_latents", "eval/mig.score"} <= scalars
+    experiment = metadata.parse_experiment_plugin_data(events.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert [m.name.tag for m in experiment.metric_infos] == ["train/loss", "train/recon", "train/kl", "eval/mig.score"]
+    line = json.loads((tmp_run / "metrics.jsonl").read_text().splitlines()[0])
+    assert len(line["kl_latents"]) == 10 and line["active_latents"] == sum(v > 0.01 for v in line["kl_latents"])
+    assert re.search(r"KL \d+\.\d+  active \d+/10 ", proc.stdout), proc.stdout
+
+
+def test_the_traversal_has_a_row_per_latent_by_kl_each_labelled():
+    from betavae_dist import visualize
+    torch.manual_seed(0)
+    model, x = BetaVAE().eval(), torch.rand(2, 1, 64, 64)
+    kl = [0.1 * k for k in range(10)]
+    rows = visualize.traversal(model, x, "bernoulli", [9, 8, 7])
+    assert torch.allclose(rows[0], visualize.traversal(model, x, "bernoulli", [9])[0], atol=1e-6)  # row 0 moves latent 9
+    figure, plain = visualize.traversal_figure(model, x, "bernoulli", kl), visualize.tile(visualize.traversal(
+        model, x, "bernoulli", sorted(range(10), key=lambda k: -kl[k])))
+    assert (figure[:, -plain.shape[1]:] == plain).all() and figure.shape[1] > plain.shape[1]  # labels on the left
+    assert (figure[:, : figure.shape[1] - plain.shape[1]] < 255).any()  # ... written there
+
+
 def test_a_log_file_gets_a_plain_line_per_log_step(tmp_run):
     """stdout that is not a terminal (SLURM's slurm-*.out, nohup) gets lines, not a live bar."""
     proc = train_here(tmp_run, "train.steps=4", "train.progress=true")

@@ -200,7 +200,7 @@ class PackRun:
     def save(self, done: int, alive: list[bool]) -> None:
         save_pack(self.model, self.optimizer, self.cfgs, alive, done)
 
-    def evaluate(self) -> dict:
+    def evaluate(self, done: int) -> dict:
         raise AssertionError("packs are evaluated at the end (check_packable: eval.every=0)")
 
     def track(self, values: dict, done: int) -> None:

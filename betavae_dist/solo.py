@@ -199,7 +199,7 @@ def train(cfg: Config) -> None:
             tracking.start(accelerator, cfg, run_dir.name)
         accelerator.print(
             f"{run.ranks} process(es) on {run.device} ({accelerator.distributed_type.value}, "
-            f"{accelerator.mixed_precision}{f', {threads} CPU thread(s) each' if run.device.type == 'cpu' else ''}), "
+            f"{accelerator.mixed_precision}){f', {threads} CPU thread(s) each' if run.device.type == 'cpu' else ''}, "
             f"{run.description}, global batch {cfg.train.batch_size}, "
             + (f"resuming from {run.resumed_from} at step {run.start}" if run.resumed_from else "starting at step 0"))
         alive = train_loop(run, run.start, stop)

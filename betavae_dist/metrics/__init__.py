@@ -27,6 +27,7 @@ from ..registry import Registry
 from .beta_vae import BetaVAESettings, beta_vae_score
 from .codes import FACTOR_SETS, CodeTable, Represent, Streams, factor_set, model_representation
 from .dci import DCISettings, dci
+from .downstream_task import DownstreamSettings, downstream_task
 from .factor_vae import FactorVAESettings, factor_vae_score
 from .fits import Failure, Plan, attempt, done, run_plans
 from .irs import IRSSettings, irs
@@ -61,6 +62,8 @@ METRICS = Registry("metric", {
     "modularity": Metric(modularity_explicitness, "score", ModularitySettings),  # Ridgeway & Mozer 2018
     "unsupervised": Metric(unsupervised, "gaussian_total_correlation", UnsupervisedSettings),  # dlib's unsupervised scores
     "irs": Metric(irs, "score", IRSSettings),  # Suter et al. 2019
+    "downstream_task": Metric(downstream_task, "logistic_regression.mean_test_accuracy",
+                              DownstreamSettings),  # Locatello et al. 2019's downstream performance
 })
 
 

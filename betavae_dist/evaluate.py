@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import checkpoint
@@ -37,7 +36,7 @@ from .encoders import EncoderError, is_encoder_spec, load_encoder
 from .export import EVALUATION, ExportError, check_state_dict, vae_state
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
-from .progress import make_progress
+from .progress import evaluation_progress
 from .results import write_results
 from .runtime import keep_heap
 
@@ -117,8 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"settings: {where} the command line ({len(args.overrides)} key(s)); data.name={cfg.data.name}, "
                   f"eval.metrics={cfg.eval.metrics}")
         model = model.to(accelerator.device, memory_format=model.memory_format)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with make_progress(*columns, disable=not accelerator.is_main_process) as bars:
+        with evaluation_progress(disable=not accelerator.is_main_process) as bars:
             results = evaluate_model(model, dataset, cfg, accelerator, bars)
     except (LaunchError, EncoderError) as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)

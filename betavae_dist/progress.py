@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import timedelta
 
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class Lines:
@@ -72,3 +72,10 @@ def make_progress(*columns, disable: bool = False, every: float = 30.0) -> Progr
     if sys.stdout.isatty():
         return Progress(*columns, disable=disable)
     return Lines(disable=disable, every=every)
+
+
+def evaluation_progress(disable: bool = False) -> Progress | Lines:
+    """The evaluator's progress (images encoded, each metric's points, the fits): bars on a terminal,
+    a line at most every 30 s per task in a log file."""
+    return make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                         disable=disable)

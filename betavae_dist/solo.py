@@ -26,6 +26,7 @@ from .metrics import evaluate_model
 from .models import BetaVAE, build_model, write_export
 from .objectives import build_objective
 from .optim import build_optimizer, parameter_groups
+from .progress import Lines
 from .results import record
 from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run
 from .runtime import cpu_threads, keep_heap
@@ -151,7 +152,9 @@ class SoloRun:
         the loop's) goes with the export."""
         cfg = self.cfgs[0]
         with torch.no_grad():
-            results = evaluate_model(self.unwrapped, self.eval_dataset, cfg, self.accelerator)
+            # Plain lines (rank 0): on a terminal they print above the training bar, a live display of its own.
+            results = evaluate_model(self.unwrapped, self.eval_dataset, cfg, self.accelerator,
+                                     Lines(disable=not (self.is_main and cfg.train.progress)))
         self.evaluation = record(Path(cfg.run_dir) / "export", self.ranks, cfg, results)
         if self.accelerator.trackers:
             tracking.log_figures(self.accelerator, save_figures(self.unwrapped, self.probe, cfg, write=False), done)

@@ -46,6 +46,7 @@ from .data import DataError
 from .export import ExportError
 from .pack.evaluate import evaluate_pack
 from .pack.train import split_packs, train_pack
+from .progress import evaluation_progress
 from .report import print_report, report, study_report
 from .rundir import TrainingError, failed_record, record_failure
 from .solo import train
@@ -150,7 +151,10 @@ def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
             failed += [Path(c.run_dir).name for c in lost]
             done = [c for c in cfgs if c not in lost]
             if done:
-                evaluate_pack([configs[c.run_dir][1] for c in done], [Path(c.run_dir) / "export" for c in done])
+                print(f"evaluating {', '.join(Path(c.run_dir).name for c in done)}", flush=True)
+                with evaluation_progress() as bars:
+                    evaluate_pack([configs[c.run_dir][1] for c in done], [Path(c.run_dir) / "export" for c in done],
+                                  progress=bars)
     print_report(report(sweep), sweep.out_dir)
     if failed:
         print(f"sweep: {len(failed)} point(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -141,6 +141,17 @@ def packed_and_solo(tmp_path_factory):
     return packed, solo, [sweep.name(p) for p in sweep.points], out.stdout
 
 
+def test_sweep_run_tells_its_evaluation_as_it_goes(packed_and_solo):
+    """Not silent for minutes: which points it evaluates, the images encoded, each metric, the fits
+    (plain lines here, where stdout is not a terminal; bars on one)."""
+    stdout = packed_and_solo[3]
+    lines = stdout.splitlines()
+    assert sum(line.startswith("evaluating ") for line in lines) == 2, stdout[-3000:]  # the pack of 3, the point alone
+    assert any(line.startswith("images encoded (3 models) ") and "done in" in line for line in lines), stdout[-3000:]
+    assert any(line.startswith("metric beta_vae: points 1/1") for line in lines)
+    assert any(line.startswith("fits (") for line in lines)
+
+
 @pytest.mark.numerics
 def test_packs_of_three_each_point_equal_to_its_solo_run(packed_and_solo):
     packed, solo, names, stdout = packed_and_solo

@@ -1,44 +1,21 @@
-"""Sweep reports: each point's status and scores, a table (Markdown, CSV, terminal) and a plot of
-the headline metrics against the swept setting, mean ± sd over seeds; and a study report that puts
-several sweeps (one per method) side by side.
+"""Sweep reports: a table (Markdown, CSV, terminal) and a plot of the headline metrics against the
+swept setting, mean ± sd over seeds; and a study report that puts several sweeps (one per method)
+side by side. Each writes the table of every model too (table.py).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checkpoint
 from .metrics import headline_keys
-from .rundir import failed_record
+from .table import TABLE, point_status, study_table, write_table
 
 if TYPE_CHECKING:
     from .sweep import Sweep
-
-
-def point_status(run_dir: Path) -> tuple[str, dict]:
-    """('evaluated' | 'trained' | 'unfinished', results) for one run directory."""
-    results: dict = {}
-    evaluation = run_dir / "evaluation.json"
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        train_lines = [json.loads(line) for line in metrics.read_text().splitlines() if '"recon"' in line]
-        if train_lines:
-            results["recon"] = train_lines[-1]["recon"]
-            results["kl"] = train_lines[-1]["kl"]
-    if evaluation.is_file():
-        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in headline_keys()})
-        return "evaluated", results
-    if (run_dir / "export" / "model.safetensors").is_file():
-        return "trained", results
-    if failed := failed_record(run_dir):
-        return f"failed ({failed['problem']})", results
-    last = checkpoint.latest(run_dir / "checkpoints")
-    return f"unfinished (last checkpoint: {last.name if last else 'none'})", results
 
 
 def mean_std(values: list[float]) -> str:
@@ -90,6 +67,7 @@ def report(sweep: Sweep) -> dict:
         lines += ["", "Not in the table:", *(f"- {name}: {status}" for name, status in problems)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     _plot(rows, group_key, columns, out / "report.png")
+    write_table(study_table([sweep]), out / TABLE)
     return {"group": group_key, "columns": columns, "rows": table, "problems": problems, "results": rows}
 
 
@@ -149,7 +127,8 @@ def study_report(sweeps: list[Sweep], out: Path) -> Path:
     fig.savefig(out / "study.png", dpi=80)
     plt.close(fig)
     (out / "study.md").write_text("\n".join(["# Study: the methods side by side", "", "![study](study.png)", "",
-                                             *sections]))
+                                             f"Every model and every score: [{TABLE}]({TABLE}).", "", *sections]))
+    write_table(study_table(sweeps), out / TABLE)
     return out / "study.md"
 
 

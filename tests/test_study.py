@@ -56,3 +56,33 @@ def test_the_study_report_puts_the_methods_side_by_side(tmp_path):
     assert "## beta (" in text and "## factor_vae (" in text
     assert "| loss.gamma | n | mig.score | dci.disentanglement |" in text
     assert "| 10 | 2 | 0.555 ± 0.0071 | 0.2775 ± 0.0035 |" in text  # mean ± sd over the two seeds
+
+
+def test_the_study_table_holds_every_model_and_every_score_failed_and_unfinished_too(tmp_path):
+    import csv
+    sweeps = []
+    for name, (objective, key, grid) in [("beta_vae", DLIB_GRIDS["beta_vae"]), ("dip_vae_i", DLIB_GRIDS["dip_vae_i"])]:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"base": str(STUDY / "dlib.yaml"), "out_dir": str(tmp_path / name),
+                                        "grid": {"seed": [0, 1], key: grid[:2]}, "train": [f"loss.objective={objective}"]}))
+        sweeps.append(Sweep.load(path))
+    for sweep in sweeps:
+        for i, point in enumerate(sweep.points):
+            run_dir = sweep.run_dir(point)
+            (run_dir / "checkpoints").mkdir(parents=True)
+            if i < 2:  # evaluated
+                (run_dir / "evaluation.json").write_text(json.dumps({"mig.score": 0.1 * i, "dci.disentanglement": 0.3,
+                                                                     "mig.seconds": 2.0, "eval": {"seed": 0}}))
+            elif i == 2:
+                (run_dir / "failed.json").write_text(json.dumps({"problem": "non-finite loss at step 3", "step": 3}))
+    study_report(sweeps, tmp_path / "study")
+    with open(tmp_path / "study" / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and [r["method"] for r in rows] == ["beta"] * 4 + ["dip_i"] * 4
+    assert [r["status"] for r in rows[:4]] == ["evaluated", "evaluated", "failed", "unfinished"]
+    assert rows[2]["status_detail"] == "failed (non-finite loss at step 3)" and rows[2]["mig.score"] == ""
+    assert rows[1]["mig.score"] == "0.1" and "mig.seconds" not in rows[0]  # scores, not timings
+    assert rows[0]["loss.beta"] == "1" and rows[0]["loss.lambda_od"] == "" and rows[4]["loss.lambda_od"] == "1"
+    assert {r["data"] for r in rows} == {"dsprites"} and {r["steps"] for r in rows} == {"300000"}
+    assert rows[3]["run_dir"] == str(sweeps[0].run_dir(sweeps[0].points[3]))
+    assert (tmp_path / "beta_vae" / "table.csv").is_file()  # each sweep's report writes its own

@@ -11,7 +11,10 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .analysis import analyse
+from .data import DATASETS
 from .metrics import headline_keys
+from .metrics.codes import factor_set
 from .table import TABLE, point_status, study_table, write_table
 
 if TYPE_CHECKING:
@@ -127,8 +130,13 @@ def study_report(sweeps: list[Sweep], out: Path) -> Path:
     fig.savefig(out / "study.png", dpi=80)
     plt.close(fig)
     (out / "study.md").write_text("\n".join(["# Study: the methods side by side", "", "![study](study.png)", "",
-                                             f"Every model and every score: [{TABLE}]({TABLE}).", "", *sections]))
-    write_table(study_table(sweeps), out / TABLE)
+                                             f"Every model and every score: [{TABLE}]({TABLE}); the analysis: "
+                                             "[analysis.md](analysis.md).", "",
+                                             *sections]))
+    rows = study_table(sweeps)
+    write_table(rows, out / TABLE)
+    cfg = sweeps[0].config(sweeps[0].points[0], evaluation=True)
+    analyse(rows, out, len(factor_set(DATASETS[cfg.data.name], cfg.eval.factors)))
     return out / "study.md"
 
 

@@ -1,0 +1,199 @@
+"""The study's analysis (Locatello et al. 2019), each a function of the study's table alone
+(table.py: a row per model, a column per score), so that the same code draws a 12-model smoke
+study and a 10,000-model one:
+
+- `spread_figure`: per score, every method on one shared axis, the spread over seeds and settings
+  (box plots), chance drawn where the score has one;
+- `rank_correlations` / `correlation_figure`: Spearman's rank correlation between all scores;
+- `seed_share` / `seed_share_figure`: how much of a score's variance within a method is due to the
+  random seed rather than the setting (the mean variance over seeds of each setting over the
+  total variance);
+- `selection`: for each unsupervised score, the supervised score of the model it picks per method
+  (the best by it), against the best supervised score there is: does selecting by one pick the other?
+- `analyse`: all of them into a directory, as figures and analysis.md.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+SETTINGS = ("method", "seed", "data", "steps", "run_dir", "status", "status_detail")  # the table's non-score columns
+UNSUPERVISED = ("unsupervised.gaussian_total_correlation", "unsupervised.gaussian_wasserstein_correlation_norm",
+                "unsupervised.mutual_info_score")  # lower is better
+CHANCE = ("beta_vae.eval_accuracy", "factor_vae.eval_accuracy")  # guessing the fixed factor: 1 / factors
+
+
+def number(value) -> float:
+    """A table cell as a number: NaN where it is blank (not evaluated) or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def score_columns(rows: list[dict]) -> list[str]:
+    """The columns holding scores (`metric.score`) that some row has a number for."""
+    columns = dict.fromkeys(key for row in rows for key in row)
+    return [c for c in columns if "." in c and not c.startswith("loss.") and c not in SETTINGS
+            and any(math.isfinite(number(row.get(c))) for row in rows)]
+
+
+def setting_of(row: dict) -> str:
+    """The method's swept setting of a row, "key=value" (the swept `loss.*` keys it has)."""
+    return ", ".join(f"{k.split('.', 1)[1]}={row[k]}" for k in row if k.startswith("loss.") and row[k] not in ("", None))
+
+
+def rank_correlations(rows: list[dict], columns: list[str]) -> np.ndarray:
+    """Spearman's rank correlation between each pair of score columns, over the rows that have both."""
+    from scipy.stats import spearmanr  # scipy comes with scikit-learn
+
+    out = np.full((len(columns), len(columns)), np.nan)
+    for i, a in enumerate(columns):
+        for j, b in enumerate(columns):
+            pairs = [(number(r.get(a)), number(r.get(b))) for r in rows]
+            pairs = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+            if len(pairs) > 2 and len({x for x, _ in pairs}) > 1 and len({y for _, y in pairs}) > 1:
+                out[i, j] = spearmanr(*zip(*pairs)).statistic
+    return out
+
+
+def seed_share(rows: list[dict], column: str) -> dict[str, float]:
+    """Per method: the share of the score's variance that is the seed's, the mean variance within a
+    setting (over its seeds) over the variance of all the method's models (0: the setting decides
+    everything; 1: the seed does). NaN with fewer than two seeds of a setting or no variance."""
+    shares = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        groups: dict[str, list[float]] = {}
+        for r in rows:
+            if r["method"] == method and math.isfinite(number(r.get(column))):
+                groups.setdefault(setting_of(r), []).append(number(r.get(column)))
+        values = [v for g in groups.values() for v in g]
+        within = [statistics.pvariance(g) for g in groups.values() if len(g) > 1]
+        total = statistics.pvariance(values) if len(values) > 1 else 0.0
+        shares[method] = statistics.mean(within) / total if within and total > 0 else math.nan
+    return shares
+
+
+def selection(rows: list[dict], unsupervised: str, supervised: str) -> dict[str, tuple[float, float]]:
+    """Per method: (the supervised score of the model the unsupervised score picks, the best
+    supervised score of the method). Lower unsupervised scores are better."""
+    out = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        both = [(number(r.get(unsupervised)), number(r.get(supervised))) for r in rows if r["method"] == method]
+        both = [(u, s) for u, s in both if math.isfinite(u) and math.isfinite(s)]
+        if both:
+            out[method] = (min(both)[1], max(s for _, s in both))
+    return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def describe(rows: list[dict]) -> str:
+    """What every figure states: the data set(s), the steps and the number of models."""
+    data = ", ".join(sorted({str(r.get("data")) for r in rows}))
+    steps = ", ".join(sorted({str(r.get("steps")) for r in rows}, key=lambda s: number(s)))
+    return f"{data}, {steps} steps, n = {len(rows)} models"
+
+
+def spread_figure(rows: list[dict], columns: list[str], path: Path, factors: int | None = None) -> Path:
+    """Per score, every method on one shared axis: box plots over seeds and settings."""
+    plt = _pyplot()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cols = min(len(columns), 4)
+    fig, axes = plt.subplots(math.ceil(len(columns) / cols), cols, figsize=(3.6 * cols, 3 * math.ceil(len(columns) / cols)),
+                             squeeze=False)
+    for ax, column in zip(axes.flat, columns):
+        data = [[v for r in rows if r["method"] == m and math.isfinite(v := number(r.get(column)))] for m in methods]
+        ax.boxplot([d or [math.nan] for d in data], showmeans=True)
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(column, fontsize=9)
+        ax.set_ylabel("score")
+        if column in CHANCE and factors:
+            ax.axhline(1 / factors, color="grey", linestyle="--", linewidth=1, label="chance")
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.axis("off")
+    fig.suptitle(f"Each score per method, over seeds and settings ({describe(rows)})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def correlation_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
+    plt = _pyplot()
+    rho = rank_correlations(rows, columns)
+    fig, ax = plt.subplots(figsize=(max(7.0, 3.0 + 0.55 * len(columns)), max(6.0, 2.5 + 0.5 * len(columns))))
+    image = ax.imshow(rho, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(columns)), columns, fontsize=7)
+    for i in range(len(columns)):
+        for j in range(len(columns)):
+            if math.isfinite(rho[i, j]):
+                ax.text(j, i, f"{rho[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(rho[i, j]) > 0.5 else "black")
+    fig.colorbar(image, label="Spearman's rank correlation")
+    ax.set_title(f"Rank correlation between scores\n({describe(rows)})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def seed_share_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
+    plt = _pyplot()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    shares = np.array([[seed_share(rows, c)[m] for c in columns] for m in methods])
+    fig, ax = plt.subplots(figsize=(max(7.0, 3.0 + 0.55 * len(columns)), max(5.0, 3.5 + 0.45 * len(methods))))
+    image = ax.imshow(shares, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    for i in range(len(methods)):
+        for j in range(len(columns)):
+            if math.isfinite(shares[i, j]):
+                ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white")
+    fig.colorbar(image, label="share of the variance due to the seed")
+    ax.set_title(f"Seed or setting? The share of each score's variance due to the seed\n({describe(rows)})",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:
+    """Every figure of the module docstring into `out`, and analysis.md with their tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    columns = score_columns(rows)
+    spread_figure(rows, columns, out / "scores.png", factors)
+    correlation_figure(rows, columns, out / "rank_correlation.png")
+    seed_share_figure(rows, columns, out / "seed_share.png")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = ["# The study's analysis", "", f"{describe(rows)}; every figure is drawn from table.csv alone.", "",
+             "![scores](scores.png)", "", "![rank correlation](rank_correlation.png)", "", "![seed share](seed_share.png)",
+             "", "## Share of each score's variance due to the seed (within a method)", "",
+             "| score | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for column in columns:
+        shares = seed_share(rows, column)
+        lines.append(f"| {column} | " + " | ".join(f"{shares[m]:.2f}" for m in methods) + " |")
+    supervised = [c for c in columns if not c.startswith("unsupervised.")]
+    for unsupervised in (u for u in UNSUPERVISED if u in columns):
+        lines += ["", f"## Selecting by {unsupervised} (the lowest) against the best by each supervised score", "",
+                  "| score | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for column in supervised:
+            picked = selection(rows, unsupervised, column)
+            lines.append(f"| {column} | " + " | ".join(f"{picked[m][0]:.3g} of {picked[m][1]:.3g}" if m in picked else "–"
+                                                       for m in methods) + " |")
+    (out / "analysis.md").write_text("\n".join(lines) + "\n")
+    return out / "analysis.md"

@@ -1,9 +1,11 @@
 """A CPU-sized version of disentanglement_lib's unsupervised study (configs/study/): each method at
-two of its study's settings, one seed, a few thousand steps, evaluated with every study metric at
-reduced sizes, then put side by side (`sweep study`). A smoke test of the whole pipeline on a
-laptop, labelled as such: these models are far from trained (the study trains 300,000 steps).
+three of its study's settings, three seeds, a few hundred steps, evaluated with every study metric
+at reduced sizes (the downstream task with its boosted trees only: its cross-validated logistic
+regressions would take hours here), then put side by side with the study's table and analysis
+(`sweep study`). A smoke run of the whole pipeline on a laptop, labelled as such: these models are
+far from trained (the study trains 300,000 steps).
 
-    python benchmarks/cpu_study.py --out docs/study_cpu     # ~30 min on 2 cores
+    python benchmarks/cpu_study.py --out docs/study_cpu     # ~40 min on 2 cores
 
 Annealed VAE's capacity rises over `capacity_steps`: scaled here to the run's steps (the study's
 100,000 would leave C near 0).
@@ -19,18 +21,20 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {  # study file: two of its grid's values (the swept key is the grid's key but seed)
-    "beta_vae": [1, 16], "annealed_vae": [5, 50], "factor_vae": [10, 100], "dip_vae_i": [1, 50],
-    "dip_vae_ii": [1, 50], "beta_tc_vae": [1, 10],
+SETTINGS = {  # study file: three of its grid's values (the swept key is the grid's key but seed)
+    "beta_vae": [1, 4, 16], "annealed_vae": [5, 25, 100], "factor_vae": [10, 30, 100], "dip_vae_i": [1, 5, 50],
+    "dip_vae_ii": [1, 5, 50], "beta_tc_vae": [1, 4, 10],
 }
-EVAL = ["eval.n_train=1000", "eval.n_eval=500", "eval.pairs=16", "eval.n_samples=2000"]
+EVAL = ["eval.n_train=500", "eval.n_eval=250", "eval.pairs=8", "eval.n_samples=1000",
+        "eval.downstream_task.n_train=100,500", "eval.downstream_task.predictors=boosted_trees"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/study_cpu"))
     parser.add_argument("--runs", type=Path, default=Path("runs/study_cpu"))
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     sweeps = []
     for name, values in SETTINGS.items():
@@ -40,8 +44,8 @@ def main() -> None:
                  "train.progress=false"]
         if name == "annealed_vae":
             train = [t for t in train if not t.startswith("loss.capacity_steps")] + [f"loss.capacity_steps={args.steps}"]
-        sweep = {"base": str(ROOT / study["base"]), "out_dir": str(args.runs / name), "grid": {"seed": [0], key: values},
-                 "train": train, "eval": [*study["eval"], *EVAL], "pack": 2}
+        sweep = {"base": str(ROOT / study["base"]), "out_dir": str(args.runs / name), "grid": {"seed": list(range(args.seeds)), key: values},
+                 "train": train, "eval": [*study["eval"], *EVAL], "pack": len(values) * args.seeds}
         path = args.runs / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(sweep, sort_keys=False))

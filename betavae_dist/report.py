@@ -69,7 +69,10 @@ def report(sweep: Sweep) -> dict:
     if problems:
         lines += ["", "Not in the table:", *(f"- {name}: {status}" for name, status in problems)]
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    _plot(rows, group_key, columns, out / "report.png")
+    cfg = sweep.config(sweep.points[0])
+    n = sum(len(group) for group in rows.values())
+    _plot(rows, group_key, columns, out / "report.png",
+          f"{cfg.loss.objective} on {cfg.data.name}, {cfg.train.steps} steps: mean ± sd over seeds, n = {n} models")
     write_table(study_table([sweep]), out / TABLE)
     return {"group": group_key, "columns": columns, "rows": table, "problems": problems, "results": rows}
 
@@ -92,17 +95,26 @@ def _errorbar(ax, rows: dict, group_key: str, column: str) -> None:
     ax.errorbar(keys, means, yerr=stds, marker="o", capsize=3)
     ax.set_xlabel(group_key)
     ax.set_ylabel(column)
-    if group_key == "loss.beta" and keys and min(keys) > 0:
-        ax.set_xscale("log", base=2)
+    numeric = all(isinstance(k, (int, float)) for k in keys)
+    if numeric and keys and min(keys) > 0 and max(keys) / min(keys) >= 8:  # a geometric grid: log axis
+        ax.set_xscale("log")
+    if numeric:  # ticks at the settings' own values (β = 1, 2, 4, not 2⁰, 2¹, 2²)
+        ax.set_xticks(keys, [f"{k:g}" for k in keys])
+        ax.minorticks_off()
 
 
-def _plot(rows: dict, group_key: str, columns: list[str], path: Path) -> None:
+def _plot(rows: dict, group_key: str, columns: list[str], path: Path, title: str) -> None:
+    """Every headline metric and recon against the swept setting, mean ± sd over seeds."""
     plt = _pyplot()
-    metric = next((c for c in columns if c != "recon"), None)
-    panels = [c for c in (metric, "recon") if c]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5), squeeze=False)
-    for ax, column in zip(axes[0], panels):
+    panels = columns or ["recon"]
+    width = min(len(panels), 4)
+    fig, axes = plt.subplots(math.ceil(len(panels) / width), width, figsize=(4 * width, 3.2 * math.ceil(len(panels) / width)),
+                             squeeze=False)
+    for ax, column in zip(axes.flat, panels):
         _errorbar(ax, rows, group_key, column)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -117,7 +129,7 @@ def study_report(sweeps: list[Sweep], out: Path) -> Path:
     metrics = [c for c in (*headline_keys(), "recon")
                if any(c in r for result in reports for group in result["results"].values() for r in group)]
     fig, axes = plt.subplots(max(len(metrics), 1), len(sweeps), figsize=(3.4 * len(sweeps), 2.6 * max(len(metrics), 1)),
-                             squeeze=False)
+                             squeeze=False, sharey="row")  # one axis per metric: the methods compare
     sections = []
     for j, (sweep, result) in enumerate(zip(sweeps, reports)):
         method = sweep.config(sweep.points[0]).loss.objective

@@ -86,3 +86,16 @@ def test_the_study_table_holds_every_model_and_every_score_failed_and_unfinished
     assert {r["data"] for r in rows} == {"dsprites"} and {r["steps"] for r in rows} == {"300000"}
     assert rows[3]["run_dir"] == str(sweeps[0].run_dir(sweeps[0].points[3]))
     assert (tmp_path / "beta_vae" / "table.csv").is_file()  # each sweep's report writes its own
+
+
+def test_report_axes_are_in_the_settings_own_values():
+    from betavae_dist.report import _errorbar, _pyplot
+    plt = _pyplot()
+    fig, (geometric, linear) = plt.subplots(1, 2)
+    _errorbar(geometric, {1: [{"m": 0.1}], 2: [{"m": 0.2}], 4: [{"m": 0.3}, {"m": 0.5}], 16: [{"m": 0.2}]}, "loss.beta", "m")
+    _errorbar(linear, {10: [{"m": 0.1}], 20: [{"m": 0.2}], 30: [{"m": 0.3}]}, "loss.gamma", "m")
+    assert [t.get_text() for t in geometric.get_xticklabels()] == ["1", "2", "4", "16"]  # not 2⁰, 2¹, ...
+    assert geometric.get_xscale() == "log" and linear.get_xscale() == "linear"
+    assert [t.get_text() for t in linear.get_xticklabels()] == ["10", "20", "30"]
+    assert geometric.get_xlabel() == "loss.beta" and geometric.get_ylabel() == "m"
+    plt.close(fig)

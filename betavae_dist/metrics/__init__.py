@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, make_dataclass
 from typing import TYPE_CHECKING, Callable
 
-from ..config import MAX_SEED, comma_list, section, setting
+from ..config import MAX_SEED, ConfigError, comma_list, section, setting
 from ..registry import Registry
 from .beta_vae import BetaVAESettings, beta_vae_score
-from .codes import FACTOR_SETS, CodeTable, Represent, Streams, factor_set, model_representation
+from .codes import FACTOR_SETS, REPRESENTATIONS, CodeTable, Represent, Streams, factor_set, model_representation
 from .dci import DCISettings, dci
 from .downstream_task import DownstreamSettings, downstream_task
 from .factor_vae import FactorVAESettings, factor_vae_score
@@ -74,7 +74,10 @@ class EvalSettings:
     metrics: str = setting("beta_vae", "comma-separated metric names (metrics/)", names=lambda: METRICS)
     factors: str = setting("all", "\"all\" (every varying factor; dSprites: all but colour) or \"no_shape\"",
                            choices=FACTOR_SETS)
-    seed: int = setting(0, "the metrics' random draws", low=0, high=MAX_SEED)
+    seed: int = setting(0, "the metrics' random draws (and the sampled codes')", low=0, high=MAX_SEED)
+    representation: str = setting("mean", "the codes scored, comma-separated: \"mean\" (the encoder's mean) and/or "
+                                  "\"sampled\" (a draw of q(z|x), fixed per image by eval.seed; its scores are "
+                                  "sampled.<metric>.<score>)", names=REPRESENTATIONS)
     batch_size: int = setting(64, "images per forward pass (64 was fastest on CPU, see docs/benchmarks.md)",
                               positive=True)
 
@@ -82,9 +85,16 @@ class EvalSettings:
     def metric_names(self) -> list[str]:
         return comma_list(self.metrics)
 
+    @property
+    def representations(self) -> list[str]:
+        return comma_list(self.representation)
+
     def check(self) -> None:
         for name in self.metric_names:
             METRICS.choose(name, "eval.metrics")
+        for name in self.representations or [""]:
+            if name not in REPRESENTATIONS:
+                raise ConfigError(f"eval.representation: {name!r} is not one of {', '.join(REPRESENTATIONS)}")
 
 
 # The `eval` section: the settings above, then each metric's own (`eval.dci.n_train=2000`; a key
@@ -135,10 +145,17 @@ def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Acce
     metrics. `progress` gets a line for the images encoded, one per metric's points and one for the fits."""
     progress = progress or Progress(disable=True)
     device = accelerator.device if accelerator else next((p.device for p in model.parameters()), torch.device("cpu"))
-    codes = CodeTable(model_representation(model, dataset, device), dataset.factor_sizes, accelerator,
-                      cfg.eval.batch_size, **track_encoding(progress))
-    results, = score(codes, dataset, [cfg.eval], progress, accelerator)
-    return {**results, "encode.seconds": round(codes.seconds, 2)}
+    results = {}
+    for representation in cfg.eval.representations:
+        if representation == "sampled" and model.encode(torch.zeros(1, *dataset.image_shape, device=device))[1] is None:
+            raise ConfigError("eval.representation=sampled: this encoder gives no log-variance to sample with")
+        named = "images encoded" + ("" if representation == "mean" else f" ({representation})")
+        codes = CodeTable(model_representation(model, dataset, device, representation, cfg.eval.seed), dataset.factor_sizes,
+                          accelerator, cfg.eval.batch_size, **track_encoding(progress, named))
+        scored, = score(codes, dataset, [cfg.eval], progress, accelerator)
+        prefix = "" if representation == "mean" else f"{representation}."
+        results.update({f"{prefix}{k}": v for k, v in {**scored, "encode.seconds": round(codes.seconds, 2)}.items()})
+    return results
 
 
 def track_encoding(progress: Progress, description: str = "images encoded") -> dict:

@@ -29,16 +29,43 @@ KEEP_BYTES = 2 << 30  # the most a CodeTable keeps: a 10-latent model's codes fo
 POINT_CODES = 1 << 16  # the most codes a metric holds at once (raw pixels: 1 GB)
 
 
-def model_representation(model: torch.nn.Module, dataset, device: torch.device | str) -> Represent:
-    """Factor vectors -> the encoder's mean codes for their images (the metrics' protocol)."""
+REPRESENTATIONS = ("mean", "sampled")  # disentanglement_lib's postprocessing/methods.py
+
+
+def model_representation(model: torch.nn.Module, dataset, device: torch.device | str, representation: str = "mean",
+                         seed: int = 0) -> Represent:
+    """Factor vectors -> the codes of their images: the encoder's mean (the metrics' protocol), or
+    (`sampled`) a draw of q(z|x), mean + exp(logvar / 2) · ε, with ε a function of (seed, the
+    image's grid index) alone, so that an image has one sampled code on any number of ranks."""
 
     @torch.no_grad()
     def represent(factors: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(dataset.images(factors)).to(device)
-        mean, _ = model.encode(x.contiguous(memory_format=model.memory_format))
+        mean, logvar = model.encode(x.contiguous(memory_format=model.memory_format))
+        if representation == "sampled":
+            eps = image_noise(grid_index(factors, dataset.factor_sizes), mean.shape[1], seed)
+            mean = mean.float() + torch.exp(0.5 * logvar.float()) * torch.from_numpy(eps).to(mean.device)
         return mean.float().cpu().numpy()
 
     return represent
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def image_noise(flat: np.ndarray, width: int, seed: int) -> np.ndarray:
+    """(n, width) standard normal float32 draws, a function of (seed, each image's flat index) alone:
+    a counter-based generator (splitmix64 of the counter, two uniforms, Box-Muller)."""
+    counters = np.asarray(flat, np.uint64)[:, None] * np.uint64(2 * width) + np.arange(2 * width, dtype=np.uint64)
+    bits = _splitmix64(counters ^ _splitmix64(np.uint64(seed)))
+    uniform = (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    u1, u2 = 1.0 - uniform[:, :width], uniform[:, width:]  # u1 in (0, 1]
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2 * np.pi * u2)).astype(np.float32)
 
 
 class Streams:

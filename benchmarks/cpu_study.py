@@ -51,6 +51,8 @@ def main() -> None:
         path.write_text(yaml.safe_dump(sweep, sort_keys=False))
         subprocess.run([sys.executable, "-m", "betavae_dist.sweep", "run", str(path)], check=True)
         sweeps.append(str(args.runs / name))
+    for sweep in sweeps:  # UDR among each setting's seeds, beside the other scores
+        subprocess.run([sys.executable, "-m", "betavae_dist.sweep", "udr", sweep], check=True)
     subprocess.run([sys.executable, "-m", "betavae_dist.sweep", "study", *sweeps, "--out", str(args.out)], check=True)
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 SETTINGS = ("method", "seed", "data", "steps", "run_dir", "status", "status_detail")  # the table's non-score columns
-UNSUPERVISED = ("unsupervised.gaussian_total_correlation", "unsupervised.gaussian_wasserstein_correlation_norm",
-                "unsupervised.mutual_info_score")  # lower is better
+UNSUPERVISED = {  # scores that need no labels: whether lower is better
+    "unsupervised.gaussian_total_correlation": True, "unsupervised.gaussian_wasserstein_correlation_norm": True,
+    "unsupervised.mutual_info_score": True, "udr.lasso": False, "udr.spearman": False}
 CHANCE = ("beta_vae.eval_accuracy", "factor_vae.eval_accuracy")  # guessing the fixed factor: 1 / factors
 
 
@@ -80,10 +81,11 @@ def seed_share(rows: list[dict], column: str) -> dict[str, float]:
 
 def selection(rows: list[dict], unsupervised: str, supervised: str) -> dict[str, tuple[float, float]]:
     """Per method: (the supervised score of the model the unsupervised score picks, the best
-    supervised score of the method). Lower unsupervised scores are better."""
+    supervised score of the method). Which unsupervised scores are better: UNSUPERVISED."""
+    sign = 1 if UNSUPERVISED.get(unsupervised, True) else -1
     out = {}
     for method in dict.fromkeys(r["method"] for r in rows):
-        both = [(number(r.get(unsupervised)), number(r.get(supervised))) for r in rows if r["method"] == method]
+        both = [(sign * number(r.get(unsupervised)), number(r.get(supervised))) for r in rows if r["method"] == method]
         both = [(u, s) for u, s in both if math.isfinite(u) and math.isfinite(s)]
         if both:
             out[method] = (min(both)[1], max(s for _, s in both))
@@ -187,9 +189,10 @@ def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:
     for column in columns:
         shares = seed_share(rows, column)
         lines.append(f"| {column} | " + " | ".join(f"{shares[m]:.2f}" for m in methods) + " |")
-    supervised = [c for c in columns if not c.startswith("unsupervised.")]
+    supervised = [c for c in columns if c not in UNSUPERVISED and not c.startswith("unsupervised.")]
     for unsupervised in (u for u in UNSUPERVISED if u in columns):
-        lines += ["", f"## Selecting by {unsupervised} (the lowest) against the best by each supervised score", "",
+        best = "lowest" if UNSUPERVISED[unsupervised] else "highest"
+        lines += ["", f"## Selecting by {unsupervised} (the {best}) against the best by each supervised score", "",
                   "| score | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for column in supervised:
             picked = selection(rows, unsupervised, column)

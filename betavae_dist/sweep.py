@@ -6,6 +6,7 @@
     python -m betavae_dist.sweep point SWEEP.yaml INDEX --shell   # the same, as bash variables
     python -m betavae_dist.sweep report SWEEP_DIR            # table (terminal, Markdown, CSV) + plot
     python -m betavae_dist.sweep study SWEEP_DIR ... --out DIR   # several methods side by side
+    python -m betavae_dist.sweep udr SWEEP_DIR [--points N]  # UDR of each setting's seeds, into evaluation.json
 
 A sweep file:
 
@@ -51,6 +52,7 @@ from .report import print_report, report, study_report
 from .rundir import TrainingError, failed_record, record_failure
 from .solo import train
 from .stopping import PREEMPTED_EXIT_CODE, Preempted
+from .udr import score_sweep
 
 
 @dataclass
@@ -193,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("index", type=int)
     p.add_argument("--shell", action="store_true", help="print bash assignments for slurm/sweep.sh")
     sub.add_parser("report").add_argument("sweep", help="the sweep directory (or its sweep file)")
+    p = sub.add_parser("udr", help="UDR (unsupervised model selection) of each setting's seeds, into evaluation.json")
+    p.add_argument("sweep", help="the sweep directory (or its sweep file)")
+    p.add_argument("--points", type=int, default=1000, help="images the models' codes are compared on")
     p = sub.add_parser("study", help="several sweeps (one method each) side by side: study.md, study.png")
     p.add_argument("sweeps", nargs="+", help="sweep directories (or their sweep files)")
     p.add_argument("--out", type=Path, required=True, help="where study.md and study.png go")
@@ -207,7 +212,9 @@ def main(argv: list[str] | None = None) -> None:
         pack = sweep.pack if getattr(args, "pack", None) is None else args.pack
         if pack < 1:
             raise ConfigError(f"--pack: expected a positive number of points per process, got {pack}")
-        if args.command == "count":
+        if args.command == "udr":
+            score_sweep(sweep, args.points)
+        elif args.command == "count":
             print(pack if args.pack_size else math.ceil(len(sweep.points) / pack))
         elif args.command == "run":
             sweep.eval += [o for o in overrides if o.startswith("eval.")]

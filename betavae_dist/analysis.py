@@ -36,11 +36,15 @@ def number(value) -> float:
         return math.nan
 
 
+DETAILS = (":", "train_accuracy", "_train", "active_dims", "encode.")  # parts of keys that are not scores to analyse
+
+
 def score_columns(rows: list[dict]) -> list[str]:
-    """The columns holding scores (`metric.score`) that some row has a number for."""
+    """The columns holding scores (`metric.score`) that some row has a number for, without the
+    details (per size or factor, training-set accuracies, counts)."""
     columns = dict.fromkeys(key for row in rows for key in row)
     return [c for c in columns if "." in c and not c.startswith("loss.") and c not in SETTINGS
-            and any(math.isfinite(number(row.get(c))) for row in rows)]
+            and not any(part in c for part in DETAILS) and any(math.isfinite(number(row.get(c))) for row in rows)]
 
 
 def setting_of(row: dict) -> str:

@@ -137,45 +137,37 @@ def spread_figure(rows: list[dict], columns: list[str], path: Path, factors: int
     return path
 
 
-def correlation_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
+def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], vmin: float, vmax: float, cmap: str, label: str,
+             title: str, path: Path) -> Path:
+    """A matrix as a coloured grid, each cell written in it."""
     plt = _pyplot()
-    rho = rank_correlations(rows, columns)
-    fig, ax = plt.subplots(figsize=(max(7.0, 3.0 + 0.55 * len(columns)), max(6.0, 2.5 + 0.5 * len(columns))))
-    image = ax.imshow(rho, vmin=-1, vmax=1, cmap="RdBu_r")
+    fig, ax = plt.subplots(figsize=(max(7.0, 3.0 + 0.55 * len(columns)), max(5.0, 2.5 + 0.5 * len(rows))))
+    image = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap=cmap)
     ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(columns)), columns, fontsize=7)
-    for i in range(len(columns)):
-        for j in range(len(columns)):
-            if math.isfinite(rho[i, j]):
-                ax.text(j, i, f"{rho[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if abs(rho[i, j]) > 0.5 else "black")
-    fig.colorbar(image, label="Spearman's rank correlation")
-    ax.set_title(f"Rank correlation between scores\n({describe(rows)})", fontsize=9)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    middle = (vmin + vmax) / 2
+    for (i, j), value in np.ndenumerate(matrix):
+        if math.isfinite(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if abs(value - middle) > (vmax - vmin) / 4 else "black")
+    fig.colorbar(image, label=label)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def correlation_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
+    return _heatmap(rank_correlations(rows, columns), columns, columns, -1, 1, "RdBu_r", "Spearman's rank correlation",
+                    f"Rank correlation between scores\n({describe(rows)})", path)
 
 
 def seed_share_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
-    plt = _pyplot()
     methods = list(dict.fromkeys(r["method"] for r in rows))
     shares = np.array([[seed_share(rows, c)[m] for c in columns] for m in methods])
-    fig, ax = plt.subplots(figsize=(max(7.0, 3.0 + 0.55 * len(columns)), max(5.0, 3.5 + 0.45 * len(methods))))
-    image = ax.imshow(shares, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    for i in range(len(methods)):
-        for j in range(len(columns)):
-            if math.isfinite(shares[i, j]):
-                ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=6, color="white")
-    fig.colorbar(image, label="share of the variance due to the seed")
-    ax.set_title(f"Seed or setting? The share of each score's variance due to the seed\n({describe(rows)})",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _heatmap(shares, methods, columns, 0, 1, "viridis", "share of the variance due to the seed",
+                    f"Seed or setting? The share of each score's variance due to the seed\n({describe(rows)})", path)
 
 
 def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:

@@ -37,19 +37,27 @@ def test_each_method_has_a_sweep_file_with_disentanglement_libs_grid_and_trainin
     assert Sweep.load(STUDY / "dip_vae_ii.yaml").config({"seed": 0, "loss.lambda_od": 1}).loss.lambda_d_factor == 1
 
 
-def test_the_study_report_puts_the_methods_side_by_side(tmp_path):
+def study_sweeps(tmp_path, names: list[str]) -> list[Sweep]:
+    """Sweep files of these study methods, 2 seeds x their grid's first 2 settings, in tmp_path."""
     sweeps = []
-    for name, (objective, key, grid) in [("beta_vae", DLIB_GRIDS["beta_vae"]), ("factor_vae", DLIB_GRIDS["factor_vae"])]:
+    for name in names:
+        objective, key, grid = DLIB_GRIDS[name]
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"base": str(STUDY / "dlib.yaml"), "out_dir": str(tmp_path / name),
                                         "grid": {"seed": [0, 1], key: grid[:2]}, "train": [f"loss.objective={objective}"]}))
-        sweep = Sweep.load(path)
+        sweeps.append(Sweep.load(path))
+    return sweeps
+
+
+def test_the_study_report_puts_the_methods_side_by_side(tmp_path):
+    sweeps = study_sweeps(tmp_path, ["beta_vae", "factor_vae"])
+    for sweep, name in zip(sweeps, ["beta_vae", "factor_vae"]):
+        _, key, grid = DLIB_GRIDS[name]
         for point in sweep.points:
             run_dir = sweep.run_dir(point)
             run_dir.mkdir(parents=True)
             score = 0.5 + 0.1 * point[key] / grid[1] + 0.01 * point["seed"]
             (run_dir / "evaluation.json").write_text(json.dumps({"mig.score": score, "dci.disentanglement": score / 2}))
-        sweeps.append(sweep)
     report = study_report(sweeps, tmp_path / "study")
     text = report.read_text()
     assert (tmp_path / "study" / "study.png").stat().st_size > 1000
@@ -60,12 +68,7 @@ def test_the_study_report_puts_the_methods_side_by_side(tmp_path):
 
 def test_the_study_table_holds_every_model_and_every_score_failed_and_unfinished_too(tmp_path):
     import csv
-    sweeps = []
-    for name, (objective, key, grid) in [("beta_vae", DLIB_GRIDS["beta_vae"]), ("dip_vae_i", DLIB_GRIDS["dip_vae_i"])]:
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"base": str(STUDY / "dlib.yaml"), "out_dir": str(tmp_path / name),
-                                        "grid": {"seed": [0, 1], key: grid[:2]}, "train": [f"loss.objective={objective}"]}))
-        sweeps.append(Sweep.load(path))
+    sweeps = study_sweeps(tmp_path, ["beta_vae", "dip_vae_i"])
     for sweep in sweeps:
         for i, point in enumerate(sweep.points):
             run_dir = sweep.run_dir(point)

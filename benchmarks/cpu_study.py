@@ -44,8 +44,9 @@ def main() -> None:
                  "train.progress=false"]
         if name == "annealed_vae":
             train = [t for t in train if not t.startswith("loss.capacity_steps")] + [f"loss.capacity_steps={args.steps}"]
-        sweep = {"base": str(ROOT / study["base"]), "out_dir": str(args.runs / name), "grid": {"seed": list(range(args.seeds)), key: values},
-                 "train": train, "eval": [*study["eval"], *EVAL], "pack": len(values) * args.seeds}
+        sweep = {"base": str(ROOT / study["base"]), "out_dir": str(args.runs / name),
+                 "grid": {"seed": list(range(args.seeds)), key: values}, "train": train,
+                 "eval": [*study["eval"], *EVAL], "pack": len(values) * args.seeds}
         path = args.runs / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(sweep, sort_keys=False))

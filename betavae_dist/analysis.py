@@ -8,8 +8,9 @@ study and a 10,000-model one:
 - `seed_share` / `seed_share_figure`: how much of a score's variance within a method is due to the
   random seed rather than the setting (the mean variance over seeds of each setting over the
   total variance);
-- `selection`: for each unsupervised score, the supervised score of the model it picks per method
-  (the best by it), against the best supervised score there is: does selecting by one pick the other?
+- `selection` / `selection_figure`: for each unsupervised score (and UDR), the supervised score of
+  the model it picks per method (the best by it) against the best there is, and each model's
+  scores without labels against those with them: does selecting by one pick the other?
 - `analyse`: all of them into a directory, as figures and analysis.md.
 """
 
@@ -170,6 +171,35 @@ def seed_share_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
                     f"Seed or setting? The share of each score's variance due to the seed\n({describe(rows)})", path)
 
 
+def selection_figure(rows: list[dict], columns: list[str], path: Path) -> Path | None:
+    """Each unsupervised score (and UDR) against each supervised score, a point per model, a colour
+    per method: does a model that looks good without labels look good with them?"""
+    unsupervised = [c for c in UNSUPERVISED if c in columns]
+    supervised = [c for c in columns if c not in UNSUPERVISED and not c.startswith(("unsupervised.", "sampled."))]
+    if not unsupervised or not supervised:
+        return None
+    plt = _pyplot()
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(len(unsupervised), len(supervised), squeeze=False,
+                             figsize=(2.6 * len(supervised), 2.4 * len(unsupervised)))
+    for i, u in enumerate(unsupervised):
+        for j, s in enumerate(supervised):
+            ax = axes[i][j]
+            for method in methods:
+                points = [(number(r.get(u)), number(r.get(s))) for r in rows if r["method"] == method]
+                if points:
+                    ax.scatter(*zip(*points), s=8, label=method)
+            ax.set_xlabel(f"{u} ({'lower' if UNSUPERVISED[u] else 'higher'} is better)", fontsize=6)
+            ax.set_ylabel(s, fontsize=6)
+            ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"Scores without labels against scores with them ({describe(rows)})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:
     """Every figure of the module docstring into `out`, and analysis.md with their tables."""
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +207,7 @@ def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:
     spread_figure(rows, columns, out / "scores.png", factors)
     correlation_figure(rows, columns, out / "rank_correlation.png")
     seed_share_figure(rows, columns, out / "seed_share.png")
+    selected = selection_figure(rows, columns, out / "selection.png")
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lines = ["# The study's analysis", "", f"{describe(rows)}; every figure is drawn from table.csv alone.", "",
              "![scores](scores.png)", "", "![rank correlation](rank_correlation.png)", "", "![seed share](seed_share.png)",
@@ -186,6 +217,8 @@ def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:
         shares = seed_share(rows, column)
         lines.append(f"| {column} | " + " | ".join(f"{shares[m]:.2f}" for m in methods) + " |")
     supervised = [c for c in columns if c not in UNSUPERVISED and not c.startswith("unsupervised.")]
+    if selected:
+        lines += ["", "![selection](selection.png)"]
     for unsupervised in (u for u in UNSUPERVISED if u in columns):
         best = "lowest" if UNSUPERVISED[unsupervised] else "highest"
         lines += ["", f"## Selecting by {unsupervised} (the {best}) against the best by each supervised score", "",

@@ -137,6 +137,10 @@ def study_report(sweeps: list[Sweep], out: Path) -> Path:
         for i, metric in enumerate(metrics):
             _errorbar(axes[i][j], result["results"], result["group"], metric)
         sections += [f"## {method} ({sweep.out_dir})", "", (sweep.out_dir / "report.md").read_text()]
+    cfg = sweeps[0].config(sweeps[0].points[0], evaluation=True)
+    models = sum(len(group) for result in reports for group in result["results"].values())
+    fig.suptitle(f"Each headline metric against each method's setting, mean ± sd over seeds: {cfg.data.name}, "
+                 f"{cfg.train.steps} steps, n = {models} evaluated models", fontsize=10)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / "study.png", dpi=80)
@@ -147,7 +151,6 @@ def study_report(sweeps: list[Sweep], out: Path) -> Path:
                                              *sections]))
     rows = study_table(sweeps)
     write_table(rows, out / TABLE)
-    cfg = sweeps[0].config(sweeps[0].points[0], evaluation=True)
     analyse(rows, out, len(factor_set(DATASETS[cfg.data.name], cfg.eval.factors)))
     return out / "study.md"
 

@@ -41,7 +41,7 @@ def test_known_correlations_and_variance_shares():
 
 def test_analyse_writes_every_figure_and_its_tables(tmp_path):
     md = analyse(synthetic_table(), tmp_path, factors=5).read_text()
-    for figure in ("scores.png", "rank_correlation.png", "seed_share.png"):
+    for figure in ("scores.png", "rank_correlation.png", "seed_share.png", "selection.png"):
         assert (tmp_path / figure).stat().st_size > 5000, figure
     assert "dsprites, 300 steps, n = 19 models" in md
     assert "| x.by_seed | 1.00 | 1.00 |" in md and "| x.by_setting | 0.00 | 0.00 |" in md

@@ -125,8 +125,7 @@ class SoloRun:
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
         points = self.stats.read(finite_weights(self.unwrapped), stop, self.skipped, self.ranks)
-        kl = visualize.latent_kl(self.unwrapped, self.kl_probe)  # every rank: a sharded model needs them all
-        points[0]["extra"] = {"active_latents": sum(v > visualize.ACTIVE_KL for v in kl), "kl_latents": kl}
+        points[0]["extra"] = visualize.latent_stats(self.unwrapped, self.kl_probe)  # every rank: a sharded model needs them all
         return points, points[0]["stop"]
 
     def reset(self) -> None:

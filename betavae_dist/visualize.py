@@ -57,6 +57,12 @@ def latent_kl(model: BetaVAE, x: torch.Tensor) -> list[float]:
     return (0.5 * (mean.square() + logvar.exp() - logvar - 1)).mean(0).tolist()
 
 
+def latent_stats(model: BetaVAE, x: torch.Tensor) -> dict:
+    """What a log line says of the latents: each one's KL on x, and how many are active."""
+    kl = latent_kl(model, x)
+    return {"active_latents": sum(v > ACTIVE_KL for v in kl), "kl_latents": kl}
+
+
 @torch.no_grad()
 def traversal(model: BetaVAE, x: torch.Tensor, likelihood: str, order: list[int], span: float = 3.0,
               steps: int = 9) -> torch.Tensor:

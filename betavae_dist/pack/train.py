@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .. import checkpoint
+from .. import checkpoint, visualize
 from ..config import ConfigError, flat, save_yaml
 from ..data import build_dataset
 from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels, micro_batch_size
@@ -169,6 +169,7 @@ class PackRun:
         self.description = self.run_step.description
         self.probe = self.model.images(8)  # each point's first images: checked at saves, drawn at the end
         self.probe.copy_(torch.stack([p.images(0, 0)[:8] for p in self.batches.points]))
+        self.kl_probe = [p.images(0, 0)[:64] for p in self.batches.points]  # each latent's KL, at log steps
 
     @property
     def lr(self) -> float:
@@ -181,7 +182,10 @@ class PackRun:
         return schedules
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
-        return self.stats.read(self.model.finite_points(), stop, 0, ranks=1), stop
+        points = self.stats.read(self.model.finite_points(), stop, 0, ranks=1)
+        for k, point in enumerate(points):  # each point's latents, on the images its solo run reads for them
+            point["extra"] = visualize.latent_stats(self.model.point_model(k), self.kl_probe[k])
+        return points, stop
 
     def reset(self) -> None:
         self.stats.reset()

@@ -124,7 +124,7 @@ def test_the_card_of_a_dsprites_run_says_what_was_trained_and_how_it_scored(tmp_
     train_here(run, "train.steps=2", "loss.beta=6", "eval.every=2", "eval.metrics=beta_vae,mig", "eval.n_train=100",
                "eval.n_eval=50", "eval.pairs=4", "eval.seed=3")
     text, evaluation = card(run / "export"), json.loads((run / "export" / "evaluation.json").read_text())
-    for row in ("| data | dsprites |", "| loss.objective | beta |", "| loss.beta | 6.0 |", "| steps | 2 |",
+    for row in ("| data set | dsprites |", "| loss.objective | beta |", "| loss.beta | 6.0 |", "| steps | 2 |",
                 "| eval.seed | 3 |", "| eval.beta_vae | pairs 4, n_train 100, n_eval 50", "Scores on dsprites"):
         assert row in text, text
     assert f"| beta_vae.eval_accuracy | {evaluation['beta_vae.eval_accuracy']:.4g} |" in text
@@ -143,4 +143,4 @@ def test_the_card_of_a_shards_run_names_the_shards(tmp_path):
     train_here(tmp_path / "run", f"data.shards={shards}", "train.batch_size=4", "train.steps=2", "data.workers=0",
                "data.shuffle_buffer=4", config="configs/celeba_beta.yaml")
     text = card(tmp_path / "run" / "export")
-    assert f"| data | WebDataset shards {shards} |" in text and "dsprites" not in text, text
+    assert f"| data set | WebDataset shards {shards} |" in text and "dsprites" not in text, text

@@ -59,7 +59,7 @@ def model_card(config: dict, evaluation: dict | None) -> ModelCard:
                                  dataset_name=dataset, metric_type=key, metric_value=value)
                       for key, value in results.items()] or None)
     rows = {"architecture": model.get("arch"), "latents": model.get("latents"), "channels": model.get("channels"),
-            "likelihood": config.get("likelihood"), **{f"loss.{k}": v for k, v in loss.items()}, "data": dataset,
+            "likelihood": config.get("likelihood"), **{f"loss.{k}": v for k, v in loss.items()}, "data set": dataset,
             "steps": train.get("steps"), "batch size": train.get("batch_size"),
             "learning rate": training.get("optim", {}).get("lr"), "seed": training.get("seed")}
     lines = [f"# {name}", "", "Trained with betavae-dist (distributed β-VAE training); load it without pickle: "

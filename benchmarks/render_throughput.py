@@ -1,6 +1,6 @@
 """dSprites rendering speed on ONE CPU core: batched rendering against one image per call.
 
-Target (issue 2): at least 20,000 images/s on one core. Prints a table of medians.
+Target: at least 20,000 images/s on one core. Prints a table of medians.
 
     python benchmarks/render_throughput.py [--images 20000] [--repeats 5]
 """

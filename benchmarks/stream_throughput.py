@@ -37,6 +37,7 @@ from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap
 from betavae_dist.data.shards import Preprocessing, _file_sample, write_shards
+from betavae_dist.data.batches import Batching
 from betavae_dist.data.stream import ShardStream
 from isolated import run_isolated
 
@@ -103,7 +104,7 @@ def stream_images_per_s(shard_dir: Path, shards: int, workers: int, cold: bool) 
     keep_heap()  # as the trainer sets it before its loader's workers fork
     cfg = from_sources(None, ["data.source=webdataset", f"data.shards={shard_dir}/shard-{{000000..{shards - 1:06d}}}.tar",
                               f"data.workers={workers}", f"train.batch_size={BATCH}", "model.channels=3"])
-    stream = ShardStream(cfg, 1, 0)
+    stream = ShardStream(cfg.data, cfg.seed, cfg.model.channels, Batching.of(cfg.train))
     set_page_cache(shard_dir.glob("*.tar"), cold)
     start, n = time.perf_counter(), 0
     for _, (images, _) in zip(range(stream.batches_per_epoch), stream.micro_batches(0)):

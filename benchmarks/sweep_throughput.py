@@ -31,12 +31,13 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from betavae_dist.models import IMAGE_SIZE, BetaVAE
-from betavae_dist.objectives import OBJECTIVES, build_objective
+from betavae_dist.objectives import OBJECTIVES
 from betavae_dist.optim import build_optimizer, parameter_groups
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.step import PackStep
-from betavae_dist.step import StepStats
 from betavae_dist.pack.train import PackBatches
+from betavae_dist.plan import make_plan
+from betavae_dist.stepstats import StepStats
 from betavae_dist.runtime import keep_heap
 from isolated import run_isolated
 from train_throughput import READ_EVERY, config, images_per_s, ours
@@ -53,15 +54,17 @@ def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: t
         cfg.seed, cfg.run_dir = i // len(BETAS), f"point{i}"
         if objective == "beta":
             cfg.loss.beta = float(BETAS[i % len(BETAS)])
+        cfg.train.cuda_graph = "on" if graph else "off"
         cfgs.append(cfg)
-    schedule = build_objective(cfgs[0]).schedule
+    plan = make_plan(cfgs, device)
+    schedule = plan.objectives[0].schedule
     model = PackedVAE(cfgs, device, memory_format=memory_format)
-    optimizer = build_optimizer(parameter_groups(model.params.items(), build_objective(cfgs[0]).critic_group()), cfgs[0])
-    batches, stats = PackBatches(cfgs, device), StepStats(device, model.terms, points=k)
-    run_step = PackStep(model, optimizer, cfgs[0], stats, graph)
+    optimizer = build_optimizer(parameter_groups(model.params.items(), plan.objectives[0].critic_group()), cfgs[0])
+    batches, stats = PackBatches(plan), StepStats(device, model.terms, points=k)
+    run_step = PackStep(model, optimizer, plan, stats)
 
     def step(i):
-        run_step(i, batches.images(i), batches.noise(i), {name: [v] * k for name, v in schedule(i).items()})
+        run_step.run(i, batches.images(i), batches.noise(i), {name: [v] * k for name, v in schedule(i).items()})
         if (i + 1) % READ_EVERY == 0:
             stats.read(model.finite_points(), False, 0, ranks=1)
             stats.reset()

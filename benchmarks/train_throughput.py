@@ -37,9 +37,10 @@ from betavae_dist.data.batches import NoiseWindow
 from betavae_dist.distributed import make_accelerator, unwrap
 from betavae_dist.data.dsprites import NUM_IMAGES, DSprites, render
 from betavae_dist.models import BetaVAE, build_model
-from betavae_dist.objectives import build_objective
 from betavae_dist.runtime import keep_heap
-from betavae_dist.step import StepStats, finite_weights, make_step
+from betavae_dist.plan import make_plan
+from betavae_dist.step import launch_obstacle, make_step
+from betavae_dist.stepstats import StepStats, finite_weights
 from betavae_dist.optim import build_optimizer, parameter_groups
 from isolated import run_isolated
 
@@ -111,7 +112,8 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     accelerator = make_accelerator(mixed_precision=precision)
     cfg.train.cuda_graph = "on" if graph else "off"
     torch.manual_seed(0)
-    objective = build_objective(cfg)
+    plan = make_plan([cfg], accelerator.device, launch_obstacle=launch_obstacle(accelerator))
+    objective = plan.objectives[0]
     model = build_model(cfg)  # with the objective's critic, if it has one (FactorVAE)
     model = model.to(memory_format=model.memory_format)
     groups = parameter_groups(model.named_parameters(), objective.critic_group())
@@ -119,12 +121,13 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     if objective.critic is not None:
         objective.bind(unwrap(accelerator, model).critic)
     stats = StepStats(accelerator.device, objective.terms)
-    run_step = make_step(model, optimizer, accelerator, cfg, objective, stats)
+    run_step = make_step(model, optimizer, accelerator, plan, stats)
     key = cfg.train.batch_size
     if key not in _sources:
-        _sources[key] = build_batches(cfg, 1, 0, accelerator.device)
-    batches, noise = _sources[key].micro_batches(0), NoiseWindow(cfg, accelerator.device, cfg.train.steps,
-                                                                     objective.noise_width)
+        _sources[key] = build_batches(cfg, plan.batching, accelerator.device)
+    batches = _sources[key].micro_batches(0)
+    noise = NoiseWindow(cfg.seed, cfg.train.batch_size, cfg.model.latents, accelerator.device, cfg.train.steps,
+                        objective.noise_width)
 
     def step(i):
         run_step(i, batches, noise(i), objective.schedule(i))

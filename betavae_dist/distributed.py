@@ -31,12 +31,13 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
 from .config import ConfigError
+from .errors import BetaVAEError
 
 if TYPE_CHECKING:
     from .experiment import Config
 
 
-class LaunchError(RuntimeError):
+class LaunchError(BetaVAEError, RuntimeError):
     """The processes that exist are not the ones the launcher was asked for."""
 
 

@@ -25,11 +25,12 @@ import torch
 from torch import nn
 
 from .config_files import mapping_items, override_items
+from .errors import BetaVAEError
 
 SPEC = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")  # module:name
 
 
-class EncoderError(RuntimeError):
+class EncoderError(BetaVAEError, RuntimeError):
     """An encoder that cannot be loaded or that breaks the convention; the message names it. (Not a
     ValueError: that would count as a metric defeated by its codes, metrics/fits.py.)"""
 

@@ -29,15 +29,17 @@ from . import checkpoint
 from .baselines import build_baseline, is_baseline
 from .config import ConfigError
 from .config_files import keys_text, mapping_items, override_items, read_yaml
-from .data import DataError, FactorDataset, build_dataset
+from .data import FactorDataset, build_dataset
 from .experiment import Config, from_items
-from .distributed import LaunchError, make_accelerator, shutdown
-from .encoders import EncoderError, is_encoder_spec, load_encoder
+from .distributed import make_accelerator, shutdown
+from .encoders import is_encoder_spec, load_encoder
+from .errors import BetaVAEError
 from .export import EVALUATION, ExportError, check_state_dict, vae_state
 from .metrics import evaluate_model
 from .models import IMAGE_SIZE, BetaVAE
 from .progress import evaluation_progress
 from .results import write_results
+from .rundir import RunDir
 from .runtime import keep_heap
 
 
@@ -47,12 +49,12 @@ def load_model(path: Path, overrides: list[str] = ()) -> tuple[BetaVAE, Config]:
         model = BetaVAE.from_pretrained(path)
         recorded = json.loads((path / "config.json").read_text()).get("training_config", {})
         return model, from_items(mapping_items(recorded, f"in {path / 'config.json'}") + override_items(overrides))
-    run_dir = path.parent.parent if (path / checkpoint.STATE_FILE).is_file() else path
-    if not (run_dir / "config.yaml").is_file():
+    run_dir = RunDir(path.parent.parent if (path / checkpoint.STATE_FILE).is_file() else path)
+    if not run_dir.config.is_file():
         raise ExportError(f"not an export, run or checkpoint directory: {path}")
-    recorded = read_yaml(run_dir / "config.yaml")
-    cfg = from_items(mapping_items(recorded, f"in {run_dir / 'config.yaml'}") + override_items(overrides))
-    ckpt = checkpoint.usable(run_dir / "checkpoints", None if run_dir == path else path,
+    recorded = read_yaml(run_dir.config)
+    cfg = from_items(mapping_items(recorded, f"in {run_dir.config}") + override_items(overrides))
+    ckpt = checkpoint.usable(run_dir.checkpoints, None if run_dir.path == path else path,
                              say=lambda line: print(line, file=sys.stderr))
     model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
     state = vae_state(checkpoint.weights(ckpt))
@@ -102,12 +104,9 @@ def main(argv: list[str] | None = None) -> None:
             model = load_encoder(str(args.model))
         else:
             check_input_shape(model, dataset, cfg)
-    except ConfigError as e:
-        print(f"betavae_dist.evaluate: config error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (ExportError, EncoderError, DataError, checkpoint.CheckpointError) as e:
-        print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+    except BetaVAEError as e:
+        print(f"betavae_dist.evaluate: {'config error' if isinstance(e, ConfigError) else 'error'}: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
     keep_heap()
     try:
         accelerator = make_accelerator()
@@ -118,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         model = model.to(accelerator.device, memory_format=model.memory_format)
         with evaluation_progress(disable=not accelerator.is_main_process) as bars:
             results = evaluate_model(model, dataset, cfg, accelerator, bars)
-    except (LaunchError, EncoderError) as e:
+    except BetaVAEError as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(e.exit_code) from None
     if accelerator.is_main_process:
         print_table(results, args.model)
         name = re.sub(r"[^\w.-]", "_", str(args.model))

@@ -2,7 +2,7 @@
 
     data   data/__init__.py   DataConfig        model  models.py         ModelConfig
     loss   objectives/        the objective's   optim  optim.py          OptimConfig
-    train  loop.py            TrainConfig       eval   metrics/          EvalConfig (and each metric's)
+    train  train_config.py    TrainConfig       eval   metrics/          EvalConfig (and each metric's)
 
 `from_sources(files, overrides)` and `load_or_exit(argv, prog)` build it (config.py's machinery);
 `python -m betavae_dist.train --help` lists every key with its type, default and meaning.
@@ -16,7 +16,7 @@ from typing import Any
 from . import config, config_files
 from .config import MAX_SEED, ConfigError, section, setting
 from .data import DATASETS, DataConfig
-from .loop import TrainConfig
+from .train_config import TrainConfig
 from .metrics import EvalConfig
 from .models import ModelConfig
 from .objectives import OBJECTIVES

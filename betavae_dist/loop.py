@@ -1,4 +1,4 @@
-"""The training loop, one for solo runs and packs, and its settings (`train.*`).
+"""The training loop, one for solo runs and packs (its settings, `train.*`: train_config.py).
 
 `train_loop(run, start, stop)` owns the cadence (log, checkpoint, evaluate, stop), the single
 statistics read per such step, the finite checks and the failure policy, and metrics.jsonl. What
@@ -11,87 +11,79 @@ from __future__ import annotations
 import json
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import torch
-from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .config import ConfigError, comma_list, setting
 from .progress import Lines, make_progress
-from .rundir import TrainingError, open_metrics_log
-from .step import non_finite
+from .rundir import TrainingError
+from .stepstats import StepStats, non_finite
 from .stopping import PREEMPTED_EXIT_CODE, Preempted, StopPoll, StopSignal
 
-MAX_BATCH = 1 << 20
+if TYPE_CHECKING:
+    from .plan import Plan
 
+class Run:
+    """What the loop trains: one model (solo.py, any number of ranks) or the K points of a pack
+    (pack/train.py, one process); point k is `plan.cfgs[k]`, and a solo run is a pack of one. An
+    implementation sets `plan`, `stats`, `optimizer` and `description` and writes `step`, `read`,
+    `sound`, `fail`, `save` and `finish`; the rest have defaults for one process that evaluates
+    at the end and logs to metrics.jsonl only."""
 
-@dataclass
-class TrainConfig:
-    steps: int = setting(10_000, "optimiser steps in all", positive=True, resumable=True)
-    batch_size: int = setting(64, "global batch per optimiser step, whatever the number of ranks", low=1, high=MAX_BATCH,
-                              positive=True)
-    grad_accum: int = setting(1, "micro-batches per optimiser step on each rank", positive=True, resumable=True)
-    log_every: int = setting(50, "steps between lines of metrics.jsonl", positive=True, resumable=True)
-    ckpt_every: int = setting(1000, "steps between checkpoints", positive=True, resumable=True)
-    keep_checkpoints: int = setting(3, "newest checkpoints kept", positive=True, resumable=True)
-    resume: str = setting("auto", "auto: newest verified checkpoint, same config only; force: any config; none; or a "
-                          "path", resumable=True)
-    report_to: str = setting("", "trackers (accelerate's names, comma-separated: tensorboard, wandb, mlflow, ...) or "
-                             "all", resumable=True)
-    progress: bool = setting(True, "rank 0: a progress bar on a terminal, a line per log step in a log file",
-                             resumable=True)
-    cuda_graph: str = setting("auto", "\"auto\" (one process on one GPU), \"on\" (say why when it cannot), \"off\"",
-                              choices=("auto", "on", "off"), resumable=True)
-    collective_timeout: int = setting(300, "seconds a rank waits for the others (a frozen or lost peer) before "
-                                      "stopping", positive=True, resumable=True)
+    plan: Plan
+    stats: StepStats
+    optimizer: torch.optim.Optimizer
+    description: str  # how it steps, for the banner
+    is_main = True  # the process that writes logs and prints
+    ranks = 1
 
     @property
-    def trackers(self) -> list[str]:
-        return comma_list(self.report_to)
+    def cfgs(self) -> list:
+        return self.plan.cfgs
 
-    def check(self) -> None:
-        known = ("all", *LOGGER_TYPE_TO_CLASS)
-        unknown = [t for t in self.trackers if t not in known]
-        if unknown:
-            raise ConfigError(f"train.report_to: unknown tracker {unknown[0]!r}; choose from {', '.join(known)}")
+    @property
+    def device(self) -> torch.device:
+        return self.plan.device
 
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The statistics logged: the objective's terms and grad_norm."""
+        return self.stats.terms
 
-class Run(Protocol):
-    """What the loop trains: one model (solo.py, any number of ranks) or the K points of a pack
-    (pack/train.py, one process). Point k of `cfgs` is model k; a solo run is a pack of one."""
-
-    cfgs: list  # each point's Config
-    is_main: bool  # the process that writes logs and prints
-    ranks: int
-    device: torch.device
-    description: str  # how it steps, for the banner
-    terms: tuple[str, ...]  # the statistics logged: the objective's terms and grad_norm
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
     def step(self, step: int) -> list[dict]:
         """One optimiser step; each point's schedule values at it (logged)."""
+        raise NotImplementedError
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
-        """Each point's statistics since the last `reset` (step.StepStats), and whether any rank
+        """Each point's statistics since the last `reset` (StepStats.read), and whether any rank
         wants to stop (`stop`: this one does). The one host read; every rank calls it at the same step.
-        A point's `extra` values (a solo run's latent KLs) are logged with its terms."""
+        A point's `extra` values (each latent's KL, skipped samples) are logged with its terms."""
+        raise NotImplementedError
 
     def reset(self) -> None:
         """Start the next window of statistics."""
+        self.stats.reset()
 
     def sound(self) -> list[bool]:
         """Whether each point's weights still give a finite loss (finite weights can have diverged)."""
+        raise NotImplementedError
 
     def fail(self, k: int, problem: str, done: int) -> None:
         """Point k failed after step `done`: a solo run raises TrainingError, a pack freezes the point."""
+        raise NotImplementedError
 
     def save(self, done: int, alive: list[bool]) -> None:
         """A checkpoint of every live point at step `done`."""
+        raise NotImplementedError
 
     def evaluate(self, done: int) -> dict:
-        """The metrics during training, after step `done` (solo runs; packs are evaluated at the end)."""
+        """The metrics during training, after step `done` (eval.every; packs are evaluated at the end)."""
+        return {}
 
     def track(self, values: dict, done: int) -> None:
         """Values for the trackers (TensorBoard, ...), besides metrics.jsonl."""
@@ -101,9 +93,7 @@ class Run(Protocol):
 
     def finish(self, alive: list[bool]) -> None:
         """Export and draw each live point at the end."""
-
-    @property
-    def lr(self) -> float: ...
+        raise NotImplementedError
 
 
 def progress_bar(enabled: bool) -> Progress | Lines:
@@ -132,8 +122,7 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
     steps, size = cfg.train.steps, len(run.cfgs)
     poll, alive = StopPoll(stop, run.ranks, run.device), [True] * size
     with ExitStack() as files, progress_bar(run.is_main and cfg.train.progress) as progress:
-        logs = [files.enter_context(open_metrics_log(Path(c.run_dir) / "metrics.jsonl", start)) if run.is_main else None
-                for c in run.cfgs]
+        logs = [files.enter_context(d.open_metrics(start)) if run.is_main else None for d in run.plan.dirs]
         task = progress.add_task("step", total=steps, completed=start, stats="")
         window_start, window_steps = time.perf_counter(), 0
         for step in range(start, steps):
@@ -161,13 +150,10 @@ def train_loop(run: Run, start: int, stop: StopSignal) -> list[bool]:
                 lines = [dict({name: point[name] for name in run.terms}, img_per_s=rate, lr=run.lr, **schedule,
                               **point.get("extra", {})) if alive[k] else None
                          for k, (point, schedule) in enumerate(zip(points, schedules))]
-                for k, line in enumerate(lines):
-                    if line is None:
-                        continue
-                    if cfg.data.source == "webdataset":  # bad samples skipped this epoch, all ranks
-                        line["data_skipped"] = points[k]["data_skipped"]
-                    write_line(logs[k], line, done)
-                    run.track(line, done)
+                for log, line in zip(logs, lines):
+                    if line is not None:
+                        write_line(log, line, done)
+                        run.track(line, done)
                 progress.update(task, completed=done, stats=summary(lines, rate, run.terms))
                 run.reset()
                 window_start, window_steps = time.perf_counter(), 0

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .config import setting
-from .export import CRITIC
+from .objectives.base import CRITIC
 from .registry import ConfigError, Registry
 
 if TYPE_CHECKING:

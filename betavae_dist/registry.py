@@ -8,9 +8,14 @@ entry point runs).
 
 from __future__ import annotations
 
+from .errors import BetaVAEError
 
-class ConfigError(ValueError):
+
+
+class ConfigError(BetaVAEError, ValueError):
     """A configuration problem; the message names the key and its source."""
+
+    exit_code = 2
 
 
 class Registry(dict):

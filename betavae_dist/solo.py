@@ -15,22 +15,23 @@ from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedType, set_seed
 
 from . import checkpoint, tracking, visualize
-from .config import ConfigError, save_yaml
+from .config import ConfigError
 from .data import build_batches, build_dataset
-from .data.batches import NoiseWindow, micro_batch_size
+from .data.batches import Batching, NoiseWindow
 from .distributed import (Heartbeat, configure_deepspeed, die_with_launcher, launched_world_size, make_accelerator,
                           offloads_optimizer, shutdown, unwrap)
 from .experiment import Config
-from .loop import train_loop
+from .loop import Run, train_loop
 from .metrics import evaluate_model
 from .models import BetaVAE, build_model, write_export
-from .objectives import build_objective
 from .optim import build_optimizer, parameter_groups
+from .plan import Plan, make_plan
 from .progress import Lines
 from .results import record
-from .rundir import TrainingError, check_memory, prepare_run_dir, refuse_another_run
+from .rundir import RunDir, TrainingError, check_memory
 from .runtime import cpu_threads, keep_heap
-from .step import StepStats, finite_weights, loss_terms, make_step
+from .step import launch_obstacle, loss_terms, make_step
+from .stepstats import StepStats, finite_weights
 from .stopping import StopSignal
 
 FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
@@ -42,8 +43,8 @@ def preflight(cfg: Config, world_size: int) -> None:
     missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
     if missing:
         raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
-    check_memory(cfg, micro_batch_size(cfg, world_size))
-    refuse_another_run(cfg)
+    check_memory(cfg, Batching.of(cfg.train, world_size).micro)
+    RunDir(cfg.run_dir).refuse_another_run(cfg)
     if cfg.train.resume not in ("auto", "force", "none") and not Path(cfg.train.resume).is_dir():
         raise ConfigError(f"train.resume={cfg.train.resume}: no such checkpoint directory")
 
@@ -61,30 +62,30 @@ def invariance_caveats(cfg: Config, objective, ranks: int) -> list[str]:
     return caveats
 
 
-def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, write: bool = True) -> dict[str, np.ndarray]:
-    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes.
-    Returns the figures by name, as (height, width, C) images."""
+def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, files: RunDir | None = None,
+                 write: bool = True) -> dict[str, np.ndarray]:
+    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes
+    them into `files`. Returns the figures by name, as (height, width, C) images."""
     kl = visualize.latent_kl(model, x)
     figures = dict(zip(FIGURES, (visualize.tile(visualize.reconstructions(model, x, cfg.model.likelihood)),
                                  visualize.traversal_figure(model, x, cfg.model.likelihood, kl))))
-    if write:
+    if files is not None and write:
         for name, image in figures.items():
-            visualize.save_image(image, Path(cfg.run_dir) / f"{name}.png")
+            visualize.save_image(image, files.figure(name))
     return figures
 
 
-class SoloRun:
+class SoloRun(Run):
     """The model, its optimiser and step on this rank, built (and resumed) as every rank must."""
 
-    def __init__(self, cfg: Config, accelerator):
-        self.cfgs, self.accelerator = [cfg], accelerator
-        self.is_main, self.ranks, self.device = accelerator.is_main_process, accelerator.num_processes, accelerator.device
-        self.ckpt_dir = Path(cfg.run_dir) / "checkpoints"
-        self.batches = build_batches(cfg, self.ranks, accelerator.process_index, self.device)
+    def __init__(self, plan: Plan, accelerator):
+        self.plan, self.accelerator, cfg, self.files = plan, accelerator, plan.cfg, plan.dirs[0]
+        self.is_main, self.ranks = accelerator.is_main_process, accelerator.num_processes
+        self.batches = build_batches(cfg, plan.batching, self.device)
         if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
             self.eval_dataset = self.batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
-        configure_deepspeed(accelerator, cfg, self.batches.micro_batch)
-        self.objective = build_objective(cfg)
+        configure_deepspeed(accelerator, cfg, plan.batching.micro)
+        self.objective = plan.objectives[0]
         set_seed(cfg.seed)  # identical initial weights on every rank
         model = build_model(cfg)
         if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
@@ -96,27 +97,23 @@ class SoloRun:
             self.objective.bind(self.unwrapped.critic)
         set_seed(cfg.seed + accelerator.process_index)  # per-rank streams for anything else random
 
-        self.resumed_from = checkpoint.choose_resume(cfg.train.resume, self.ckpt_dir, accelerator)
+        self.resumed_from = checkpoint.choose_resume(cfg.train.resume, self.files.checkpoints, accelerator)
         self.start = checkpoint.load(accelerator, self.resumed_from) if self.resumed_from else 0
         if self.start > cfg.train.steps:
             raise TrainingError(f"{self.resumed_from} is at step {self.start}, past train.steps={cfg.train.steps}: this "
                                 "run went further; a new run_dir (or train.resume=none) trains a shorter one")
         self.stats = StepStats(self.device, self.objective.terms)
-        self.terms = self.stats.terms
         # After resuming: a graph captures the state.
-        self.run_step = make_step(self.model, self.optimizer, accelerator, cfg, self.objective, self.stats)
+        self.run_step = make_step(self.model, self.optimizer, accelerator, plan, self.stats)
         self.description = self.run_step.description
-        self.noise = NoiseWindow(cfg, self.device, cfg.train.steps, self.objective.noise_width)
+        self.noise = NoiseWindow(cfg.seed, cfg.train.batch_size, cfg.model.latents, self.device, cfg.train.steps,
+                                 self.objective.noise_width)
         first = next(self.batches.micro_batches(0))[0].to(self.device)
         self.probe = first[:8]  # checked at saves, drawn at evaluations and at the end
         self.kl_probe = first[:64]  # each latent's KL, at log steps
         self.micro_batches = self.batches.micro_batches(self.start)
         self.skipped, self.schedule = 0, {}
         self.evaluation: dict | None = None  # evaluation.json of the last evaluation
-
-    @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
 
     def step(self, step: int) -> list[dict]:
         self.schedule = self.objective.schedule(step)
@@ -126,10 +123,9 @@ class SoloRun:
     def read(self, stop: bool) -> tuple[list[dict], bool]:
         points = self.stats.read(finite_weights(self.unwrapped), stop, self.skipped, self.ranks)
         points[0]["extra"] = visualize.latent_stats(self.unwrapped, self.kl_probe)  # every rank: a sharded model needs them all
+        if self.cfgs[0].data.source == "webdataset":  # bad samples skipped this epoch, all ranks
+            points[0]["extra"]["data_skipped"] = points[0]["data_skipped"]
         return points, points[0]["stop"]
-
-    def reset(self) -> None:
-        self.stats.reset()
 
     @torch.no_grad()
     def sound(self) -> list[bool]:
@@ -140,11 +136,11 @@ class SoloRun:
 
     def fail(self, k: int, problem: str, done: int) -> None:
         """Every rank finds the same problem (the statistics and the probe are all-reduced): rank 0 tells it."""
-        raise TrainingError(f"{problem}; stopped, last good checkpoint: {checkpoint.latest(self.ckpt_dir) or 'none yet'}",
+        raise TrainingError(f"{problem}; stopped, last good checkpoint: {self.files.last_checkpoint() or 'none yet'}",
                             quiet=not self.is_main)
 
     def save(self, done: int, alive: list[bool]) -> None:
-        checkpoint.save(self.accelerator, self.ckpt_dir, done, self.cfgs[0].train.keep_checkpoints)
+        checkpoint.save(self.accelerator, self.files.checkpoints, done, self.cfgs[0].train.keep_checkpoints)
 
     def evaluate(self, done: int) -> dict:
         """The metrics now, and the figures for the trackers; the last evaluation (at the final step,
@@ -154,9 +150,9 @@ class SoloRun:
             # Plain lines (rank 0): on a terminal they print above the training bar, a live display of its own.
             results = evaluate_model(self.unwrapped, self.eval_dataset, cfg, self.accelerator,
                                      Lines(disable=not (self.is_main and cfg.train.progress)))
-        self.evaluation = record(Path(cfg.run_dir) / "export", self.ranks, cfg, results)
+        self.evaluation = record(self.files.export, self.ranks, cfg, results)
         if self.accelerator.trackers:
-            tracking.log_figures(self.accelerator, save_figures(self.unwrapped, self.probe, cfg, write=False), done)
+            tracking.log_figures(self.accelerator, save_figures(self.unwrapped, self.probe, cfg), done)
         return results
 
     def track(self, values: dict, done: int) -> None:
@@ -167,13 +163,13 @@ class SoloRun:
         shutdown(self.accelerator, self.model, self.optimizer)
 
     def finish(self, alive: list[bool]) -> None:
-        cfg, run_dir = self.cfgs[0], Path(self.cfgs[0].run_dir)
+        cfg, files = self.cfgs[0], self.files
         if self.is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
-            write_export(checkpoint.weights(checkpoint.latest(self.ckpt_dir)), cfg, run_dir / "export", self.evaluation)
-        figures = save_figures(self.unwrapped, self.probe, cfg, self.is_main)
+            write_export(checkpoint.weights(files.last_checkpoint()), cfg, files.export, self.evaluation)
+        figures = save_figures(self.unwrapped, self.probe, cfg, files, self.is_main)
         if not cfg.eval.every:  # else the evaluation at the last step logged them
             tracking.log_figures(self.accelerator, figures, cfg.train.steps)
-        self.accelerator.print(f"done: {run_dir} (export in {run_dir / 'export'})")
+        self.accelerator.print(f"done: {files} (export in {files.export})")
         shutdown(self.accelerator, self.model, self.optimizer)
 
 
@@ -183,22 +179,23 @@ def train(cfg: Config) -> None:
     (runtime.keep_heap) stays, as it cannot be undone."""
     keep_heap()
     preflight(cfg, launched_world_size())
-    run_dir = Path(cfg.run_dir)
     die_with_launcher()
     accelerator = make_accelerator(cfg.train.collective_timeout, gradient_accumulation_steps=cfg.train.grad_accum,
                                    log_with=cfg.train.trackers or None, project_dir=cfg.run_dir)
-    prepare_run_dir(run_dir, accelerator.process_index)
-    checkpoint.refuse_intruders(run_dir / "checkpoints")  # before training, not at the step that would need the name
+    plan = make_plan([cfg], accelerator.device, accelerator.num_processes, accelerator.process_index,
+                     launch_obstacle(accelerator))
+    files = plan.dirs[0]
+    files.prepare(accelerator.process_index)
     workers = cfg.data.workers if cfg.data.source == "webdataset" else 0
-    with StopSignal() as stop, Heartbeat(run_dir, accelerator.process_index), cpu_threads(workers) as threads:
+    with StopSignal() as stop, Heartbeat(files.path, accelerator.process_index), cpu_threads(workers) as threads:
         accelerator.wait_for_everyone()
-        run = SoloRun(cfg, accelerator)
+        run = SoloRun(plan, accelerator)
         if run.is_main:
-            save_yaml(cfg, run_dir / "config.yaml")
+            files.save_config(cfg)
         for caveat in invariance_caveats(cfg, run.objective, run.ranks):
             accelerator.print(f"note: {caveat}")
         if cfg.train.trackers:  # the run directory's name names the run (TensorBoard writes RUN/<name>/)
-            tracking.start(accelerator, cfg, run_dir.name)
+            tracking.start(accelerator, cfg, files.path.name)
         accelerator.print(
             f"{run.ranks} process(es) on {run.device} ({accelerator.distributed_type.value}, "
             f"{accelerator.mixed_precision}){f', {threads} CPU thread(s) each' if run.device.type == 'cpu' else ''}, "

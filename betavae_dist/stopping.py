@@ -10,14 +10,18 @@ from contextlib import contextmanager
 
 import torch
 
+from .errors import BetaVAEError
+
 # Stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue and resume. slurm/common.sh makes
 # it 0: the job script learns of the preemption from the signal, and srun logs any other as an error.
 PREEMPTED_EXIT_CODE = int(os.environ.get("BETAVAE_PREEMPTED_EXIT_CODE", "3"))
 
 
-class Preempted(Exception):
+class Preempted(BetaVAEError):
     """A stop signal came and the checkpoint of the step reached is written: the command line exits
     with PREEMPTED_EXIT_CODE, so that SLURM's requeue (or the user) runs the same command again."""
+
+    exit_code = PREEMPTED_EXIT_CODE
 
 
 class StopSignal:

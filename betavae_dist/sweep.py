@@ -1,4 +1,4 @@
-"""Sweeps over β (× seeds, × any key): grid expansion for SLURM job arrays, and the report.
+"""Sweeps over any settings (β, seeds, objectives, ...): grid expansion for SLURM job arrays, packs, and the report.
 
     python -m betavae_dist.sweep run SWEEP.yaml [--pack K] [--index I] [key=value ...]   # train, evaluate, report
     python -m betavae_dist.sweep count SWEEP.yaml [--pack K] # number of array tasks (points, or packs)
@@ -40,18 +40,16 @@ from pathlib import Path
 
 import yaml
 
-from . import checkpoint
 from .config import ConfigError
+from .errors import BetaVAEError
 from .experiment import Config, from_sources
-from .data import DataError
-from .export import ExportError
 from .pack.evaluate import evaluate_pack
 from .pack.train import split_packs, train_pack
 from .progress import evaluation_progress
 from .report import print_report, report, study_report
-from .rundir import TrainingError, failed_record, record_failure
+from .rundir import RunDir, TrainingError
 from .solo import train
-from .stopping import PREEMPTED_EXIT_CODE, Preempted
+from .stopping import Preempted
 from .udr import score_sweep
 
 
@@ -137,11 +135,11 @@ def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
     sweep.copy_into_out_dir()
     todo, failed = [], []
     for point in sweep.pack_points(pack, index):
-        run_dir, name = sweep.run_dir(point), sweep.name(point)
-        if (run_dir / "evaluation.json").is_file():
+        run_dir, name = RunDir(sweep.run_dir(point)), sweep.name(point)
+        if run_dir.evaluation.is_file():
             print(f"{name}: already evaluated")
-        elif record := failed_record(run_dir):
-            print(f"{name}: failed before ({record['problem']}; {run_dir / 'failed.json'}): skipped, delete that file to retry")
+        elif record := run_dir.failure():
+            print(f"{name}: failed before ({record['problem']}; {run_dir.failed}): skipped, delete that file to retry")
             failed.append(name)
         else:
             todo.append(point)
@@ -155,7 +153,7 @@ def run(sweep: Sweep, pack: int, index: int | None = None) -> int:
             if done:
                 print(f"evaluating {', '.join(Path(c.run_dir).name for c in done)}", flush=True)
                 with evaluation_progress() as bars:
-                    evaluate_pack([configs[c.run_dir][1] for c in done], [Path(c.run_dir) / "export" for c in done],
+                    evaluate_pack([configs[c.run_dir][1] for c in done], [RunDir(c.run_dir).export for c in done],
                                   progress=bars)
     print_report(report(sweep), sweep.out_dir)
     if failed:
@@ -171,7 +169,7 @@ def train_points(cfgs: list[Config]) -> list[Config]:
     try:
         train(cfgs[0])
     except TrainingError as e:
-        record_failure(Path(cfgs[0].run_dir), str(e), None)
+        RunDir(cfgs[0].run_dir).record_failure(str(e), None)
         print(f"point {cfgs[0].run_dir} failed: {e}")
         return cfgs
     return []
@@ -236,13 +234,10 @@ def main(argv: list[str] | None = None) -> None:
             print_report(report(sweep), sweep.out_dir)
     except Preempted as e:
         print(e, flush=True)
-        raise SystemExit(PREEMPTED_EXIT_CODE) from None
-    except ConfigError as e:
+        raise SystemExit(e.exit_code) from None
+    except BetaVAEError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (TrainingError, DataError, ExportError, checkpoint.CheckpointError) as e:
-        print(f"sweep: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(e.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checkpoint
+from .export import WEIGHTS
 from .export.card import scores
 from .metrics import headline_keys
-from .rundir import failed_record
+from .rundir import RunDir
 
 if TYPE_CHECKING:
     from .sweep import Sweep
@@ -21,24 +21,23 @@ if TYPE_CHECKING:
 TABLE = "table.csv"
 
 
-def point_status(run_dir: Path) -> tuple[str, dict]:
+def point_status(path: Path) -> tuple[str, dict]:
     """('evaluated' | 'trained' | 'unfinished', results) for one run directory."""
     results: dict = {}
-    evaluation = run_dir / "evaluation.json"
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        train_lines = [json.loads(line) for line in metrics.read_text().splitlines() if '"recon"' in line]
+    run_dir = RunDir(path)
+    if run_dir.metrics.is_file():
+        train_lines = [json.loads(line) for line in run_dir.metrics.read_text().splitlines() if '"recon"' in line]
         if train_lines:
             results["recon"] = train_lines[-1]["recon"]
             results["kl"] = train_lines[-1]["kl"]
-    if evaluation.is_file():
-        results.update({k: v for k, v in json.loads(evaluation.read_text()).items() if k in headline_keys()})
+    if run_dir.evaluation.is_file():
+        results.update({k: v for k, v in json.loads(run_dir.evaluation.read_text()).items() if k in headline_keys()})
         return "evaluated", results
-    if (run_dir / "export" / "model.safetensors").is_file():
+    if (run_dir.export / WEIGHTS).is_file():
         return "trained", results
-    if failed := failed_record(run_dir):
+    if failed := run_dir.failure():
         return f"failed ({failed['problem']})", results
-    last = checkpoint.latest(run_dir / "checkpoints")
+    last = run_dir.last_checkpoint()
     return f"unfinished (last checkpoint: {last.name if last else 'none'})", results
 
 
@@ -48,7 +47,7 @@ def model_row(sweep: Sweep, point: dict) -> dict:
     row = {"method": cfg.loss.objective, **point, "seed": cfg.seed,
            "data": cfg.data.name if cfg.data.source == "dataset" else cfg.data.shards, "steps": cfg.train.steps,
            "run_dir": str(run_dir), "status": status.split(" (")[0], "status_detail": status}
-    evaluation = run_dir / "evaluation.json"
+    evaluation = RunDir(run_dir).evaluation
     if evaluation.is_file():
         row.update(scores(json.loads(evaluation.read_text())))
     return row

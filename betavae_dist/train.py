@@ -17,14 +17,12 @@ from pathlib import Path
 
 from . import checkpoint
 from .config import ConfigError
-from .data import DataError
-from .distributed import LaunchError, first_to_tell, silent_ranks
+from .errors import BetaVAEError
+from .distributed import first_to_tell, silent_ranks
 from .experiment import load_or_exit
-from .export import ExportError
 from .peers import lost_peer
-from .rundir import TrainingError
 from .solo import train
-from .stopping import PREEMPTED_EXIT_CODE, Preempted
+from .stopping import Preempted
 
 
 def say(line: str) -> None:
@@ -41,15 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     except Preempted as e:
         if os.environ.get("RANK", "0") == "0":
             print(e, flush=True)
-        raise SystemExit(PREEMPTED_EXIT_CODE) from None
-    except ConfigError as e:
-        say(f"betavae_dist.train: config error: {e}")
-        raise SystemExit(2) from None
-    except (TrainingError, LaunchError, DataError, ExportError, checkpoint.CheckpointError) as e:
-        if not getattr(e, "quiet", False):  # one line per job where every rank raised the same
-            say(f"betavae_dist.train: error: {e}")
-            first_to_tell(Path(cfg.run_dir))  # this line is the cause: ranks that now lose this one stay quiet
-        raise SystemExit(1) from None
+        raise SystemExit(e.exit_code) from None
+    except BetaVAEError as e:
+        if not e.quiet:  # one line per job where every rank raised the same
+            say(f"betavae_dist.train: {'config error' if isinstance(e, ConfigError) else 'error'}: {e}")
+            if not isinstance(e, ConfigError):
+                first_to_tell(Path(cfg.run_dir))  # this line is the cause: ranks that now lose this one stay quiet
+        raise SystemExit(e.exit_code) from None
     except RuntimeError as e:  # a collective that timed out or lost a peer: gloo and NCCL raise RuntimeErrors
         timed_out = "timed out" in str(e).lower() or "timeout" in str(e).lower()
         if not (timed_out or lost_peer(e)):

@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .export import EVALUATION
-
 if TYPE_CHECKING:
     from .sweep import Sweep
 
@@ -96,24 +94,25 @@ def score_sweep(sweep: Sweep, n: int = 1000, seed: int = 0, say=print) -> dict[s
     its evaluation.json; returns {point name: {"udr.lasso": ..., "udr.spearman": ...}}."""
     from .data import build_dataset
     from .models import BetaVAE
+    from .rundir import RunDir
 
     groups: dict[tuple, list[dict]] = {}
     for point in sweep.points:
-        if (sweep.run_dir(point) / EVALUATION).is_file():
+        if RunDir(sweep.run_dir(point)).evaluation.is_file():
             groups.setdefault(tuple((k, v) for k, v in point.items() if k != "seed"), []).append(point)
     scored = {}
     for setting, points in groups.items():
         if len(points) < 2:
             say(f"udr: {dict(setting)}: {len(points)} evaluated seed(s), UDR compares two or more: skipped")
             continue
-        models = [BetaVAE.from_pretrained(sweep.run_dir(p) / "export") for p in points]
+        models = [BetaVAE.from_pretrained(RunDir(sweep.run_dir(p)).export) for p in points]
         codes, kls = representations(models, build_dataset(sweep.config(points[0])), n, seed)
         for kind in KINDS:
             _, model_scores = udr_scores(codes, kls, kind, seed)
             for point, score in zip(points, model_scores):
                 scored.setdefault(sweep.name(point), {})[f"udr.{kind}"] = float(score)
         for point in points:
-            path = sweep.run_dir(point) / EVALUATION
+            path = RunDir(sweep.run_dir(point)).evaluation
             path.write_text(json.dumps({**json.loads(path.read_text()), **scored[sweep.name(point)]}, indent=2))
         say(f"udr: {dict(setting)}: {len(points)} seeds, " + ", ".join(
             f"{sweep.name(p)} {scored[sweep.name(p)]['udr.lasso']:.3f}" for p in points) + " (lasso)")

@@ -207,3 +207,11 @@ def adam_drift_bound(steps: int, lr: float, beta1: float = 0.9, beta2: float = 0
         ratio = sum((1 - beta1) ** 2 * beta1 ** (2 * (t - i)) / ((1 - beta2) * beta2 ** (t - i)) for i in range(1, t + 1))
         total += 2 * lr * math.sqrt(ratio) * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
     return total
+
+
+def shard_stream(cfg, world: int = 1, rank: int = 0):
+    """Rank `rank`'s stream of `world` ranks over cfg's shards, as a training run builds it."""
+    from betavae_dist.data.batches import Batching
+    from betavae_dist.data.stream import ShardStream
+
+    return ShardStream(cfg.data, cfg.seed, cfg.model.channels, Batching.of(cfg.train, world, rank))

@@ -76,4 +76,28 @@ def test_the_config_machinery_imports_no_part():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('betavae_dist', 'torch', 'sklearn', 'accelerate', 'huggingface_hub')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert loaded.strip() == "['betavae_dist', 'betavae_dist.config', 'betavae_dist.config_files', 'betavae_dist.registry']"
+    assert loaded.strip() == ("['betavae_dist', 'betavae_dist.config', 'betavae_dist.config_files', 'betavae_dist.errors', "
+                              "'betavae_dist.registry']")
+
+
+def test_command_lines_sit_on_top_of_the_library():
+    """A command line is a module with a `main(argv)` (docs/architecture.md lists them); no other
+    module imports one, so the library never loads an argument parser's module."""
+    commands = {module_name(path) for path in PACKAGE.rglob("*.py")
+                if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in ast.parse(path.read_text()).body)}
+    assert {"betavae_dist.train", "betavae_dist.sweep", "betavae_dist.data.index"} <= commands
+    reached = {(module, target) for module, targets in imports().items() if module not in commands
+               for target in targets & commands}
+    assert reached == set(), reached
+
+
+def test_the_training_settings_load_no_engine():
+    """train_config.py (TrainConfig) imports nothing heavy: composing or checking a config does not
+    load the loop, torch or accelerate through it."""
+    import subprocess
+    import sys
+    code = ("import sys, betavae_dist.train_config; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('betavae_dist', 'torch', 'accelerate')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == ("['betavae_dist', 'betavae_dist.config', 'betavae_dist.errors', 'betavae_dist.registry', "
+                              "'betavae_dist.train_config']")

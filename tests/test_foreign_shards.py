@@ -14,9 +14,9 @@ from PIL import Image
 from betavae_dist.config import ConfigError
 from betavae_dist.data import index
 from betavae_dist.data.shards import Preprocessing, preprocess_file
-from betavae_dist.data.stream import ShardStream, StreamError, decode
+from betavae_dist.data.stream import StreamError, decode
 from betavae_dist.experiment import from_sources
-from helpers import in_process, plain_webdataset, train_here
+from helpers import in_process, plain_webdataset, shard_stream, train_here
 
 EXIF_ORIENTATION = 0x0112
 
@@ -89,10 +89,10 @@ def test_any_size_and_mode_is_brought_to_the_model_as_the_writer_would(tmp_path,
 
     with pytest.raises(ConfigError, match=r"^the shards hold images of other sizes \(128x128, 178x218, 80x96, "
                                           r"width x height\) but the networks take 64x64; data.resize=crop"):
-        ShardStream(stream_cfg(shards, f"model.channels={channels}"), 1, 0)
+        shard_stream(stream_cfg(shards, f"model.channels={channels}"), 1, 0)
 
     cfg = stream_cfg(shards, "data.resize=crop", f"model.channels={channels}")
-    one = images_by_key(ShardStream(cfg, 1, 0))
+    one = images_by_key(shard_stream(cfg, 1, 0))
     assert len(one) == 36
     writer = Preprocessing(size=64, crop=0, mode="L" if channels == 1 else "RGB")
     for key, image in one.items():
@@ -101,7 +101,7 @@ def test_any_size_and_mode_is_brought_to_the_model_as_the_writer_would(tmp_path,
         assert image.shape == (channels, 64, 64) and np.abs(image.astype(int) - expected).max() <= 1, key
 
     # The same pixels for each sample on 2 ranks, each rank its own share.
-    ranks = [images_by_key(ShardStream(cfg, 2, r)) for r in (0, 1)]
+    ranks = [images_by_key(shard_stream(cfg, 2, r)) for r in (0, 1)]
     assert not set(ranks[0]) & set(ranks[1])
     for key, image in {**ranks[0], **ranks[1]}.items():
         assert (image == one[key]).all(), key
@@ -146,14 +146,14 @@ def test_a_wids_index_is_a_manifest(tmp_path):
                for i in range(2)]
     wids = shards / "index.json"
     wids.write_text(json.dumps({"__kind__": "wids-shard-index-v1", "wids_version": 1, "shardlist": entries}))
-    stream = ShardStream(stream_cfg(wids), 1, 0)  # relative URLs are beside the index, as wids reads them
+    stream = shard_stream(stream_cfg(wids), 1, 0)  # relative URLs are beside the index, as wids reads them
     assert stream.counts == [4, 4] and len(images_by_key(stream)) == 8
     brace = f"{shards}/celeba-{{000000..000001}}.tar"
-    assert ShardStream(stream_cfg(brace, f"data.manifest={wids}"), 1, 0).counts == [4, 4]
+    assert shard_stream(stream_cfg(brace, f"data.manifest={wids}"), 1, 0).counts == [4, 4]
     with pytest.raises(StreamError, match=rf"^shard {shards}/celeba-000002.tar does not exist$"):
-        ShardStream(stream_cfg(f"{shards}/celeba-{{000000..000002}}.tar", f"data.manifest={wids}"), 1, 0)
+        shard_stream(stream_cfg(f"{shards}/celeba-{{000000..000002}}.tar", f"data.manifest={wids}"), 1, 0)
 
     wids.write_text(json.dumps({"__kind__": "wids-shard-index-v1", "wids_version": 1}))
     with pytest.raises(StreamError, match=rf"^cannot read the shard manifest {wids} \(data.manifest\): it has no "
                                           r"'shardlist' entry \(neither our manifest nor a wids index\); "):
-        ShardStream(stream_cfg(wids), 1, 0)
+        shard_stream(stream_cfg(wids), 1, 0)

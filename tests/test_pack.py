@@ -23,7 +23,7 @@ from betavae_dist.models import BetaVAE
 from betavae_dist.objectives import build_objective
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.train import split_packs
-from betavae_dist.rundir import FAILED
+from betavae_dist.rundir import RunDir
 from betavae_dist.sweep import Sweep
 from betavae_dist.evaluate import main as evaluate_main
 from betavae_dist.sweep import main as sweep_main
@@ -232,7 +232,7 @@ def test_a_diverging_point_fails_alone_and_the_others_go_on(tmp_path):
     proc = sweep_run(sweep_file, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     bad, good = tmp_path / "sweep" / "beta3e+38_seed0", tmp_path / "sweep" / "beta4_seed0"
-    record = json.loads((bad / FAILED).read_text())
+    record = json.loads(RunDir(bad).failed.read_text())
     assert record["problem"].startswith("non-finite") and record["last_good_checkpoint"] is None, record
     assert "failed: non-finite" in proc.stdout and "1 point(s) failed: beta3e+38_seed0" in proc.stderr
     assert not (bad / "export").exists() and not (bad / "evaluation.json").exists()
@@ -256,7 +256,7 @@ def test_diverged_points_are_failed_before_they_are_saved(tmp_path):
     with pytest.raises(TrainingError, match="every point of the pack failed"):
         train_pack(cfgs)
     for cfg in cfgs:
-        record = json.loads((Path(cfg.run_dir) / FAILED).read_text())
+        record = json.loads(RunDir(cfg.run_dir).failed.read_text())
         assert record == {"step": 1, "last_good_checkpoint": None,
                           "problem": "the weights after step 1 give a non-finite loss (they diverged: optim.lr?); not saved"}
         assert not checkpoint.checkpoints(Path(cfg.run_dir) / "checkpoints")

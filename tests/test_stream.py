@@ -11,8 +11,8 @@ import webdataset as wds
 from PIL import Image
 
 from betavae_dist.experiment import from_sources
-from betavae_dist.data.stream import ShardStream, StreamError, decode
-from helpers import accelerate_cmd, in_process, make_celeba, plain_webdataset, run, train, train_here
+from betavae_dist.data.stream import StreamError, decode
+from helpers import accelerate_cmd, in_process, make_celeba, plain_webdataset, shard_stream, run, train, train_here
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +59,18 @@ def test_two_ranks_read_disjoint_equal_shares_covering_the_split_each_epoch(cele
 @pytest.mark.integration
 def test_epochs_are_deterministic_and_resume_continues_in_place(celeba_shards):
     cfg = stream_cfg(celeba_shards)
-    a, b = ShardStream(cfg, 1, 0), ShardStream(cfg, 1, 0)
+    a, b = shard_stream(cfg, 1, 0), shard_stream(cfg, 1, 0)
     assert a.steps_per_epoch == 7
     straight = keys_of(a, 0, 17)  # into the third epoch
     assert straight == keys_of(b, 0, 17)
-    assert keys_of(ShardStream(cfg, 1, 0), 10, 7) == straight[10:17]
+    assert keys_of(shard_stream(cfg, 1, 0), 10, 7) == straight[10:17]
 
 
 @pytest.mark.integration
 def test_fewer_shards_than_ranks_times_workers_still_splits_evenly(celeba_shards):
     one_shard = f"{celeba_shards}/shard-000000.tar"
     cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={one_shard}", "train.batch_size=2", "data.workers=2"])
-    streams = [ShardStream(cfg, 2, r) for r in (0, 1)]
+    streams = [shard_stream(cfg, 2, r) for r in (0, 1)]
     got = [keys_of(s, 0, s.batches_per_epoch) for s in streams]
     assert len(got[0]) == len(got[1]) == 2
     assert not {k for b in got[0] for k in b} & {k for b in got[1] for k in b}
@@ -111,7 +111,7 @@ def no_image(sample):
 def read_all(url, *extra):
     cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={url}", "train.batch_size=2", "data.workers=0",
                                                     "data.shuffle_buffer=1", *extra])
-    stream = ShardStream(cfg, 1, 0)
+    stream = shard_stream(cfg, 1, 0)
     batches = list(zip(range(stream.batches_per_epoch), stream.keyed_micro_batches(0)))
     return [b for _, b in batches]
 
@@ -175,7 +175,8 @@ def test_pipe_urls_stream_like_files(celeba_shards):
     piped = "pipe:cat " + urls(celeba_shards)
     cfg = from_sources("configs/celeba_beta.yaml", [f"data.shards={piped}", f"data.manifest={celeba_shards}/manifest.json",
                                                     "train.batch_size=4", "data.workers=0", "data.shuffle_buffer=4"])
-    assert keys_of(ShardStream(cfg, 1, 0), 0, 7) == keys_of(ShardStream(stream_cfg(celeba_shards, "data.workers=0"), 1, 0), 0, 7)
+    in_process_stream = shard_stream(stream_cfg(celeba_shards, "data.workers=0"), 1, 0)
+    assert keys_of(shard_stream(cfg, 1, 0), 0, 7) == keys_of(in_process_stream, 0, 7)
 
 
 @pytest.mark.distributed
@@ -215,9 +216,9 @@ def test_sixteen_bit_png_keeps_its_top_eight_bits():
 
 @pytest.mark.integration
 def test_a_shard_directory_or_its_manifest_stands_for_every_shard(celeba_shards):
-    expanded = ShardStream(stream_cfg(celeba_shards), 1, 0)
+    expanded = shard_stream(stream_cfg(celeba_shards), 1, 0)
     for spec in (celeba_shards, celeba_shards / "manifest.json"):
-        stream = ShardStream(stream_cfg(celeba_shards, f"data.shards={spec}"), 1, 0)  # the later setting wins
+        stream = shard_stream(stream_cfg(celeba_shards, f"data.shards={spec}"), 1, 0)  # the later setting wins
         assert (stream.urls, stream.counts) == (expanded.urls, expanded.counts)
         assert keys_of(stream, 0, 3) == keys_of(expanded, 0, 3)
 

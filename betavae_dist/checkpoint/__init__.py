@@ -13,10 +13,10 @@ saying why in one line. Rank 0 decides and every rank follows.
 """
 
 from .files import (MANIFEST, STATE_FILE, CheckpointError, checkpoints, kept, latest, prune, refuse_intruders, save,
-                    write, write_failure)
+                    step_dir, write, write_failure)
 from .resume import (DEEPSPEED_TAG, choose_resume, latest_verified, load, read_step, resolve_resume, usable, verifies,
                      verify, weights)
 
 __all__ = ["MANIFEST", "STATE_FILE", "CheckpointError", "checkpoints", "kept", "latest", "prune", "refuse_intruders",
-           "save", "write", "write_failure", "DEEPSPEED_TAG", "choose_resume", "latest_verified", "load", "read_step",
+           "save", "step_dir", "write", "write_failure", "DEEPSPEED_TAG", "choose_resume", "latest_verified", "load", "read_step",
            "resolve_resume", "usable", "verifies", "verify", "weights"]

@@ -14,6 +14,7 @@ from accelerate import Accelerator
 import torch
 from safetensors import SafetensorError
 
+from ..errors import BetaVAEError
 from ..peers import lost_peer
 
 STATE_FILE = "trainer_state.json"
@@ -21,13 +22,13 @@ MANIFEST = "manifest.json"
 _NAME = re.compile(r"^step_(\d+)$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the path and the cause. `quiet`: every
-    rank raised it, and another rank tells it (one line per job)."""
+class CheckpointError(BetaVAEError, RuntimeError):
+    """A checkpoint that cannot be used; the message names the path and the cause."""
 
-    def __init__(self, message: str, quiet: bool = False):
-        super().__init__(message)
-        self.quiet = quiet
+
+def step_dir(ckpt_dir: Path, step: int) -> Path:
+    """Where the checkpoint of step `step` is (or will be)."""
+    return ckpt_dir / f"step_{step}"
 
 
 def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -98,7 +99,7 @@ def _delete(path: Path) -> None:
 def save(accelerator: Accelerator, ckpt_dir: Path, step: int, keep: int) -> Path:
     """Save the full training state at `step` (call on every rank). A write that fails on one rank
     is told to every rank before any raises, so none waits for it in the next collective."""
-    final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".tmp-step_{step}"
+    final, tmp = step_dir(ckpt_dir, step), ckpt_dir / f".tmp-step_{step}"
     if accelerator.is_main_process:
         _clean(ckpt_dir)
     accelerator.wait_for_everyone()
@@ -143,7 +144,7 @@ def kept(ckpt_dir: Path) -> str:
 def write(ckpt_dir: Path, step: int, write_files: Callable[[Path], None]) -> Path:
     """A checkpoint written by one process: `write_files(directory)` fills a hidden directory,
     which is then committed as `save` does. Older checkpoints are left for `prune`."""
-    final, tmp = ckpt_dir / f"step_{step}", ckpt_dir / f".tmp-step_{step}"
+    final, tmp = step_dir(ckpt_dir, step), ckpt_dir / f".tmp-step_{step}"
     try:
         _clean(ckpt_dir)
         tmp.mkdir()

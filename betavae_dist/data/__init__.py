@@ -28,7 +28,7 @@ import torch
 
 from ..config import setting
 from ..registry import ConfigError, Registry
-from .batches import DeviceBatches, StepBatches
+from .batches import Batching, DeviceBatches, StepBatches
 from .dataset import DataError, FactorDataset
 from .cars3d import Cars3D
 from .dsprites import DSprites
@@ -89,12 +89,13 @@ def build_dataset(cfg: Config) -> FactorDataset:
         raise DataError(str(e)) from None
 
 
-def build_batches(cfg: Config, world_size: int, rank: int, device: torch.device = torch.device("cpu")):
-    """The training micro-batch source named by `data.source`, yielding batches on `device`."""
+def build_batches(cfg: Config, batching: Batching, device: torch.device = torch.device("cpu")):
+    """The training micro-batch source named by `data.source`, yielding this rank's micro-batches
+    (`batching`: plan.py's) on `device`."""
     if cfg.data.source == "webdataset":
         from .stream import ShardStream  # webdataset is imported only by runs that stream
 
-        return ShardStream(cfg, world_size, rank, device)
+        return ShardStream(cfg.data, cfg.seed, cfg.model.channels, batching, device)
     if device.type == "cuda":
-        return DeviceBatches(build_dataset(cfg), cfg, world_size, rank, device)
-    return StepBatches(build_dataset(cfg), cfg, world_size, rank)
+        return DeviceBatches(build_dataset(cfg), cfg.seed, batching, device)
+    return StepBatches(build_dataset(cfg), cfg.seed, batching)

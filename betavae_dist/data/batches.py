@@ -22,6 +22,7 @@ ahead.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -31,18 +32,46 @@ from ..registry import ConfigError
 from .dataset import FactorDataset, to_unit
 
 if TYPE_CHECKING:
-    from ..experiment import Config
+    from ..train_config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How each step's global batch of `batch_size` splits over `world` ranks and `grad_accum`
+    micro-batches, as this `rank` holds it; computed once per run (plan.py) and handed to the data,
+    the step and DeepSpeed's config."""
+
+    batch_size: int
+    grad_accum: int
+    world: int = 1
+    rank: int = 0
+    micro: int = field(init=False)  # samples per rank per micro-batch
+    rows: tuple[slice, ...] = field(init=False)  # rows of the global batch each micro-batch of this rank holds
+
+    def __post_init__(self):
+        per_step = self.world * self.grad_accum
+        if self.batch_size % per_step:
+            raise ConfigError(f"train.batch_size={self.batch_size} is not divisible by {self.world} ranks "
+                              f"x train.grad_accum={self.grad_accum}")
+        micro = self.batch_size // per_step
+        object.__setattr__(self, "micro", micro)
+        object.__setattr__(self, "rows", tuple(slice((m * self.world + self.rank) * micro,
+                                                     (m * self.world + self.rank + 1) * micro)
+                                               for m in range(self.grad_accum)))
+
+    @classmethod
+    def of(cls, train: TrainConfig, world: int = 1, rank: int = 0) -> Batching:
+        return cls(train.batch_size, train.grad_accum, world, rank)
 
 
 class StepBatches:
-    def __init__(self, dataset: FactorDataset, cfg: Config, world_size: int, rank: int):
-        self.dataset, self.seed = dataset, cfg.seed
-        self.global_batch, self.micro_batch = cfg.train.batch_size, micro_batch_size(cfg, world_size)
-        self.world_size, self.rank, self.grad_accum = world_size, rank, cfg.train.grad_accum
+    def __init__(self, dataset: FactorDataset, seed: int, batching: Batching):
+        self.dataset, self.seed, self.batching = dataset, seed, batching
+        self.global_batch, self.micro_batch = batching.batch_size, batching.micro
         self._epoch, self._order = -1, None
 
     def _slice(self, micro: int) -> slice:
-        return micro_slice(micro, self.world_size, self.rank, self.micro_batch)
+        return self.batching.rows[micro]
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:  # one permutation is cached: epochs are visited in order
@@ -65,7 +94,7 @@ class StepBatches:
 
     def micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, int]]:
         for step in itertools.count(start_step):
-            for micro in range(self.grad_accum):
+            for micro in range(self.batching.grad_accum):
                 yield self.images(step, micro), 0
 
 
@@ -77,10 +106,10 @@ class DeviceBatches(StepBatches):
     them, so each step costs one gather and one conversion, and no host work or copy.
     """
 
-    def __init__(self, dataset: FactorDataset, cfg: Config, world_size: int, rank: int, device: torch.device,
+    def __init__(self, dataset: FactorDataset, seed: int, batching: Batching, device: torch.device,
                  pixels: torch.Tensor | None = None):
         """`pixels`: the dataset already on the device (`device_pixels`), e.g. shared by the points of a pack."""
-        super().__init__(dataset, cfg, world_size, rank)
+        super().__init__(dataset, seed, batching)
         self.device, self._orders_epoch, self._orders = device, -1, None
         self.pixels = device_pixels(dataset, device) if pixels is None else pixels
 
@@ -139,29 +168,14 @@ def to_device(micro_batches: Iterator[tuple[torch.Tensor, int]], device: torch.d
         yield ahead
 
 
-def micro_batch_size(cfg: Config, world_size: int) -> int:
-    """Samples per rank per micro-batch: the global batch split over ranks and accumulation steps."""
-    per_step = world_size * cfg.train.grad_accum
-    if cfg.train.batch_size % per_step:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by {world_size} ranks "
-                          f"x train.grad_accum={cfg.train.grad_accum}")
-    return cfg.train.batch_size // per_step
-
-
-def micro_slice(micro: int, world_size: int, rank: int, micro_batch: int) -> slice:
-    """Rows of the global batch that micro-batch `micro` of `rank` holds."""
-    first = (micro * world_size + rank) * micro_batch
-    return slice(first, first + micro_batch)
-
-
-def step_noise(cfg: Config, step: int, width: int | None = None) -> torch.Tensor:
+def step_noise(seed: int, step: int, batch_size: int, latents: int, width: int | None = None) -> torch.Tensor:
     """Reparameterisation noise of the whole global batch of `step`, from (seed, step); micro-batch
-    m of rank r uses rows `micro_slice(m, ...)`. `width` > latents: the objective's own random
-    columns after them (Objective.noise_width), drawn next, so the first columns do not change."""
-    rng = np.random.default_rng([cfg.seed, step, 1])
-    columns = [rng.standard_normal((cfg.train.batch_size, cfg.model.latents), dtype=np.float32)]
-    if width and width > cfg.model.latents:
-        columns.append(rng.standard_normal((cfg.train.batch_size, width - cfg.model.latents), dtype=np.float32))
+    m of rank r uses rows `Batching.rows[m]`. `width` > latents: the objective's own random columns
+    after them (Objective.noise_width), drawn next, so the first columns do not change."""
+    rng = np.random.default_rng([seed, step, 1])
+    columns = [rng.standard_normal((batch_size, latents), dtype=np.float32)]
+    if width and width > latents:
+        columns.append(rng.standard_normal((batch_size, width - latents), dtype=np.float32))
     return torch.from_numpy(np.concatenate(columns, 1))
 
 
@@ -170,14 +184,17 @@ class NoiseWindow:
 
     BYTES = 4 << 20  # a window holds about this much noise (at least one step)
 
-    def __init__(self, cfg: Config, device: torch.device, last_step: int, width: int | None = None):
-        self.cfg, self.device, self.last_step, self.width = cfg, device, last_step, width or cfg.model.latents
-        self.steps = max(1, self.BYTES // (cfg.train.batch_size * self.width * 4))
+    def __init__(self, seed: int, batch_size: int, latents: int, device: torch.device, last_step: int,
+                 width: int | None = None):
+        self.seed, self.batch_size, self.latents, self.device, self.last_step = seed, batch_size, latents, device, last_step
+        self.width = width or latents
+        self.steps = max(1, self.BYTES // (batch_size * self.width * 4))
         self._first, self._window = None, None
 
     def __call__(self, step: int) -> torch.Tensor:
         if self._first is None or not self._first <= step < self._first + len(self._window):
             steps = range(step, max(step + 1, min(step + self.steps, self.last_step)))
             self._first = step
-            self._window = upload(torch.stack([step_noise(self.cfg, s, self.width) for s in steps]), self.device)
+            noise = [step_noise(self.seed, s, self.batch_size, self.latents, self.width) for s in steps]
+            self._window = upload(torch.stack(noise), self.device)
         return self._window[step - self._first]

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..errors import BetaVAEError
+
 if TYPE_CHECKING:
     from . import DataConfig
 
 
-class DataError(RuntimeError):
+class DataError(BetaVAEError, RuntimeError):
     """Data that cannot be read; the message names the file (and the shard and sample)."""
 
 

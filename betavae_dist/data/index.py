@@ -25,9 +25,8 @@ from pathlib import Path
 
 import webdataset as wds
 
-from .shards import FORMAT, MANIFEST
 from .images import IMAGE_KEYS, decode
-from .manifest import StreamError
+from .manifest import FORMAT, MANIFEST, StreamError
 from .tars import regular_files
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..experiment import from_sources
 from ..distributed import make_accelerator, shutdown
+from .batches import Batching
 from .stream import ShardStream, StreamError
 
 
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     accelerator = make_accelerator()
     try:
-        stream = ShardStream(cfg, accelerator.num_processes, accelerator.process_index)
+        stream = ShardStream(cfg.data, cfg.seed, cfg.model.channels,
+                             Batching.of(cfg.train, accelerator.num_processes, accelerator.process_index))
         batches = stream.keyed_micro_batches(0)
         epochs = [[next(batches)[1] for _ in range(stream.batches_per_epoch)] for _ in range(args.epochs)]
     except (StreamError, ConfigError) as e:

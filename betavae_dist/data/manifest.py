@@ -16,11 +16,12 @@ import webdataset as wds
 
 from ..registry import ConfigError
 from .dataset import DataError
-from .shards import MANIFEST
 
 if TYPE_CHECKING:
-    from ..experiment import Config
+    from . import DataConfig
 
+MANIFEST = "manifest.json"  # beside the shards
+FORMAT = "betavae-dist-shards/1"  # ours (shards.py, index.py write it)
 WIDS = "wids-shard-index-v1"  # webdataset's own index of shards
 
 
@@ -28,20 +29,20 @@ class StreamError(DataError):
     """Unreadable shard data; the message names the shard and, where known, the sample key."""
 
 
-def load_manifest(cfg: Config) -> tuple[list[str], list[int], dict]:
+def load_manifest(data: DataConfig) -> tuple[list[str], list[int], dict]:
     """Shard URLs with their sample counts from the manifest. `data.shards` is a shard directory or
     its manifest.json (every shard it lists), or brace-expanded URLs (those shards only). Shards
     written by anything else get their manifest from `python -m betavae_dist.data.index`, or bring
     webdataset's wids index (`widsindex create`) as theirs."""
-    spec = Path(cfg.data.shards)
+    spec = Path(data.shards)
     listed = spec.is_dir() or (spec.suffix == ".json" and spec.is_file())
     if listed:
-        path = Path(cfg.data.manifest) if cfg.data.manifest else spec / MANIFEST if spec.is_dir() else spec
+        path = Path(data.manifest) if data.manifest else spec / MANIFEST if spec.is_dir() else spec
     else:
-        urls = wds.shardlists.expand_urls(cfg.data.shards)
+        urls = wds.shardlists.expand_urls(data.shards)
         if not urls:
             raise ConfigError("data.shards is empty; give a shard directory, its manifest.json or shard URLs")
-        path = Path(cfg.data.manifest) if cfg.data.manifest else Path(urls[0]).parent / MANIFEST
+        path = Path(data.manifest) if data.manifest else Path(urls[0]).parent / MANIFEST
         check_exist(urls)
     manifest, counts = read_manifest(path)
     if listed:

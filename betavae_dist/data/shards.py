@@ -40,10 +40,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import dsprites
 from .dsprites import DSprites
 from .images import prepare
+from .manifest import FORMAT, MANIFEST
 
-MANIFEST = "manifest.json"
 SKIPPED = "skipped.json"
-FORMAT = "betavae-dist-shards/1"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}  # what Pillow reads
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "raw": "npy"}
 SPLITS = {"0": "train", "1": "valid", "2": "test"}

@@ -31,14 +31,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..models import IMAGE_SIZE
 from ..registry import ConfigError
-from .batches import micro_batch_size, to_device
+from .batches import Batching, to_device
 from .dataset import to_unit
 from .images import decode
 from .manifest import StreamError, load_manifest
 from .tars import regular_files
 
 if TYPE_CHECKING:
-    from ..experiment import Config
+    from . import DataConfig
 
 class _Counter:
     """Skipped samples of one worker, with the policy that decides what a bad sample does."""
@@ -102,9 +102,9 @@ class _EpochRanges(IterableDataset):
         start = s.rank * s.batches_per_epoch * s.micro_batch + first_batch * s.micro_batch
         planned = batches * s.micro_batch
         pieces = s.pieces(self.epoch, start, start + planned)
-        counter = _Counter(s.cfg.data.on_error, s.cfg.data.max_skip_fraction, planned)
-        rng = random.Random(hash((s.cfg.seed, self.epoch, s.rank, worker)))
-        samples = wds.shuffle(s.cfg.data.shuffle_buffer, initial=s.cfg.data.shuffle_buffer, rng=rng)(
+        counter = _Counter(s.data.on_error, s.data.max_skip_fraction, planned)
+        rng = random.Random(hash((s.seed, self.epoch, s.rank, worker)))
+        samples = wds.shuffle(s.data.shuffle_buffer, initial=s.data.shuffle_buffer, rng=rng)(
             read_range(pieces, s.decode, counter))
         seen: list[tuple[str, np.ndarray]] = []
         repeated = 0
@@ -133,30 +133,31 @@ def worker_message(error: StreamError) -> str:
 class ShardStream:
     """Micro-batches for one rank, in step order, from WebDataset shards."""
 
-    def __init__(self, cfg: Config, world_size: int, rank: int, device: torch.device = torch.device("cpu")):
-        self.cfg, self.world_size, self.rank, self.device = cfg, world_size, rank, device
-        self.micro_batch = micro_batch_size(cfg, world_size)
-        self.urls, self.counts, self.manifest = load_manifest(cfg)
+    def __init__(self, data: DataConfig, seed: int, channels: int, batching: Batching,
+                 device: torch.device = torch.device("cpu")):
+        """`data`: the `data.*` settings; `channels`: the model's (model.channels)."""
+        self.data, self.seed, self.batching, self.device = data, seed, batching, device
+        self.rank, self.micro_batch = batching.rank, batching.micro
+        self.urls, self.counts, self.manifest = load_manifest(data)
         total = sum(self.counts)
-        self.steps_per_epoch = total // (world_size * self.micro_batch) // cfg.train.grad_accum
+        self.steps_per_epoch = total // batching.batch_size
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"the shards hold {total} samples, fewer than one global batch of {cfg.train.batch_size}")
-        self.batches_per_epoch = self.steps_per_epoch * cfg.train.grad_accum
+            raise ConfigError(f"the shards hold {total} samples, fewer than one global batch of {batching.batch_size}")
+        self.batches_per_epoch = self.steps_per_epoch * batching.grad_accum
         image = self.manifest.get("image", {})  # a wids index says nothing of its images
-        if image.get("channels") not in (None, cfg.model.channels):
-            raise ConfigError(f"the shards hold {image['channels']}-channel images but model.channels={cfg.model.channels}")
-        if "size" in image and image["size"] != IMAGE_SIZE and cfg.data.resize == "off":
+        if image.get("channels") not in (None, channels):
+            raise ConfigError(f"the shards hold {image['channels']}-channel images but model.channels={channels}")
+        if "size" in image and image["size"] != IMAGE_SIZE and data.resize == "off":
             held = f"{image['size']}x{image['size']} images" if image["size"] else (
                 f"images of other sizes ({', '.join(image.get('sizes', []))}, width x height)")
             raise ConfigError(f"the shards hold {held} but the networks take {IMAGE_SIZE}x{IMAGE_SIZE}; data.resize=crop "
                               "resizes each image's short side and crops its centre")
-        self.decode = functools.partial(decode, shape=(cfg.model.channels, IMAGE_SIZE, IMAGE_SIZE),
-                                        resize=cfg.data.resize == "crop",
+        self.decode = functools.partial(decode, shape=(channels, IMAGE_SIZE, IMAGE_SIZE), resize=data.resize == "crop",
                                         expected_by="the manifest says" if "size" in image else "the model takes")
 
     def pieces(self, epoch: int, start: int, stop: int) -> list[tuple[str, int, int]]:
         """(url, first, last) sample ranges covering epoch positions [start, stop)."""
-        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.urls))  # same on every rank
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.urls))  # same on every rank
         pieces, offset = [], 0
         for i in order:
             lo, hi = max(start, offset), min(stop, offset + self.counts[i])
@@ -168,8 +169,8 @@ class ShardStream:
     def keyed_micro_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, list[str], int]]:
         """(images in [0, 1], sample keys, samples skipped so far this epoch by this rank's workers)."""
         epoch, skip = divmod(start_step, self.steps_per_epoch)
-        skip *= self.cfg.train.grad_accum
-        workers = self.cfg.data.workers
+        skip *= self.batching.grad_accum
+        workers = self.data.workers
         for epoch in itertools.count(epoch):
             loader = DataLoader(_EpochRanges(self, epoch), batch_size=None, num_workers=workers,
                                 pin_memory=self.device.type == "cuda")

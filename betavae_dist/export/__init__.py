@@ -21,6 +21,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..checkpoint import write_failure
+from ..errors import BetaVAEError
+from ..objectives.base import CRITIC  # the critic is in checkpoints, not in exports
 
 if TYPE_CHECKING:
     from ..experiment import Config
@@ -29,7 +31,7 @@ FORMAT = "betavae-dist/2"  # what is written; versions 1 and 2 are read
 VERSIONS = {"betavae-dist/1": 1, "betavae-dist/2": 2}
 
 
-class ExportError(ValueError):
+class ExportError(BetaVAEError, ValueError):
     """An exported model directory that cannot be written or loaded; the message names the file."""
 
 
@@ -43,9 +45,6 @@ def export_config(cfg: Config) -> dict:
         "likelihood": cfg.model.likelihood,
         "training_config": cfg.to_dict(),
     }
-
-
-CRITIC = "critic."  # a critic trained beside the VAE (FactorVAE's discriminator): in checkpoints, not in exports
 
 
 def vae_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

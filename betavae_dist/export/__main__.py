@@ -17,19 +17,20 @@ from .. import checkpoint
 from ..config import ConfigError
 from ..experiment import from_sources
 from ..models import BetaVAE, read_evaluation, write_export
+from ..rundir import RunDir
 from . import ExportError, check_state_dict
 
 
 def export_run(run_dir: Path, out_dir: Path, ckpt: Path | None = None) -> Path:
     """Export the newest (or the given) checkpoint of a run; returns the checkpoint used."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
+    files = RunDir(run_dir)
+    if not files.config.is_file():
         raise ExportError(f"not a run directory (no config.yaml): {run_dir}")
-    cfg = from_sources(str(config_path), [])
-    ckpt = checkpoint.usable(run_dir / "checkpoints", ckpt, say=lambda line: print(line, file=sys.stderr))
+    cfg = from_sources(str(files.config), [])
+    ckpt = checkpoint.usable(files.checkpoints, ckpt, say=lambda line: print(line, file=sys.stderr))
     state = checkpoint.weights(ckpt)
     check_state_dict(BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels), state, ckpt)
-    write_export(state, cfg, out_dir, read_evaluation(run_dir / "export"))  # the run's scores, where it has some
+    write_export(state, cfg, out_dir, read_evaluation(files.export))  # the run's scores, where it has some
     return ckpt
 
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 # The objectives by the name `loss.objective` gives; objectives/__init__.py lists the built-in ones.
 OBJECTIVES = Registry("objective")
 
+CRITIC = "critic."  # the model's attribute that holds an objective's critic, as its parameters' names begin
+
 
 @dataclass
 class LossConfig:
@@ -63,7 +65,7 @@ class Objective:
     # A second network trained in the same step (FactorVAE's discriminator), built from the number of
     # latents: the model's `critic`, with its own optimiser settings (`critic_group`). It minimises
     # `trained_terms` (the VAE does not); the regulariser calls it through `judge`.
-    critic: ClassVar[Callable[[int], nn.Module] | None] = None
+    critic: ClassVar[Callable[[int], nn.Module] | None] = None  # its parameters' names start with CRITIC
     trained_terms: tuple[str, ...] = ()
     shared_settings: tuple[str, ...] = ()  # settings the points of a pack must share (optimiser groups)
 

@@ -22,6 +22,7 @@ from ..data.dataset import grid_index
 from ..metrics.codes import CodeTable, image_noise
 from ..models import BetaVAE
 from ..results import write_results
+from ..rundir import RunDir
 from .model import PackedVAE
 
 if TYPE_CHECKING:
@@ -69,5 +70,5 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
         for result, point in zip(results, scored):
             result.update({f"{prefix}{k}": v for k, v in {**point, **shared}.items()})
     for cfg, export, result in zip(cfgs, exports, results):
-        write_results(Path(export).parent / "evaluation.json", export, 1, cfg, result)
+        write_results(RunDir(Path(export).parent).evaluation, export, 1, cfg, result)
     return results

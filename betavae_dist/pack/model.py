@@ -22,7 +22,8 @@ import torch
 from accelerate.utils import set_seed
 from torch.func import functional_call, vmap
 
-from ..export import CRITIC, vae_state
+from ..export import vae_state
+from ..objectives.base import CRITIC
 from ..models import IMAGE_SIZE, BetaVAE, build_model
 from ..objectives import OBJECTIVES
 from ..objectives.base import LossConfig

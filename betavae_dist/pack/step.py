@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..data.batches import micro_batch_size, micro_slice, upload
-from ..objectives import build_objective
-from ..step import StepStats, capture, set_capturable
+from ..cuda_graph import set_capturable
+from ..step import DeviceStep
+from ..stepstats import StepStats
 from .model import PackedVAE
 
 if TYPE_CHECKING:
-    from ..experiment import Config
+    from ..plan import Plan
 
 
 def per_point_norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -28,64 +28,47 @@ def per_point_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([g.float().square().sum(list(range(1, g.dim()))) for g in grads]).sum(0).sqrt()
 
 
-class PackStep:
-    """`step(step, images, noise, schedule)`: one optimiser step of all points. `images` gives
-    (K, b, C, H, W) for a micro-batch index, `noise` is (K, batch, noise width) and `schedule` maps
-    each schedule value to its K per-point values."""
+def per_point(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(K,) values shaped to broadcast over a stacked tensor's rows."""
+    return values.view(-1, *[1] * (like.dim() - 1))
 
-    def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, cfg: Config, stats: StepStats,
-                 use_graph: bool):
-        self.model, self.optimizer, self.stats, self.clip = model, optimizer, stats, cfg.optim.grad_clip
-        micro = micro_batch_size(cfg, 1)
-        self.rows = [micro_slice(m, 1, 0, micro) for m in range(cfg.train.grad_accum)]
-        device, k = model.device, model.size
-        # Inputs of the step: filled before each step, never reallocated (a graph reads them).
-        self.x = [model.images(micro) for _ in self.rows]
-        objective = build_objective(cfg)
-        self.noise = [torch.zeros(k, micro, objective.noise_width, device=device) for _ in self.rows]
-        self.step = torch.zeros((), dtype=torch.int64, device=device)
-        self.schedule = {name: torch.zeros(k, device=device) for name in objective.schedule(0)}
-        self.graph, why_eager = None, ""
-        if use_graph:
+
+class PackStep(DeviceStep):
+    """One optimiser step of all points: `run(step, images, noise, schedule)` with each micro-batch's
+    (K, b, C, H, W) images, (K, batch, noise width) noise and K values of each schedule value."""
+
+    def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, plan: Plan, stats: StepStats):
+        super().__init__(plan, optimizer, stats, lambda: model.images(plan.batching.micro), lead=(model.size,))
+        self.model, self.clip = model, plan.cfg.optim.grad_clip
+        why = plan.why_eager
+        if why is None:
             try:
-                self.graph = capture(self._body, optimizer, list(model.params.values()), stats.clear)
+                self.capture_graph(list(model.params.values()))
             except RuntimeError as e:  # capture puts everything back for eager steps
-                why_eager = f" (CUDA graph capture failed: {str(e).splitlines()[0]})"
+                why = f"capture failed: {str(e).splitlines()[0]}"
         if self.graph is None:
             set_capturable(optimizer, False)
-        self.description = f"{k} points packed, " + ("one CUDA graph per step" if self.graph else "eager steps" + why_eager)
+            if line := plan.eager_line(why):
+                print(line)
+        self.description = f"{model.size} points packed, " + ("one CUDA graph per step" if self.graph else "eager steps")
 
-    def _body(self) -> None:
-        losses = 0
-        for x, noise in zip(self.x, self.noise):
-            terms = self.model.loss_terms(x, noise, self.schedule)
-            (terms[:, 0].sum() / len(self.rows)).backward()  # points are independent: one backward for all
-            losses = losses + terms[:, 1:].detach()
+    def micro_loss(self, x, noise):
+        terms = self.model.loss_terms(x, noise, self.schedule)
+        return terms[:, 0].sum(), terms[:, 1:].detach()  # points are independent: one backward for all
+
+    def gradient_norm(self) -> torch.Tensor:
         grads = [p.grad for p in self.model.params.values()]
         norms = per_point_norms(grads)
         if self.clip > 0:  # clip_grad_norm_'s rule, per point
             coef = (self.clip / (norms + 1e-6)).clamp(max=1.0)
             for g in grads:
-                g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
-        self.stats.add(losses / len(self.rows), norms, self.step, check_grad=True)
-        alive = self.stats.alive
-        for g in grads:  # a failed point's gradient is zero from its bad step on
-            g.copy_(torch.where(alive.view(-1, *[1] * (g.dim() - 1)), g, 0.0))
-        self.optimizer.step()
+                g.mul_(per_point(coef, g))
+        return norms
 
-    def __call__(self, step: int, images, noise: torch.Tensor, schedule: dict[str, list[float]]) -> None:
-        for m, (x, noise_buffer, rows) in enumerate(zip(self.x, self.noise, self.rows)):
-            x.copy_(images(m))
-            noise_buffer.copy_(noise[:, rows])
-        self.step.fill_(step)
-        for name, values in schedule.items():
-            self.schedule[name].copy_(upload(torch.tensor(values, dtype=torch.float32), self.model.device))
-        if self.graph is not None:
-            self.graph.replay()
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._body()
-        self.stats.steps += 1
+    def before_update(self) -> None:
+        alive = self.stats.alive
+        for p in self.model.params.values():  # a failed point's gradient is zero from its bad step on
+            p.grad.copy_(torch.where(per_point(alive, p.grad), p.grad, 0.0))
 
 
 @torch.no_grad()

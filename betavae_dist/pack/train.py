@@ -18,18 +18,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import checkpoint, visualize
-from ..config import ConfigError, flat, save_yaml
+from ..config import ConfigError, flat
 from ..data import build_dataset
-from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels, micro_batch_size
+from ..data.batches import DeviceBatches, NoiseWindow, StepBatches, device_pixels
 from ..experiment import Config
+from ..loop import Run, train_loop
 from ..models import write_export
-from ..loop import train_loop
-from ..objectives import OBJECTIVES, build_objective
-from ..optim import CAPTURABLE, build_optimizer, parameter_groups
-from ..rundir import TrainingError, check_memory, prepare_run_dir, record_failure, refuse_another_run
+from ..objectives import OBJECTIVES
+from ..optim import build_optimizer, parameter_groups
+from ..plan import Plan, make_plan
+from ..rundir import RunDir, TrainingError, check_memory
 from ..runtime import keep_heap
 from ..solo import save_figures
-from ..step import StepStats
+from ..stepstats import StepStats
 from ..stopping import StopSignal
 from .model import PackedVAE
 from .step import PackStep, freeze
@@ -76,17 +77,20 @@ class PackBatches:
     """Every point's micro-batches (its own seed's data order) and noise, stacked along dim 0.
     On a GPU the dataset is uploaded once and shared by the points."""
 
-    def __init__(self, cfgs: list[Config], device: torch.device):
-        dataset = build_dataset(cfgs[0])
+    def __init__(self, plan: Plan):
+        dataset, device, batching = build_dataset(plan.cfg), plan.device, plan.batching
         if device.type == "cuda":
             pixels = device_pixels(dataset, device)
-            self.points = [DeviceBatches(dataset, c, 1, 0, device, pixels) for c in cfgs]
+            self.points = [DeviceBatches(dataset, c.seed, batching, device, pixels) for c in plan.cfgs]
         else:
-            self.points = [StepBatches(dataset, c, 1, 0) for c in cfgs]
-        self.windows = [NoiseWindow(c, device, c.train.steps, build_objective(c).noise_width) for c in cfgs]
+            self.points = [StepBatches(dataset, c.seed, batching) for c in plan.cfgs]
+        self.windows = [NoiseWindow(c.seed, batching.batch_size, c.model.latents, device, c.train.steps, o.noise_width)
+                        for c, o in zip(plan.cfgs, plan.objectives)]
+        self.grad_accum = batching.grad_accum
 
-    def images(self, step: int):
-        return lambda micro: torch.stack([p.images(step, micro) for p in self.points])
+    def images(self, step: int) -> list[torch.Tensor]:
+        """Each micro-batch's images of every point: (K, b, C, H, W)."""
+        return [torch.stack([p.images(step, micro) for p in self.points]) for micro in range(self.grad_accum)]
 
     def noise(self, step: int) -> torch.Tensor:
         return torch.stack([window(step) for window in self.windows])
@@ -107,24 +111,22 @@ def stacked_optimizer_state(states: list[dict]) -> dict:
     return {"state": rows, "param_groups": first["param_groups"]}
 
 
-def resume_step(cfgs: list[Config]) -> int:
+def resume_step(plan: Plan) -> int:
     """The newest step at which every point has a verified checkpoint (0: start afresh)."""
-    if cfgs[0].train.resume == "none":
+    if plan.cfg.train.resume == "none":
         return 0
-    steps = []
-    for cfg in cfgs:
-        ckpt_dir = Path(cfg.run_dir) / "checkpoints"
-        steps.append({step for step, path in checkpoint.checkpoints(ckpt_dir) if checkpoint.verifies(path)})
+    steps = [{step for step, path in checkpoint.checkpoints(d.checkpoints) if checkpoint.verifies(path)}
+             for d in plan.dirs]
     common = set.intersection(*steps)
     if not common and any(steps):
         print("pack: no step has a verified checkpoint of every point; the pack starts at step 0")
     return max(common, default=0)
 
 
-def load_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, cfgs: list[Config], step: int) -> None:
+def load_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, dirs: list[RunDir], step: int) -> None:
     states = []
-    for k, cfg in enumerate(cfgs):
-        ckpt = Path(cfg.run_dir) / "checkpoints" / f"step_{step}"
+    for k, files in enumerate(dirs):
+        ckpt = checkpoint.step_dir(files.checkpoints, step)
         try:
             model.set_point(k, load_file(ckpt / MODEL_FILE))
             states.append(torch.load(ckpt / OPTIMIZER_FILE, weights_only=True))
@@ -133,52 +135,44 @@ def load_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, cfgs: list[Con
     optimizer.load_state_dict(stacked_optimizer_state(states))
 
 
-def save_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, cfgs: list[Config], alive: list[bool], step: int) -> None:
+def save_pack(model: PackedVAE, optimizer: torch.optim.Optimizer, plan: Plan, alive: list[bool], step: int) -> None:
     """A checkpoint of every live point at `step`; old ones are pruned only after all are written."""
-    live = [(k, cfg) for k, cfg in enumerate(cfgs) if alive[k]]
-    for k, cfg in live:
+    live = [(k, files) for k, files in enumerate(plan.dirs) if alive[k]]
+    for k, files in live:
         def write(directory: Path, k=k) -> None:
             save_file(model.point_state(k), str(directory / MODEL_FILE))
             torch.save(point_optimizer_state(optimizer, k), directory / OPTIMIZER_FILE)
 
-        checkpoint.write(Path(cfg.run_dir) / "checkpoints", step, write)
-    for _, cfg in live:
-        checkpoint.prune(Path(cfg.run_dir) / "checkpoints", cfg.train.keep_checkpoints)
+        checkpoint.write(files.checkpoints, step, write)
+    for _, files in live:
+        checkpoint.prune(files.checkpoints, plan.cfg.train.keep_checkpoints)
 
 
-class PackRun:
+class PackRun(Run):
     """The K points of one pack in this process: the stacked model, its optimiser and step."""
 
-    is_main, ranks = True, 1
-
-    def __init__(self, cfgs: list[Config], device: torch.device):
-        self.cfgs, self.device, cfg = cfgs, device, cfgs[0]
-        self.model = PackedVAE(cfgs, device)
-        self.objectives = [build_objective(c) for c in cfgs]
-        groups = parameter_groups(self.model.params.items(), self.objectives[0].critic_group())  # a pack shares them
+    def __init__(self, plan: Plan):
+        self.plan, cfg = plan, plan.cfg
+        self.model = PackedVAE(plan.cfgs, self.device)
+        groups = parameter_groups(self.model.params.items(), plan.objectives[0].critic_group())  # a pack shares them
         self.optimizer = build_optimizer(groups, cfg)
-        self.start = resume_step(cfgs)
+        self.start = resume_step(plan)
         if self.start > cfg.train.steps:
             raise TrainingError(f"the pack's checkpoints are at step {self.start}, past train.steps={cfg.train.steps}")
         if self.start:
-            load_pack(self.model, self.optimizer, cfgs, self.start)
-        self.batches = PackBatches(cfgs, device)
-        self.stats = StepStats(device, self.model.terms, points=self.model.size)
-        self.terms = self.stats.terms
-        self.run_step = PackStep(self.model, self.optimizer, cfg, self.stats, use_graph(cfg, device))
+            load_pack(self.model, self.optimizer, plan.dirs, self.start)
+        self.batches = PackBatches(plan)
+        self.stats = StepStats(self.device, self.model.terms, points=self.model.size)
+        self.run_step = PackStep(self.model, self.optimizer, plan, self.stats)
         self.description = self.run_step.description
         self.probe = self.model.images(8)  # each point's first images: checked at saves, drawn at the end
         self.probe.copy_(torch.stack([p.images(0, 0)[:8] for p in self.batches.points]))
         self.kl_probe = [p.images(0, 0)[:64] for p in self.batches.points]  # each latent's KL, at log steps
 
-    @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
     def step(self, step: int) -> list[dict]:
-        schedules = [objective.schedule(step) for objective in self.objectives]
-        self.run_step(step, self.batches.images(step), self.batches.noise(step),
-                      {name: [s[name] for s in schedules] for name in schedules[0]})
+        schedules = [objective.schedule(step) for objective in self.plan.objectives]
+        self.run_step.run(step, self.batches.images(step), self.batches.noise(step),
+                          {name: [s[name] for s in schedules] for name in schedules[0]})
         return schedules
 
     def read(self, stop: bool) -> tuple[list[dict], bool]:
@@ -187,66 +181,43 @@ class PackRun:
             point["extra"] = visualize.latent_stats(self.model.point_model(k), self.kl_probe[k])
         return points, stop
 
-    def reset(self) -> None:
-        self.stats.reset()
-
     @torch.no_grad()
     def sound(self) -> list[bool]:
-        noise = torch.zeros(*self.probe.shape[:2], self.objectives[0].noise_width, device=self.device)
+        noise = torch.zeros(*self.probe.shape[:2], self.plan.objectives[0].noise_width, device=self.device)
         return torch.isfinite(self.model.loss_terms(self.probe, noise, self.run_step.schedule)[:, 0]).tolist()
 
     def fail(self, k: int, problem: str, done: int) -> None:
-        last = record_failure(Path(self.cfgs[k].run_dir), problem, done)
-        print(f"point {self.cfgs[k].run_dir} failed: {problem}; frozen, the others go on. Last good checkpoint: "
+        last = self.plan.dirs[k].record_failure(problem, done)
+        print(f"point {self.plan.dirs[k]} failed: {problem}; frozen, the others go on. Last good checkpoint: "
               f"{last or 'none yet'}")
         freeze(self.model, self.optimizer, self.stats, k, done)
 
     def save(self, done: int, alive: list[bool]) -> None:
-        save_pack(self.model, self.optimizer, self.cfgs, alive, done)
-
-    def evaluate(self, done: int) -> dict:
-        raise AssertionError("packs are evaluated at the end (check_packable: eval.every=0)")
-
-    def track(self, values: dict, done: int) -> None:
-        pass  # packs log to metrics.jsonl only (check_packable)
-
-    def preempt(self) -> None:
-        pass
+        save_pack(self.model, self.optimizer, self.plan, alive, done)
 
     def finish(self, alive: list[bool]) -> None:
-        for k, c in enumerate(self.cfgs):
+        for k, (c, files) in enumerate(zip(self.plan.cfgs, self.plan.dirs)):
             if alive[k]:
-                write_export(self.model.point_state(k), c, Path(c.run_dir) / "export")
-                save_figures(self.model.point_model(k), self.probe[k], c)
+                write_export(self.model.point_state(k), c, files.export)
+                save_figures(self.model.point_model(k), self.probe[k], c, files)
         failed = alive.count(False)
         print(f"pack done: {sum(alive)} of {self.model.size} points trained" + (f", {failed} failed" if failed else ""))
-
-
-def use_graph(cfg: Config, device: torch.device) -> bool:
-    """Whether to capture the pack's step as a CUDA graph; a GPU run that cannot says why (as the
-    solo trainer's step.make_step does), and so does train.cuda_graph=on anywhere."""
-    mode = cfg.train.cuda_graph
-    reason = ("train.cuda_graph=off" if mode == "off" else "not on a GPU" if device.type != "cuda" else
-              f"optim.name={cfg.optim.name} keeps its step count on the host" if cfg.optim.name not in CAPTURABLE else None)
-    if reason and (mode == "on" or (mode == "auto" and device.type == "cuda")):
-        print(f"CUDA graph off, eager steps: {reason}")
-    return reason is None
 
 
 def train_pack(cfgs: list[Config], device: torch.device | None = None) -> list[Config]:
     """Train the points `cfgs` (one pack, see split_packs) to the end; returns the points that failed."""
     check_packable(cfgs)
     keep_heap()
-    cfg = cfgs[0]
-    check_memory(cfg, len(cfgs) * micro_batch_size(cfg, 1))
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    for c in cfgs:
-        refuse_another_run(c)
-        prepare_run_dir(Path(c.run_dir), 0)
-        checkpoint.refuse_intruders(Path(c.run_dir) / "checkpoints")
-    run = PackRun(cfgs, device)
-    for c in cfgs:
-        save_yaml(c, Path(c.run_dir) / "config.yaml")
+    plan = make_plan(cfgs, device)
+    cfg = plan.cfg
+    check_memory(cfg, len(cfgs) * plan.batching.micro)
+    for c, files in zip(cfgs, plan.dirs):
+        files.refuse_another_run(c)
+        files.prepare(0)
+    run = PackRun(plan)
+    for c, files in zip(cfgs, plan.dirs):
+        files.save_config(c)
     threads = f" ({torch.get_num_threads()} CPU thread(s))" if device.type == "cpu" else ""
     print(f"pack of {len(cfgs)} on {device}{threads}, {run.description}, batch {cfg.train.batch_size} each, "
           + (f"resuming at step {run.start}" if run.start else "starting at step 0"))

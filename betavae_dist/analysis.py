@@ -106,6 +106,14 @@ def _pyplot():
     return plt
 
 
+def save(fig, path: Path, dpi: int) -> Path:
+    """Write a figure, trimmed to what it draws, and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
 def describe(rows: list[dict]) -> str:
     """What every figure states: the data set(s), the steps and the number of models."""
     data = ", ".join(sorted({str(r.get("data")) for r in rows}))
@@ -132,10 +140,7 @@ def spread_figure(rows: list[dict], columns: list[str], path: Path, factors: int
     for ax in list(axes.flat)[len(columns):]:
         ax.axis("off")
     fig.suptitle(f"Each score per method, over seeds and settings ({describe(rows)})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=90)
 
 
 def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], vmin: float, vmax: float, cmap: str, label: str,
@@ -153,10 +158,7 @@ def _heatmap(matrix: np.ndarray, rows: list[str], columns: list[str], vmin: floa
                     color="white" if abs(value - middle) > (vmax - vmin) / 4 else "black")
     fig.colorbar(image, label=label)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=90)
 
 
 def correlation_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
@@ -194,10 +196,7 @@ def selection_figure(rows: list[dict], columns: list[str], path: Path) -> Path |
             ax.tick_params(labelsize=6)
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"Scores without labels against scores with them ({describe(rows)})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=80)
 
 
 def analyse(rows: list[dict], out: Path, factors: int | None = None) -> Path:

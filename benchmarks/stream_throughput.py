@@ -132,7 +132,7 @@ def training_images_per_s(steps: int = 15) -> float:
     model = BetaVAE("conv64_deep", 32, 3).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     x = torch.rand(BATCH, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    objective = build_objective(cfg)
+    objective = build_objective(cfg.loss, cfg.model)
     times = []
     for _ in range(steps):
         start = time.perf_counter()

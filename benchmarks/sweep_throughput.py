@@ -59,7 +59,7 @@ def packed(k: int, arch: str, batch: int, graph: bool, seconds: float, device: t
     plan = make_plan(cfgs, device)
     schedule = plan.objectives[0].schedule
     model = PackedVAE(cfgs, device, memory_format=memory_format)
-    optimizer = build_optimizer(parameter_groups(model.params.items(), plan.objectives[0].critic_group()), cfgs[0])
+    optimizer = build_optimizer(parameter_groups(model.params.items(), plan.objectives[0].critic_group()), cfgs[0].optim)
     batches, stats = PackBatches(plan), StepStats(device, model.terms, points=k)
     run_step = PackStep(model, optimizer, plan, stats)
 

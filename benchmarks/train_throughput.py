@@ -114,17 +114,17 @@ def ours(cfg: Config, precision: str, graph: bool, seconds: float) -> float:
     torch.manual_seed(0)
     plan = make_plan([cfg], accelerator.device, launch_obstacle=launch_obstacle(accelerator))
     objective = plan.objectives[0]
-    model = build_model(cfg)  # with the objective's critic, if it has one (FactorVAE)
+    model = build_model(cfg.model, cfg.loss.objective)  # with the objective's critic, if it has one (FactorVAE)
     model = model.to(memory_format=model.memory_format)
     groups = parameter_groups(model.named_parameters(), objective.critic_group())
-    model, optimizer = accelerator.prepare(model, build_optimizer(groups, cfg))
+    model, optimizer = accelerator.prepare(model, build_optimizer(groups, cfg.optim))
     if objective.critic is not None:
         objective.bind(unwrap(accelerator, model).critic)
     stats = StepStats(accelerator.device, objective.terms)
     run_step = make_step(model, optimizer, accelerator, plan, stats)
     key = cfg.train.batch_size
     if key not in _sources:
-        _sources[key] = build_batches(cfg, plan.batching, accelerator.device)
+        _sources[key] = build_batches(cfg.data, cfg.seed, cfg.model.channels, plan.batching, accelerator.device)
     batches = _sources[key].micro_batches(0)
     noise = NoiseWindow(cfg.seed, cfg.train.batch_size, cfg.model.latents, accelerator.device, cfg.train.steps,
                         objective.noise_width)

@@ -110,4 +110,4 @@ def score_encoder(encoder: Any, data: str = "dsprites", settings: dict | list[st
     model = as_encoder(encoder)
     device = accelerator.device if accelerator else torch.device("cpu")
     with torch.no_grad():
-        return evaluate_model(model.to(device), build_dataset(cfg), cfg, accelerator, progress)
+        return evaluate_model(model.to(device), build_dataset(cfg.data), cfg.eval, accelerator, progress)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     ours = not baseline and not is_encoder_spec(str(args.model))
     try:
         model, cfg = load_model(args.model, args.overrides) if ours else (None, from_items(override_items(args.overrides)))
-        dataset = build_dataset(cfg)
+        dataset = build_dataset(cfg.data)
         if baseline:
             model = build_baseline(str(args.model), dataset, cfg.eval.seed)
         elif not ours:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"eval.metrics={cfg.eval.metrics}")
         model = model.to(accelerator.device, memory_format=model.memory_format)
         with evaluation_progress(disable=not accelerator.is_main_process) as bars:
-            results = evaluate_model(model, dataset, cfg, accelerator, bars)
+            results = evaluate_model(model, dataset, cfg.eval, accelerator, bars)
     except BetaVAEError as e:
         print(f"betavae_dist.evaluate: error: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None

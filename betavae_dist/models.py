@@ -142,12 +142,11 @@ class ModelConfig:
                                   positive=True)
 
 
-def build_model(cfg) -> BetaVAE:
-    """A run's network: `model.*`, and its objective's critic where it has one; after
-    `set_seed(cfg.seed)` the VAE's initial weights are the same whatever the objective."""
-    critic = OBJECTIVES[cfg.loss.objective].critic
-    return BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels,
-                   critic(cfg.model.latents) if critic is not None else None)
+def build_model(m: ModelConfig, objective: str) -> BetaVAE:
+    """A run's network: `model.*`, and the critic of `objective` (loss.objective) where it has one;
+    after `set_seed(seed)` the VAE's initial weights are the same whatever the objective."""
+    critic = OBJECTIVES[objective].critic
+    return BetaVAE(m.arch, m.latents, m.channels, critic(m.latents) if critic is not None else None)
 
 
 def activation_bytes(arch: str, latents: int, channels: int) -> int:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from .config import setting
 from .objectives.base import CRITIC
 from .registry import ConfigError, Registry
-
-if TYPE_CHECKING:
-    from .experiment import Config
-
 
 def _adam(params, o: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
@@ -54,9 +49,8 @@ def parameter_groups(named_parameters, critic_group: dict) -> list[dict]:
     return [{"params": vae}] + ([{"params": critic, **critic_group}] if critic else [])
 
 
-def build_optimizer(params, cfg: Config, offload: bool = False) -> torch.optim.Optimizer:
-    """`params`: parameters, or parameter groups (`parameter_groups`)."""
-    o = cfg.optim
+def build_optimizer(params, o: OptimConfig, offload: bool = False) -> torch.optim.Optimizer:
+    """`params`: parameters, or parameter groups (`parameter_groups`); `o`: the `optim.*` settings."""
     if offload:  # ZeRO-Offload steps the optimiser on the CPU with DeepSpeed's own Adam
         if o.name not in ("adam", "adamw"):
             raise ConfigError(f"optim.name={o.name}: DeepSpeed optimizer offload supports adam and adamw only")

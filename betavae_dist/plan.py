@@ -53,4 +53,4 @@ def make_plan(cfgs: list[Config], device: torch.device, world: int = 1, rank: in
                      f"optim.name={cfg.optim.name} keeps its step count on the host" if cfg.optim.name not in CAPTURABLE
                      else None))
     return Plan(cfgs, [RunDir(c.run_dir) for c in cfgs], Batching.of(cfg.train, world, rank),
-                [build_objective(c) for c in cfgs], device, why_eager)
+                [build_objective(c.loss, c.model) for c in cfgs], device, why_eager)

@@ -81,17 +81,18 @@ class SoloRun(Run):
     def __init__(self, plan: Plan, accelerator):
         self.plan, self.accelerator, cfg, self.files = plan, accelerator, plan.cfg, plan.dirs[0]
         self.is_main, self.ranks = accelerator.is_main_process, accelerator.num_processes
-        self.batches = build_batches(cfg, plan.batching, self.device)
+        self.batches = build_batches(cfg.data, cfg.seed, cfg.model.channels, plan.batching, self.device)
         if cfg.eval.every:  # the metrics' factor dataset, built once (an original npz is 3 GB)
-            self.eval_dataset = self.batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg)
+            self.eval_dataset = self.batches.dataset if cfg.data.source == "dataset" else build_dataset(cfg.data)
         configure_deepspeed(accelerator, cfg, plan.batching.micro)
         self.objective = plan.objectives[0]
         set_seed(cfg.seed)  # identical initial weights on every rank
-        model = build_model(cfg)
+        model = build_model(cfg.model, cfg.loss.objective)
         if accelerator.distributed_type != DistributedType.DEEPSPEED:  # ZeRO flattens parameters: keep them contiguous
             model = model.to(memory_format=model.memory_format)
         groups = parameter_groups(model.named_parameters(), self.objective.critic_group())
-        self.model, self.optimizer = accelerator.prepare(model, build_optimizer(groups, cfg, offloads_optimizer(accelerator)))
+        optimizer = build_optimizer(groups, cfg.optim, offloads_optimizer(accelerator))
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.unwrapped = unwrap(accelerator, self.model)
         if self.objective.critic is not None:
             self.objective.bind(self.unwrapped.critic)
@@ -148,7 +149,7 @@ class SoloRun(Run):
         cfg = self.cfgs[0]
         with torch.no_grad():
             # Plain lines (rank 0): on a terminal they print above the training bar, a live display of its own.
-            results = evaluate_model(self.unwrapped, self.eval_dataset, cfg, self.accelerator,
+            results = evaluate_model(self.unwrapped, self.eval_dataset, cfg.eval, self.accelerator,
                                      Lines(disable=not (self.is_main and cfg.train.progress)))
         self.evaluation = record(self.files.export, self.ranks, cfg, results)
         if self.accelerator.trackers:

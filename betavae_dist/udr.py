@@ -106,7 +106,7 @@ def score_sweep(sweep: Sweep, n: int = 1000, seed: int = 0, say=print) -> dict[s
             say(f"udr: {dict(setting)}: {len(points)} evaluated seed(s), UDR compares two or more: skipped")
             continue
         models = [BetaVAE.from_pretrained(RunDir(sweep.run_dir(p)).export) for p in points]
-        codes, kls = representations(models, build_dataset(sweep.config(points[0])), n, seed)
+        codes, kls = representations(models, build_dataset(sweep.config(points[0]).data), n, seed)
         for kind in KINDS:
             _, model_scores = udr_scores(codes, kls, kind, seed)
             for point, score in zip(points, model_scores):

@@ -34,7 +34,7 @@ def cars(tmp_path_factory):
 
 @pytest.mark.slow  # 183 files, 17,568 images resized: ~13 s
 def test_images_are_those_of_their_factors_resized_as_disentanglement_lib_does(cars):
-    dataset = build_dataset(from_sources(None, ["data.name=cars3d", f"data.path={cars}", "model.channels=3"]))
+    dataset = build_dataset(from_sources(None, ["data.name=cars3d", f"data.path={cars}", "model.channels=3"]).data)
     assert isinstance(dataset, Cars3D)
     index = np.array([0, 1, 182, 183, 4 * 24 * 183 - 1, 5_000])
     factors = grid_factors(index, dataset.factor_sizes)
@@ -47,10 +47,10 @@ def test_images_are_those_of_their_factors_resized_as_disentanglement_lib_does(c
 
 def test_without_the_183_files_it_says_where_to_get_them(tmp_path):
     with pytest.raises(DataError, match="data.name=cars3d needs data.path, the folder of the 183 .mat files"):
-        build_dataset(from_sources(None, ["data.name=cars3d", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=cars3d", "model.channels=3"]).data)
     few = write_cars(tmp_path / "few", cars=3)
     with pytest.raises(DataError, match=f"Cars3D: 3 .mat files in {few} \\(data.path\\), the release has 183; get the"):
-        build_dataset(from_sources(None, ["data.name=cars3d", f"data.path={few}", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=cars3d", f"data.path={few}", "model.channels=3"]).data)
     (tmp_path / "wrong").mkdir()
     for car in range(183):
         savemat(tmp_path / "wrong" / f"car_{car:03d}.mat", {"im": np.zeros((64, 64, 3, 24, 4), np.uint8)})

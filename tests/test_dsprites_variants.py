@@ -41,7 +41,7 @@ def test_scream_dsprites_inverts_a_shifted_crop_of_the_photograph_under_the_spri
     photo = tmp_path / "grey.png"
     Image.fromarray(np.full((300, 400, 3), 100, np.uint8)).save(photo)
     sprites = DSprites().raw_images(FACTORS)[:, 0].astype(bool)
-    images = build_dataset(from_sources(None, ["data.name=scream_dsprites", f"data.path={photo}", "model.channels=3"]))
+    images = build_dataset(from_sources(None, ["data.name=scream_dsprites", f"data.path={photo}", "model.channels=3"]).data)
     images = images.raw_images(FACTORS).astype(int)
     for image, sprite in zip(images, sprites):
         background = image[:, ~sprite]
@@ -52,7 +52,7 @@ def test_scream_dsprites_inverts_a_shifted_crop_of_the_photograph_under_the_spri
 
 def test_scream_dsprites_needs_a_photograph_large_enough(tmp_path):
     with pytest.raises(DataError, match="data.name=scream_dsprites needs data.path, a photograph"):
-        build_dataset(from_sources(None, ["data.name=scream_dsprites", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=scream_dsprites", "model.channels=3"]).data)
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(small)
     with pytest.raises(ValueError, match="is 80x60 once shrunk to fit 350x274; a 64x64 crop needs more"):

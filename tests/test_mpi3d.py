@@ -29,7 +29,7 @@ def toy_npy(tmp_path_factory):
 
 
 def test_images_are_those_of_their_factors(toy_npy):
-    dataset = build_dataset(from_sources(None, ["data.name=mpi3d_toy", f"data.path={toy_npy}", "model.channels=3"]))
+    dataset = build_dataset(from_sources(None, ["data.name=mpi3d_toy", f"data.path={toy_npy}", "model.channels=3"]).data)
     images = dataset.raw_images(grid_factors(np.array(WRITTEN), dataset.factor_sizes))
     assert images.shape == (4, 3, 64, 64)
     for image, index in zip(images, WRITTEN):
@@ -52,6 +52,6 @@ def test_npz_images_are_memory_mapped_where_stored_and_refused_where_compressed(
 
 def test_without_the_file_it_says_where_to_get_it(tmp_path):
     with pytest.raises(DataError, match="data.name=mpi3d_real needs data.path, the release's .npz; get mpi3d_toy.npz"):
-        build_dataset(from_sources(None, ["data.name=mpi3d_real", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=mpi3d_real", "model.channels=3"]).data)
     with pytest.raises(DataError, match=f"MPI3D file not found: {tmp_path / 'x.npz'} \\(data.path\\)"):
-        build_dataset(from_sources(None, ["data.name=mpi3d_toy", f"data.path={tmp_path / 'x.npz'}", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=mpi3d_toy", f"data.path={tmp_path / 'x.npz'}", "model.channels=3"]).data)

@@ -54,7 +54,7 @@ def norb(tmp_path_factory):
 
 
 def test_images_are_those_of_their_factors_and_instance_is_a_nuisance(norb):
-    dataset = build_dataset(from_sources(None, ["data.name=smallnorb", f"data.path={norb}", "model.channels=1"]))
+    dataset = build_dataset(from_sources(None, ["data.name=smallnorb", f"data.path={norb}", "model.channels=1"]).data)
     assert isinstance(dataset, SmallNORB) and factor_set(dataset, "all") == [0, 2, 3, 4]  # instance: drawn, not scored
     images = dataset.raw_images(grid_factors(np.array(PICTURED), dataset.factor_sizes))
     assert images.shape == (len(PICTURED), 1, 64, 64) and images.dtype == np.uint8
@@ -65,9 +65,9 @@ def test_images_are_those_of_their_factors_and_instance_is_a_nuisance(norb):
 
 def test_missing_or_damaged_files_are_named(norb, tmp_path):
     with pytest.raises(DataError, match="data.name=smallnorb needs data.path, the folder of the six .mat files"):
-        build_dataset(from_sources(None, ["data.name=smallnorb"]))
+        build_dataset(from_sources(None, ["data.name=smallnorb"]).data)
     with pytest.raises(DataError, match=f"SmallNORB: smallnorb-{CHUNKS[0]}-dat.mat, .* not in {tmp_path} \\(data.path\\); get"):
-        build_dataset(from_sources(None, ["data.name=smallnorb", f"data.path={tmp_path}"]))
+        build_dataset(from_sources(None, ["data.name=smallnorb", f"data.path={tmp_path}"]).data)
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in norb.iterdir():

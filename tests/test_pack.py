@@ -72,7 +72,7 @@ def test_pack_forward_gradients_and_sgd_steps_equal_each_solo_model(dsprites):
     assert all(torch.equal(pack.params[n][k], start[k][n]) for k in range(len(cfgs)) for n in start[k])
     pack_sgd = torch.optim.SGD(list(pack.params.values()), lr=1e-4)
     solo_sgd = [torch.optim.SGD(m.parameters(), lr=1e-4) for m in solos]
-    objectives = [build_objective(c) for c in cfgs]
+    objectives = [build_objective(c.loss, c.model) for c in cfgs]
     x = pack.images(images.shape[2])
     for step in range(len(images)):
         x.copy_(images[step])

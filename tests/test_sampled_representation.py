@@ -36,7 +36,7 @@ def test_sampled_codes_are_the_mean_plus_the_posterior_spread(small_run):
     eps = (sampled - mean) / np.exp(0.5 * logvar.detach().numpy())
     assert np.allclose(eps, image_noise(grid_index(factors, dataset.factor_sizes), 10, 3), atol=1e-4)
     cfg = eval_config(metrics="mig", representation="mean,sampled", n_samples=400)
-    results = evaluate_model(model, dataset, type("C", (), {"eval": cfg})(), None)
+    results = evaluate_model(model, dataset, cfg, None)
     assert {"mig.score", "sampled.mig.score", "sampled.encode.seconds"} <= results.keys()
 
 
@@ -71,6 +71,6 @@ def test_a_pack_samples_each_point_as_its_solo_evaluation_does(small_run, tmp_pa
     exports = [shutil.copytree(small_run / "export", tmp_path / name / "export") for name in ("a", "b")]
     cfgs = [from_sources(None, [f"run_dir={e.parent}", "eval.representation=mean,sampled", *ARGS]) for e in exports]
     packed = evaluate_pack(cfgs, exports, torch.device("cpu"))
-    solo = evaluate_model(BetaVAE.from_pretrained(exports[0]), build_dataset(cfgs[0]), cfgs[0], None)
+    solo = evaluate_model(BetaVAE.from_pretrained(exports[0]), build_dataset(cfgs[0].data), cfgs[0].eval, None)
     for key in ("sampled.mig.score", "sampled.unsupervised.gaussian_total_correlation", "mig.score"):
         assert packed[0][key] == pytest.approx(solo[key], abs=1e-6) and packed[1][key] == packed[0][key], key

@@ -68,12 +68,12 @@ def test_it_trains_and_every_metric_scores_it(shapes_file, tmp_path):
 
 def test_data_name_builds_it_from_data_path_or_says_where_to_get_the_file(shapes_file, tmp_path):
     cfg = from_sources(None, ["data.name=shapes3d", f"data.path={shapes_file}", "model.channels=3"])
-    assert isinstance(build_dataset(cfg), Shapes3D)
+    assert isinstance(build_dataset(cfg.data), Shapes3D)
     with pytest.raises(DataError, match="data.name=shapes3d needs data.path, the file 3dshapes.h5; get 3dshapes.h5"):
-        build_dataset(from_sources(None, ["data.name=shapes3d", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=shapes3d", "model.channels=3"]).data)
     missing = tmp_path / "nowhere.h5"
     with pytest.raises(DataError, match=f"Shapes3D file not found: {missing} \\(data.path\\); get 3dshapes.h5"):
-        build_dataset(from_sources(None, ["data.name=shapes3d", f"data.path={missing}", "model.channels=3"]))
+        build_dataset(from_sources(None, ["data.name=shapes3d", f"data.path={missing}", "model.channels=3"]).data)
 
 
 def test_a_file_in_another_order_or_layout_is_refused_naming_it(tmp_path):

@@ -65,7 +65,7 @@ def test_device_batches_equal_step_batches_across_epoch_boundaries(world, accum)
 @pytest.mark.slow  # renders all of dSprites
 def test_device_batches_of_dsprites_at_its_epoch_boundary():
     cfg = config(64)
-    dataset = build_dataset(cfg)
+    dataset = build_dataset(cfg.data)
     host, device = StepBatches(dataset, cfg.seed, Batching(64, 1)), DeviceBatches(dataset, cfg.seed, Batching(64, 1),
                                                                                     torch.device("cpu"))
     assert device.pixels.dtype == torch.uint8 and device.pixels.shape == (737_280, 1, 64, 64)
@@ -104,12 +104,12 @@ def test_ordinary_steps_read_nothing_from_the_device():
     accelerator = make_accelerator()
     torch.manual_seed(0)
     model = BetaVAE()
-    model, optimizer = accelerator.prepare(model, build_optimizer(model.parameters(), cfg))
-    objective = build_objective(cfg)
+    model, optimizer = accelerator.prepare(model, build_optimizer(model.parameters(), cfg.optim))
+    objective = build_objective(cfg.loss, cfg.model)
     stats = StepStats(accelerator.device, objective.terms)
     run_step = make_step(model, optimizer, accelerator, plan_of(cfg, accelerator), stats)
     assert isinstance(run_step, EagerStep)
-    batches = StepBatches(build_dataset(cfg), cfg.seed, Batching(16, 1)).micro_batches(0)
+    batches = StepBatches(build_dataset(cfg.data), cfg.seed, Batching(16, 1)).micro_batches(0)
     noise = noise_window(cfg, accelerator.device, 20)
     with HostReads() as mode:
         for step in range(20):
@@ -126,7 +126,7 @@ def prepared(accelerator, cfg):
     torch.manual_seed(0)
     model = BetaVAE(cfg.model.arch)
     model = model.to(memory_format=model.memory_format)
-    return accelerator.prepare(model, build_optimizer(model.parameters(), cfg))
+    return accelerator.prepare(model, build_optimizer(model.parameters(), cfg.optim))
 
 
 class Sprites(Numbered):
@@ -150,7 +150,7 @@ def test_graph_step_trains_like_eager_steps_without_host_reads(optimizer, object
         cfg.train.cuda_graph = mode
         model, optimizer = prepared(accelerator, cfg)
         start = [p.detach().clone() for p in model.parameters()]
-        stats = StepStats(accelerator.device, build_objective(cfg).terms)
+        stats = StepStats(accelerator.device, build_objective(cfg.loss, cfg.model).terms)
         run_step = make_step(model, optimizer, accelerator, plan_of(cfg, accelerator), stats)
         data = batches.micro_batches(0)
         with HostReads() as reads:
@@ -200,7 +200,7 @@ def test_graph_step_records_the_first_non_finite_step():
     cfg.optim.lr, cfg.train.cuda_graph = 1e30, "on"
     accelerator = make_accelerator()
     model, optimizer = prepared(accelerator, cfg)
-    objective = build_objective(cfg)
+    objective = build_objective(cfg.loss, cfg.model)
     stats = StepStats(accelerator.device, objective.terms)
     run_step = make_step(model, optimizer, accelerator, plan_of(cfg, accelerator), stats)
     batches = DeviceBatches(Numbered(), cfg.seed, Batching(64, 1), accelerator.device).micro_batches(0)

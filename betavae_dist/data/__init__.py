@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,9 +35,6 @@ from .dsprites_variants import ColorDSprites, NoisyDSprites, ScreamDSprites
 from .mpi3d import MPI3D, MPI3DReal
 from .norb import SmallNORB
 from .shapes3d import Shapes3D
-
-if TYPE_CHECKING:
-    from ..experiment import Config
 
 DATASETS = Registry("dataset", {
     "dsprites": DSprites,  # Higgins et al. 2017, rendered here
@@ -80,22 +76,24 @@ class DataConfig:
             raise ConfigError("data.source=webdataset needs data.shards (shard URLs)")
 
 
-def build_dataset(cfg: Config) -> FactorDataset:
+def build_dataset(data: DataConfig) -> FactorDataset:
     """The factor dataset `data.name`: training data of `data.source: dataset`, and what the metrics use."""
-    dataset = DATASETS.choose(cfg.data.name, "data.name")
+    dataset = DATASETS.choose(data.name, "data.name")
     try:
-        return dataset.from_config(cfg.data)
+        return dataset.from_config(data)
     except (OSError, ValueError) as e:
         raise DataError(str(e)) from None
 
 
-def build_batches(cfg: Config, batching: Batching, device: torch.device = torch.device("cpu")):
+def build_batches(data: DataConfig, seed: int, channels: int, batching: Batching,
+                  device: torch.device = torch.device("cpu")):
     """The training micro-batch source named by `data.source`, yielding this rank's micro-batches
-    (`batching`: plan.py's) on `device`."""
-    if cfg.data.source == "webdataset":
+    (`batching`: plan.py's) of `channels`-channel images (model.channels) on `device`, in the data
+    order of `seed`."""
+    if data.source == "webdataset":
         from .stream import ShardStream  # webdataset is imported only by runs that stream
 
-        return ShardStream(cfg.data, cfg.seed, cfg.model.channels, batching, device)
+        return ShardStream(data, seed, channels, batching, device)
     if device.type == "cuda":
-        return DeviceBatches(build_dataset(cfg), cfg.seed, batching, device)
-    return StepBatches(build_dataset(cfg), cfg.seed, batching)
+        return DeviceBatches(build_dataset(data), seed, batching, device)
+    return StepBatches(build_dataset(data), seed, batching)

@@ -42,7 +42,6 @@ from rich.progress import Progress
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-    from ..experiment import Config
     from ..data.dataset import FactorDataset
 
 
@@ -138,21 +137,22 @@ def named_scores(name: str, scores: dict | Failure, tell: bool) -> dict:
     return {f"{name}.{METRICS[name].headline}": float("nan"), f"{name}.error": scores.why}
 
 
-def evaluate_model(model, dataset: FactorDataset, cfg: Config, accelerator: Accelerator | None,
+def evaluate_model(model, dataset: FactorDataset, settings: EvalConfig, accelerator: Accelerator | None,
                    progress: Progress | None = None) -> dict:
     """The metrics of `eval.metrics` for a model on a factor dataset; every rank must call this (each
     runs its share of forward passes and of fits). Each distinct image is encoded once for all the
-    metrics. `progress` gets a line for the images encoded, one per metric's points and one for the fits."""
+    metrics. `settings`: the `eval.*` section. `progress` gets a line for the images encoded, one
+    per metric's points and one for the fits."""
     progress = progress or Progress(disable=True)
     device = accelerator.device if accelerator else next((p.device for p in model.parameters()), torch.device("cpu"))
     results = {}
-    for representation in cfg.eval.representations:
+    for representation in settings.representations:
         if representation == "sampled" and model.encode(torch.zeros(1, *dataset.image_shape, device=device))[1] is None:
             raise ConfigError("eval.representation=sampled: this encoder gives no log-variance to sample with")
         named = "images encoded" + ("" if representation == "mean" else f" ({representation})")
-        codes = CodeTable(model_representation(model, dataset, device, representation, cfg.eval.seed), dataset.factor_sizes,
-                          accelerator, cfg.eval.batch_size, **track_encoding(progress, named))
-        scored, = score(codes, dataset, [cfg.eval], progress, accelerator)
+        codes = CodeTable(model_representation(model, dataset, device, representation, settings.seed), dataset.factor_sizes,
+                          accelerator, settings.batch_size, **track_encoding(progress, named))
+        scored, = score(codes, dataset, [settings], progress, accelerator)
         prefix = "" if representation == "mean" else f"{representation}."
         results.update({f"{prefix}{k}": v for k, v in {**scored, "encode.seconds": round(codes.seconds, 2)}.items()})
     return results

@@ -12,7 +12,8 @@ from .dip import DIPVAEI, DIPVAEII
 from .factor_vae import FactorVAE
 
 if TYPE_CHECKING:
-    from ..experiment import Config
+    from ..models import ModelConfig
+    from .base import LossConfig
 
 OBJECTIVES.update({
     "beta": Beta,  # Higgins et al. 2017
@@ -24,5 +25,6 @@ OBJECTIVES.update({
 })
 
 
-def build_objective(cfg: Config) -> Objective:
-    return OBJECTIVES.choose(cfg.loss.objective, "loss.objective")(cfg.loss, cfg.model)
+def build_objective(loss: LossConfig, model: ModelConfig) -> Objective:
+    """The objective `loss.objective` with its settings (`loss.*`) for a network of `model.*`."""
+    return OBJECTIVES.choose(loss.objective, "loss.objective")(loss, model)

@@ -36,7 +36,7 @@ def evaluate_pack(cfgs: list[Config], exports: list[Path], device: torch.device 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     progress = progress or Progress(disable=True)
     model = PackedVAE(cfgs, device, [BetaVAE.from_pretrained(path).state_dict() for path in exports])
-    dataset, eval_cfg, d = build_dataset(cfgs[0]), cfgs[0].eval, model.latents
+    dataset, eval_cfg, d = build_dataset(cfgs[0].data), cfgs[0].eval, model.latents
 
     plain = [model.point_model(k) for k in range(model.size)]
     if device.type == "cuda":  # one vmapped pass for the K encoders: where a pack gains

@@ -60,9 +60,9 @@ class PackedVAE:
             states = []
             for cfg in cfgs:
                 set_seed(cfg.seed)
-                states.append(build_model(cfg).state_dict())
+                states.append(build_model(cfg.model, cfg.loss.objective).state_dict())
         with torch.device("meta"):
-            self.base = build_model(cfgs[0])  # the structure; weights come from `params`
+            self.base = build_model(m, cfgs[0].loss.objective)  # the structure; weights come from `params`
         self.memory_format = memory_format or self.base.memory_format
         self.params = {name: stack([s[name] for s in states], self.memory_format).to(device).requires_grad_()
                        for name in states[0]}

@@ -78,7 +78,7 @@ class PackBatches:
     On a GPU the dataset is uploaded once and shared by the points."""
 
     def __init__(self, plan: Plan):
-        dataset, device, batching = build_dataset(plan.cfg), plan.device, plan.batching
+        dataset, device, batching = build_dataset(plan.cfg.data), plan.device, plan.batching
         if device.type == "cuda":
             pixels = device_pixels(dataset, device)
             self.points = [DeviceBatches(dataset, c.seed, batching, device, pixels) for c in plan.cfgs]
@@ -155,7 +155,7 @@ class PackRun(Run):
         self.plan, cfg = plan, plan.cfg
         self.model = PackedVAE(plan.cfgs, self.device)
         groups = parameter_groups(self.model.params.items(), plan.objectives[0].critic_group())  # a pack shares them
-        self.optimizer = build_optimizer(groups, cfg)
+        self.optimizer = build_optimizer(groups, cfg.optim)
         self.start = resume_step(plan)
         if self.start > cfg.train.steps:
             raise TrainingError(f"the pack's checkpoints are at step {self.start}, past train.steps={cfg.train.steps}")

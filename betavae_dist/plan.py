@@ -34,10 +34,10 @@ class Plan:
         """What the points share (pack/train.py's pack_key)."""
         return self.cfgs[0]
 
-    def eager_line(self, why: str | None = None) -> str | None:
-        """The line that says the step runs eagerly and why (`why`: a failed capture's reason), where
-        one is due: on a GPU with train.cuda_graph=auto, or with train.cuda_graph=on anywhere."""
-        why, mode = why or self.why_eager, self.cfg.train.cuda_graph
+    def eager_line(self, why: str | None) -> str | None:
+        """The line that says the step runs eagerly and `why` (`why_eager`, or a failed capture's
+        reason), where one is due: on a GPU with train.cuda_graph=auto, or with =on anywhere."""
+        mode = self.cfg.train.cuda_graph
         if why and (mode == "on" or (mode == "auto" and self.device.type == "cuda")):
             return f"CUDA graph off, eager steps: {why}"
         return None

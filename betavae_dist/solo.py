@@ -62,14 +62,13 @@ def invariance_caveats(cfg: Config, objective, ranks: int) -> list[str]:
     return caveats
 
 
-def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, files: RunDir | None = None,
-                 write: bool = True) -> dict[str, np.ndarray]:
-    """Every rank runs the forward passes (a sharded model needs them all); the one told to writes
-    them into `files`. Returns the figures by name, as (height, width, C) images."""
+def save_figures(model: BetaVAE, x: torch.Tensor, cfg: Config, files: RunDir | None = None) -> dict[str, np.ndarray]:
+    """Every rank runs the forward passes (a sharded model needs them all); the one given `files`
+    writes them there. Returns the figures by name, as (height, width, C) images."""
     kl = visualize.latent_kl(model, x)
     figures = dict(zip(FIGURES, (visualize.tile(visualize.reconstructions(model, x, cfg.model.likelihood)),
                                  visualize.traversal_figure(model, x, cfg.model.likelihood, kl))))
-    if files is not None and write:
+    if files is not None:
         for name, image in figures.items():
             visualize.save_image(image, files.figure(name))
     return figures
@@ -167,7 +166,7 @@ class SoloRun(Run):
         cfg, files = self.cfgs[0], self.files
         if self.is_main:  # from the final checkpoint: fp32 master weights, consolidated under any ZeRO stage
             write_export(checkpoint.weights(files.last_checkpoint()), cfg, files.export, self.evaluation)
-        figures = save_figures(self.unwrapped, self.probe, cfg, files, self.is_main)
+        figures = save_figures(self.unwrapped, self.probe, cfg, files if self.is_main else None)
         if not cfg.eval.every:  # else the evaluation at the last step logged them
             tracking.log_figures(self.accelerator, figures, cfg.train.steps)
         self.accelerator.print(f"done: {files} (export in {files.export})")

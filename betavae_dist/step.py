@@ -125,9 +125,14 @@ class DeviceStep:
         self.before_update()
         self.optimizer.step()
 
-    def capture_graph(self, params: list[torch.Tensor]) -> None:
-        """Capture `body` as one graph (raises, with everything put back, if it cannot)."""
-        self.graph = capture(self.body, self.optimizer, params, self.stats.clear)
+    def capture_graph(self, params: list[torch.Tensor]) -> str | None:
+        """Capture `body` as one graph: None, or why it could not be (then everything is as it was,
+        for eager steps)."""
+        try:
+            self.graph = capture(self.body, self.optimizer, params, self.stats.clear)
+        except RuntimeError as e:
+            return f"capture failed: {str(e).splitlines()[0]}"
+        return None
 
     def run(self, step: int, images: list[torch.Tensor], noise: torch.Tensor, schedule: dict) -> None:
         """One optimiser step: `images` holds each micro-batch's, `noise` the whole global batch's
@@ -150,20 +155,18 @@ class DeviceStep:
 
 
 class GraphStep(DeviceStep):
-    """One model's step (one process on one GPU), captured as one CUDA graph and replayed; with
-    `graph=False` the same step eagerly (what the tests compare on a CPU)."""
+    """One model's step (one process on one GPU), replayed as one CUDA graph once `capture_graph`
+    made it one (make_step); before, the same step runs eagerly (what the tests compare on a CPU)."""
 
-    description = "one CUDA graph per step"
-
-    def __init__(self, model, optimizer, plan: Plan, stats: StepStats, graph: bool = True):
+    def __init__(self, model, optimizer, plan: Plan, stats: StepStats):
         memory_format, channels = model.memory_format, plan.cfg.model.channels
         super().__init__(plan, optimizer, stats, lambda: torch.zeros(
             plan.batching.micro, channels, 64, 64, device=plan.device).contiguous(memory_format=memory_format))
         self.model, self.objective, self.clip = model, plan.objectives[0], plan.cfg.optim.grad_clip
-        if graph:
-            self.capture_graph(list(model.parameters()))
-        else:
-            self.description = "eager steps (device buffers)"
+
+    @property
+    def description(self) -> str:
+        return "one CUDA graph per step" if self.graph is not None else "eager steps (device buffers)"
 
     def micro_loss(self, x, noise):
         return loss_terms(self.model, x, noise, self.objective, self.schedule)
@@ -194,10 +197,10 @@ def make_step(model, optimizer, accelerator: Accelerator, plan: Plan, stats: Ste
     due a word (Plan.eager_line) is said in one line."""
     why = plan.why_eager
     if why is None:
-        try:
-            return GraphStep(model, optimizer.optimizer, plan, stats)
-        except RuntimeError as e:
-            why = f"capture failed: {str(e).splitlines()[0]}"
+        step = GraphStep(model, optimizer.optimizer, plan, stats)
+        why = step.capture_graph(list(model.parameters()))
+        if why is None:
+            return step
     if line := plan.eager_line(why):
         accelerator.print(line)
     return EagerStep(model, optimizer, accelerator, plan, stats)

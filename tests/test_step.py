@@ -182,7 +182,7 @@ def test_the_graph_steps_body_run_eagerly_equals_the_eager_step(objective, accum
     for device_step in (False, True):
         model, optimizer = prepared(accelerator, cfg)
         stats = StepStats(accelerator.device, plan.objectives[0].terms)
-        run_step = (GraphStep(model, optimizer.optimizer, plan, stats, graph=False) if device_step else
+        run_step = (GraphStep(model, optimizer.optimizer, plan, stats) if device_step else
                     make_step(model, optimizer, accelerator, plan, stats))
         data = StepBatches(Sprites(), cfg.seed, plan.batching).micro_batches(0)
         for step in range(6):

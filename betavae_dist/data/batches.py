@@ -67,11 +67,7 @@ class Batching:
 class StepBatches:
     def __init__(self, dataset: FactorDataset, seed: int, batching: Batching):
         self.dataset, self.seed, self.batching = dataset, seed, batching
-        self.global_batch, self.micro_batch = batching.batch_size, batching.micro
         self._epoch, self._order = -1, None
-
-    def _slice(self, micro: int) -> slice:
-        return self.batching.rows[micro]
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:  # one permutation is cached: epochs are visited in order
@@ -80,7 +76,8 @@ class StepBatches:
         return self._order
 
     def indices(self, step: int, micro: int) -> np.ndarray:
-        positions = step * self.global_batch + np.arange(self.global_batch)[self._slice(micro)]
+        batch = self.batching.batch_size
+        positions = step * batch + np.arange(batch)[self.batching.rows[micro]]
         epochs, within = np.divmod(positions, self.dataset.num_images)
         out = np.empty_like(positions)
         for epoch in np.unique(epochs):
@@ -121,9 +118,9 @@ class DeviceBatches(StepBatches):
         return self._orders
 
     def indices(self, step: int, micro: int) -> torch.Tensor:
-        first = step * self.global_batch + self._slice(micro).start
+        first = step * self.batching.batch_size + self.batching.rows[micro].start
         epoch, within = divmod(first, self.dataset.num_images)
-        return self._device_orders(epoch)[within:within + self.micro_batch]
+        return self._device_orders(epoch)[within:within + self.batching.micro]
 
     def images(self, step: int, micro: int) -> torch.Tensor:
         return to_unit(self.pixels[self.indices(step, micro)], self.dataset.pixel_max)

@@ -40,12 +40,7 @@ class PackStep(DeviceStep):
     def __init__(self, model: PackedVAE, optimizer: torch.optim.Optimizer, plan: Plan, stats: StepStats):
         super().__init__(plan, optimizer, stats, lambda: model.images(plan.batching.micro), lead=(model.size,))
         self.model, self.clip = model, plan.cfg.optim.grad_clip
-        why = plan.why_eager
-        if why is None:
-            try:
-                self.capture_graph(list(model.params.values()))
-            except RuntimeError as e:  # capture puts everything back for eager steps
-                why = f"capture failed: {str(e).splitlines()[0]}"
+        why = plan.why_eager or self.capture_graph(list(model.params.values()))
         if self.graph is None:
             set_capturable(optimizer, False)
             if line := plan.eager_line(why):

@@ -1,8 +1,9 @@
-"""One run's configuration, composed of the settings each part declares beside itself:
+"""One run's configuration, composed of the settings each part declares (none of these modules
+imports torch: composing and checking a config loads no engine):
 
-    data   data/__init__.py   DataConfig        model  models.py         ModelConfig
-    loss   objectives/        the objective's   optim  optim.py          OptimConfig
-    train  train_config.py    TrainConfig       eval   metrics/          EvalConfig (and each metric's)
+    data   data/__init__.py         DataConfig         model  model_config.py  ModelConfig
+    loss   objectives/settings.py   the objective's    optim  optim_config.py  OptimConfig
+    train  train_config.py          TrainConfig        eval   metrics/         EvalConfig (and each metric's)
 
 `from_sources(files, overrides)` and `load_or_exit(argv, prog)` build it (config.py's machinery);
 `python -m betavae_dist.train --help` lists every key with its type, default and meaning.
@@ -16,16 +17,15 @@ from typing import Any
 from . import config, config_files
 from .config import MAX_SEED, ConfigError, section, setting
 from .data import DATASETS, DataConfig
-from .train_config import TrainConfig
 from .metrics import EvalConfig
-from .models import ModelConfig
-from .objectives import OBJECTIVES
-from .objectives.base import LossConfig
-from .optim import OptimConfig
+from .model_config import ModelConfig
+from .objectives.settings import BetaSettings, LossConfig
+from .optim_config import OptimConfig
+from .train_config import TrainConfig
 
 
 def default_loss() -> LossConfig:
-    return OBJECTIVES["beta"].Settings(objective="beta")
+    return BetaSettings(objective="beta")
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Config:
         if self.data.source == "dataset" and self.model.channels != channels:
             raise ConfigError(f"model.channels={self.model.channels}: data.name={self.data.name} images have "
                               f"{channels} channel(s)")
-        if OBJECTIVES[self.loss.objective].critic is not None and self.optim.name not in ("adam", "adamw"):
+        if self.loss.trains_critic and self.optim.name not in ("adam", "adamw"):
             raise ConfigError(f"loss.objective={self.loss.objective} trains its critic with Adam settings of its own: "
                               f"optim.name=adam or adamw, not {self.optim.name}")
         if self.eval.every and self.model.channels != channels:

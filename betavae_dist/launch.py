@@ -5,7 +5,7 @@
 Under plain `accelerate launch`, a bad config makes every rank print the same line and exit 2,
 and the launcher then exits 1 with torch elastic's ChildFailedError report. Here the launch
 options' `--config_file` (it must exist and be a YAML mapping), the config and every check that
-needs no process group (`train.preflight`, with the world size the launch options ask for) run
+needs no process group (`preflight.py`, with the world size the launch options ask for) run
 first: a problem is one line and exit 2, and nothing is started. Otherwise this process runs
 `accelerate launch` with the same arguments, in a thread of its own.
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     if checked:
         cfg = load_or_exit(argv[len(launch_args) + 2:], CHECKED)  # one line and exit 2 on a bad config
-        from .solo import preflight  # the trainer's imports only when it is the one launched
+        from .preflight import preflight  # the trainer's imports only when it is the one launched
 
         try:
             preflight(cfg, ranks or 1)

@@ -1,27 +1,9 @@
-"""β-VAE networks for 64x64 images, and loading them from an export (see export/).
-
-Architectures (`model.arch`):
-- "fc": Higgins et al. 2017, dSprites: encoder FC 1200-1200 (ReLU), decoder FC 1200-1200-1200
-  (tanh) to 4096 pixels.
-- "conv64": Burgess et al. 2018: 4 conv layers of 32 channels (4x4, stride 2), FC 256-256, and a
-  transposed mirror for the decoder.
-- "conv64_deep": a deeper conv net for 3-channel images such as CelebA (32-32-64-64 conv, then a
-  4x4 conv to 256; the widely used layout of the 1Konny/Beta-VAE CelebA model).
-- "dlib_conv": disentanglement_lib's `conv_encoder` / `deconv_decoder` (methods/shared/
-  architectures.py), the network of its unsupervised study, layer for layer: 32-32-64-64 convolutions
-  (4x4, 4x4, then 2x2 kernels, as in its code), dense 256; the decoder dense 256-1024 and four 4x4
-  transposed convolutions. TensorFlow's "same" padding is padding 1 for the 4x4 kernels and 0 for
-  the 2x2 ones; its separate means and log-variance layers are one layer of twice the width here.
-  TensorFlow's initialisers differ from torch's defaults, kept here.
-
-Every encoder returns (mean, log-variance); the decoder returns logits (Bernoulli) or means
-(Gaussian) with the image's shape.
-"""
+"""The β-VAE module (an encoder and a decoder of architectures.py, `model.arch`), building it from
+a run's settings (model_config.py), and writing and loading exports (see export/)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,110 +18,8 @@ from .export import (CONFIG, EVALUATION, FORMAT, WEIGHTS, ExportError, check_hea
                      format_version, read_export_config, vae_state, write_files)
 from .export import layout
 from .export.card import CARD, model_card
-from .config import setting
+from .model_config import ARCHITECTURES, IMAGE_SIZE, MAX_CHANNELS, MAX_LATENTS, ModelConfig
 from .objectives import OBJECTIVES
-from .objectives.likelihoods import LIKELIHOODS
-from .registry import Registry
-
-IMAGE_SIZE = 64
-MAX_LATENTS, MAX_CHANNELS = 4096, 16  # bounds of the config and of an export's config.json
-
-
-def _fc(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
-    pixels = channels * IMAGE_SIZE * IMAGE_SIZE
-    encoder = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(pixels, 1200), nn.ReLU(),
-        nn.Linear(1200, 1200), nn.ReLU(),
-        nn.Linear(1200, 2 * latents),
-    )
-    decoder = nn.Sequential(
-        nn.Linear(latents, 1200), nn.Tanh(),
-        nn.Linear(1200, 1200), nn.Tanh(),
-        nn.Linear(1200, 1200), nn.Tanh(),
-        nn.Linear(1200, pixels),
-        nn.Unflatten(1, (channels, IMAGE_SIZE, IMAGE_SIZE)),
-    )
-    return encoder, decoder
-
-
-def _conv_stack(widths: list[int], transpose: bool) -> list[nn.Module]:
-    """4x4 stride-2 convolutions (or their transposes) with ReLU between them."""
-    conv = nn.ConvTranspose2d if transpose else nn.Conv2d
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(conv(a, b, 4, stride=2, padding=1))
-        if not (transpose and i == len(widths) - 2):  # no activation on the decoder's output
-            layers.append(nn.ReLU())
-    return layers
-
-
-def _conv64(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
-    encoder = nn.Sequential(
-        *_conv_stack([channels, 32, 32, 32, 32], transpose=False),  # 64 -> 4
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 256), nn.ReLU(),
-        nn.Linear(256, 256), nn.ReLU(),
-        nn.Linear(256, 2 * latents),
-    )
-    decoder = nn.Sequential(
-        nn.Linear(latents, 256), nn.ReLU(),
-        nn.Linear(256, 256), nn.ReLU(),
-        nn.Linear(256, 32 * 4 * 4), nn.ReLU(),
-        nn.Unflatten(1, (32, 4, 4)),
-        *_conv_stack([32, 32, 32, 32, channels], transpose=True),
-    )
-    return encoder, decoder
-
-
-def _conv64_deep(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
-    encoder = nn.Sequential(
-        *_conv_stack([channels, 32, 32, 64, 64], transpose=False),  # 64 -> 4
-        nn.Conv2d(64, 256, 4), nn.ReLU(),  # 4 -> 1
-        nn.Flatten(),
-        nn.Linear(256, 2 * latents),
-    )
-    decoder = nn.Sequential(
-        nn.Linear(latents, 256), nn.ReLU(),
-        nn.Unflatten(1, (256, 1, 1)),
-        nn.ConvTranspose2d(256, 64, 4), nn.ReLU(),  # 1 -> 4
-        *_conv_stack([64, 64, 32, 32, channels], transpose=True),
-    )
-    return encoder, decoder
-
-
-def _dlib_conv(latents: int, channels: int) -> tuple[nn.Module, nn.Module]:
-    encoder = nn.Sequential(
-        *_conv_stack([channels, 32, 32], transpose=False),  # 64 -> 16
-        nn.Conv2d(32, 64, 2, stride=2), nn.ReLU(),  # 16 -> 8
-        nn.Conv2d(64, 64, 2, stride=2), nn.ReLU(),  # 8 -> 4
-        nn.Flatten(),
-        nn.Linear(64 * 4 * 4, 256), nn.ReLU(),
-        nn.Linear(256, 2 * latents),
-    )
-    decoder = nn.Sequential(
-        nn.Linear(latents, 256), nn.ReLU(),
-        nn.Linear(256, 64 * 4 * 4), nn.ReLU(),
-        nn.Unflatten(1, (64, 4, 4)),
-        *_conv_stack([64, 64, 32, 32, channels], transpose=True),
-    )
-    return encoder, decoder
-
-
-ARCHITECTURES = Registry("architecture", {"fc": _fc, "conv64": _conv64, "conv64_deep": _conv64_deep,
-                                          "dlib_conv": _dlib_conv})
-
-
-@dataclass
-class ModelConfig:
-    arch: str = setting("conv64", "\"fc\" (Higgins et al.), \"conv64\" (Burgess et al.), \"conv64_deep\" (CelebA), "
-                        "\"dlib_conv\" (disentanglement_lib's)", choices=ARCHITECTURES)
-    latents: int = setting(10, "size of the code z", low=1, high=MAX_LATENTS)
-    channels: int = setting(1, "image channels: 1 for dSprites, 3 for colour images", low=1, high=MAX_CHANNELS)
-    likelihood: str = setting("bernoulli", "\"bernoulli\" (binary images) or \"gaussian\" (natural images)",
-                              choices=LIKELIHOODS)
-    gaussian_std: float = setting(0.7071067811865476, "sigma of the Gaussian likelihood; 1/sqrt(2) = summed MSE",
-                                  positive=True)
 
 
 def build_model(m: ModelConfig, objective: str) -> BetaVAE:
@@ -171,7 +51,7 @@ def write_export(state_dict: dict[str, torch.Tensor], cfg, out_dir: Path, evalua
     card and, where it was evaluated, its evaluation.json."""
     with torch.device("meta"):  # the layers' names and shapes only
         model = BetaVAE(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    model.write(vae_state(state_dict), export_config(cfg), out_dir, evaluation)
+    model.write(vae_state(state_dict), export_config(cfg.model, cfg.to_dict()), out_dir, evaluation)
 
 
 def read_evaluation(export: Path) -> dict | None:

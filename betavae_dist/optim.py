@@ -1,42 +1,30 @@
-"""Optimisers, by the name `optim.name` gives."""
+"""The optimisers `optim.name` names (optim_config.py), built with their parameter groups."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .config import setting
 from .objectives.base import CRITIC
-from .registry import ConfigError, Registry
+from .optim_config import OPTIMIZERS, OptimConfig
+from .registry import ConfigError
 
-def _adam(params, o: OptimConfig) -> torch.optim.Optimizer:
+
+def adam(params, o: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
 
 
-def _adamw(params, o: OptimConfig) -> torch.optim.Optimizer:
+def adamw(params, o: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
 
 
-def _adagrad(params, o: OptimConfig) -> torch.optim.Optimizer:
+def adagrad(params, o: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
-def _sgd(params, o: OptimConfig) -> torch.optim.Optimizer:
+def sgd(params, o: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=o.lr, momentum=o.beta1, weight_decay=o.weight_decay)
 
 
-OPTIMIZERS = Registry("optimiser", {"adam": _adam, "adamw": _adamw, "adagrad": _adagrad, "sgd": _sgd})
-
-
-@dataclass
-class OptimConfig:
-    name: str = setting("adam", "the optimiser", choices=OPTIMIZERS)
-    lr: float = setting(5e-4, "learning rate", positive=True)
-    beta1: float = setting(0.9, "Adam's first-moment decay; SGD's momentum", low=0, high=0.999999, allowed="in [0, 1)")
-    beta2: float = setting(0.999, "Adam's second-moment decay", low=0, high=0.999999, allowed="in [0, 1)")
-    weight_decay: float = setting(0.0, "L2 penalty (decoupled for adamw)", low=0)
-    grad_clip: float = setting(0.0, "max global grad norm; 0 disables clipping", low=0, allowed=">= 0 (0 = off)")
 CAPTURABLE = ("adam", "adamw", "sgd")  # state all on the device with `capturable`: a CUDA graph can step them
 
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from .data.batches import Batching
-from .objectives import Objective, build_objective
+from .objectives import build_objective
+from .objectives.base import Objective
 from .optim import CAPTURABLE
 from .rundir import RunDir
 

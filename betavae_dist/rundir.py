@@ -17,14 +17,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import torch
-
 from . import checkpoint
 from .config import ConfigError, identity_changes, save_yaml
 from .config_files import load
 from .errors import BetaVAEError
 from .export import EVALUATION
-from .models import activation_bytes
 
 if TYPE_CHECKING:
     from .experiment import Config
@@ -95,20 +92,6 @@ class RunDir:
 
 class TrainingError(BetaVAEError, RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is untouched."""
-
-
-def check_memory(cfg: Config, samples: int) -> None:
-    """Refuse a micro-batch whose activations alone (about twice the forward's layer outputs, for
-    backward's temporaries) would not fit in one device's memory: a GPU's, else this machine's."""
-    need = 2 * samples * activation_bytes(cfg.model.arch, cfg.model.latents, cfg.model.channels)
-    if torch.cuda.is_available():
-        where, have = torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).total_memory
-    else:
-        where, have = "this machine's memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size}: {samples} samples per micro-batch need about "
-                          f"{need / 2**30:,.0f} GiB of activations ({cfg.model.arch}), more than {where} has "
-                          f"({have / 2**30:,.0f} GiB); lower train.batch_size or raise train.grad_accum")
 
 
 def open_metrics_log(path: Path, start: int) -> TextIO:

@@ -7,17 +7,14 @@ export/ (model.safetensors + config.json), reconstruction.png and traversal.png.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate.tracking import get_available_trackers
 from accelerate.utils import DistributedType, set_seed
 
 from . import checkpoint, tracking, visualize
-from .config import ConfigError
 from .data import build_batches, build_dataset
-from .data.batches import Batching, NoiseWindow
+from .data.batches import NoiseWindow
 from .distributed import (Heartbeat, configure_deepspeed, die_with_launcher, launched_world_size, make_accelerator,
                           offloads_optimizer, shutdown, unwrap)
 from .experiment import Config
@@ -26,27 +23,16 @@ from .metrics import evaluate_model
 from .models import BetaVAE, build_model, write_export
 from .optim import build_optimizer, parameter_groups
 from .plan import Plan, make_plan
+from .preflight import preflight
 from .progress import Lines
 from .results import record
-from .rundir import RunDir, TrainingError, check_memory
+from .rundir import RunDir, TrainingError
 from .runtime import cpu_threads, keep_heap
 from .step import launch_obstacle, loss_terms, make_step
 from .stepstats import StepStats, finite_weights
 from .stopping import StopSignal
 
 FIGURES = ("reconstruction", "traversal")  # RUN/<name>.png
-
-
-def preflight(cfg: Config, world_size: int) -> None:
-    """The checks that need no process group: each rank runs them first, and `betavae_dist.launch`
-    before it starts any rank."""
-    missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
-    if missing:
-        raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")
-    check_memory(cfg, Batching.of(cfg.train, world_size).micro)
-    RunDir(cfg.run_dir).refuse_another_run(cfg)
-    if cfg.train.resume not in ("auto", "force", "none") and not Path(cfg.train.resume).is_dir():
-        raise ConfigError(f"train.resume={cfg.train.resume}: no such checkpoint directory")
 
 
 def invariance_caveats(cfg: Config, objective, ranks: int) -> list[str]:

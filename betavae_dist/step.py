@@ -27,7 +27,7 @@ from torch.nn.utils import clip_grad_norm_, get_total_norm
 from .cuda_graph import capture, set_capturable
 from .data.batches import upload
 from .distributed import unwrap
-from .objectives import Objective
+from .objectives.base import Objective
 from .stepstats import StepStats
 
 if TYPE_CHECKING:

@@ -35,7 +35,9 @@ class TrainConfig:
         return comma_list(self.report_to)
 
     def check(self) -> None:
-        from accelerate.tracking import LOGGER_TYPE_TO_CLASS  # when checked, not when imported: accelerate is heavy
+        if not self.trackers:
+            return
+        from accelerate.tracking import LOGGER_TYPE_TO_CLASS  # only to check named trackers: accelerate is heavy
 
         known = ("all", *LOGGER_TYPE_TO_CLASS)
         unknown = [t for t in self.trackers if t not in known]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .models import BetaVAE
-from .objectives.likelihoods import LIKELIHOODS
+from .model_config import LIKELIHOODS
 
 
 def to_pixels(output: torch.Tensor, likelihood: str) -> torch.Tensor:

@@ -101,3 +101,19 @@ def test_the_training_settings_load_no_engine():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == ("['betavae_dist', 'betavae_dist.config', 'betavae_dist.errors', 'betavae_dist.registry', "
                               "'betavae_dist.train_config']")
+
+
+def test_composing_and_checking_a_config_loads_no_engine():
+    """experiment.py and every part's settings (and the registries of names they choose from) import
+    no torch, scikit-learn, accelerate or Hub client: a config is composed, checked and its choices
+    listed (launch's check, --help) without the engine; the parts load when first built."""
+    import subprocess
+    import sys
+    code = ("import sys; from betavae_dist import config, experiment; "
+            "cfg = experiment.from_sources(None, ['loss.objective=factor_vae', 'model.arch=fc', 'optim.name=adamw', "
+            "'model.likelihood=gaussian', 'eval.metrics=beta_vae,dci,sap', 'data.name=color_dsprites', 'model.channels=3']); "
+            "assert config.choices(cfg)['model.arch'] == ('fc', 'conv64', 'conv64_deep', 'dlib_conv'); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'sklearn', 'accelerate', 'huggingface_hub', 'safetensors', 'numba'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

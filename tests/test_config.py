@@ -129,7 +129,7 @@ def test_each_objective_has_its_own_settings_and_a_key_of_another_names_it(capsy
 def test_allowed_names_come_from_the_registries():
     from betavae_dist.config import choices
     from betavae_dist.experiment import Config
-    from betavae_dist.optim import OPTIMIZERS
+    from betavae_dist.optim_config import OPTIMIZERS
     OPTIMIZERS.register("lion_test")(OPTIMIZERS["sgd"])
     try:
         assert from_sources(None, ["optim.name=lion_test"]).optim.name == "lion_test"
@@ -184,6 +184,6 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_starting(tmp_path):
                                    "train.batch_size=1048576"])
     assert proc.returncode == 2 and "train.batch_size=1048576: 1048576 samples per micro-batch need about" in proc.stderr
     assert "lower train.batch_size or raise train.grad_accum" in proc.stderr and not (tmp_path / "r").exists()
-    from betavae_dist.rundir import check_memory
+    from betavae_dist.preflight import check_memory
 
     check_memory(from_sources(None, ["train.batch_size=1048576", "train.grad_accum=1024"]), 1024)

@@ -4,12 +4,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from betavae_dist.model_config import LIKELIHOODS
 from betavae_dist.models import ModelConfig
 from betavae_dist.objectives import OBJECTIVES
 from betavae_dist.objectives.annealed import Annealed
 from betavae_dist.objectives.base import kl_to_standard_normal
 from betavae_dist.objectives.beta import Beta
-from betavae_dist.objectives.likelihoods import LIKELIHOODS
 
 
 def reconstruction_nll(output, x, likelihood, std):
@@ -120,3 +120,16 @@ def test_a_pack_of_two_settings_equals_its_solo_runs(tmp_path, objective, settin
         train_solo(cfg("solo", value))
         assert_close_weights(weights(tmp_path / "pack" / value / "export"), weights(tmp_path / "solo" / value / "export"),
                              steps=20)
+
+
+def test_what_settings_py_declares_of_each_objective_is_the_objectives_own():
+    """The config reads an objective's Settings (and whether it trains a critic) before the
+    objective is imported: settings.py's declarations must be the objective's own."""
+    import subprocess
+    import sys
+    code = ("from betavae_dist.objectives.settings import OBJECTIVES as O; "
+            "declared = {name: O.about(name).Settings for name in O}; "
+            "print(len(declared), all(O[n].Settings is s and s.trains_critic == (O[n].critic is not None) "
+            "for n, s in declared.items()))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == \
+        ["6", "True"]

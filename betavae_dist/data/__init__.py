@@ -22,12 +22,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..config import setting
 from ..registry import ConfigError, Registry
-from .batches import Batching, DeviceBatches, StepBatches
 from .dataset import DataError, FactorDataset
 from .cars3d import Cars3D
 from .dsprites import DSprites
@@ -35,6 +33,11 @@ from .dsprites_variants import ColorDSprites, NoisyDSprites, ScreamDSprites
 from .mpi3d import MPI3D, MPI3DReal
 from .norb import SmallNORB
 from .shapes3d import Shapes3D
+
+if TYPE_CHECKING:
+    import torch
+
+    from .batches import Batching
 
 DATASETS = Registry("dataset", {
     "dsprites": DSprites,  # Higgins et al. 2017, rendered here
@@ -85,13 +88,14 @@ def build_dataset(data: DataConfig) -> FactorDataset:
         raise DataError(str(e)) from None
 
 
-def build_batches(data: DataConfig, seed: int, channels: int, batching: Batching,
-                  device: torch.device = torch.device("cpu")):
+def build_batches(data: DataConfig, seed: int, channels: int, batching: Batching, device: torch.device):
     """The training micro-batch source named by `data.source`, yielding this rank's micro-batches
     (`batching`: plan.py's) of `channels`-channel images (model.channels) on `device`, in the data
-    order of `seed`."""
+    order of `seed`. Imported here, not with the config: torch, and webdataset for runs that stream."""
+    from .batches import DeviceBatches, StepBatches
+
     if data.source == "webdataset":
-        from .stream import ShardStream  # webdataset is imported only by runs that stream
+        from .stream import ShardStream
 
         return ShardStream(data, seed, channels, batching, device)
     if device.type == "cuda":

@@ -16,11 +16,12 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import BetaVAEError
 
 if TYPE_CHECKING:
+    import torch
+
     from . import DataConfig
 
 
@@ -100,6 +101,8 @@ class FactorDataset:
 
     def images(self, factors: np.ndarray) -> np.ndarray:
         """(n, C, H, W) float32 images in [0, 1]."""
+        import torch  # here, not at import: the registry's datasets are imported with the config
+
         return to_unit(torch.from_numpy(self.raw_images(factors)), self.pixel_max).numpy()
 
 

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"rank_{accelerator.process_index}.json").write_text(json.dumps({"epochs": epochs}))
     accelerator.print(f"{accelerator.num_processes} rank(s), {stream.batches_per_epoch} batches of "
-                      f"{stream.micro_batch} per rank per epoch; keys in {args.out}")
+                      f"{stream.batching.micro} per rank per epoch; keys in {args.out}")
     shutdown(accelerator)
 
 

@@ -29,7 +29,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..models import IMAGE_SIZE
+from ..model_config import IMAGE_SIZE
 from ..registry import ConfigError
 from .batches import Batching, to_device
 from .dataset import to_unit
@@ -99,21 +99,22 @@ class _EpochRanges(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         batches = s.batches_per_epoch // workers + (worker < s.batches_per_epoch % workers)
         first_batch = worker * (s.batches_per_epoch // workers) + min(worker, s.batches_per_epoch % workers)
-        start = s.rank * s.batches_per_epoch * s.micro_batch + first_batch * s.micro_batch
-        planned = batches * s.micro_batch
+        rank, micro = s.batching.rank, s.batching.micro
+        start = rank * s.batches_per_epoch * micro + first_batch * micro
+        planned = batches * micro
         pieces = s.pieces(self.epoch, start, start + planned)
         counter = _Counter(s.data.on_error, s.data.max_skip_fraction, planned)
-        rng = random.Random(hash((s.seed, self.epoch, s.rank, worker)))
+        rng = random.Random(hash((s.seed, self.epoch, rank, worker)))
         samples = wds.shuffle(s.data.shuffle_buffer, initial=s.data.shuffle_buffer, rng=rng)(
             read_range(pieces, s.decode, counter))
         seen: list[tuple[str, np.ndarray]] = []
         repeated = 0
         for _ in range(batches):
-            batch = list(itertools.islice(samples, s.micro_batch))
-            seen.extend(batch[: s.micro_batch - len(seen)])
-            while len(batch) < s.micro_batch:  # skipped samples: repeat seen ones to keep K batches
+            batch = list(itertools.islice(samples, micro))
+            seen.extend(batch[: micro - len(seen)])
+            while len(batch) < micro:  # skipped samples: repeat seen ones to keep K batches
                 if not seen:
-                    raise StreamError(f"rank {s.rank} worker {worker}: no readable sample in its range")
+                    raise StreamError(f"rank {rank} worker {worker}: no readable sample in its range")
                 batch.append(seen[repeated % len(seen)])
                 repeated += 1
             images = to_unit(torch.from_numpy(np.stack([image for _, image in batch])), 255)  # 8-bit images
@@ -137,7 +138,6 @@ class ShardStream:
                  device: torch.device = torch.device("cpu")):
         """`data`: the `data.*` settings; `channels`: the model's (model.channels)."""
         self.data, self.seed, self.batching, self.device = data, seed, batching, device
-        self.rank, self.micro_batch = batching.rank, batching.micro
         self.urls, self.counts, self.manifest = load_manifest(data)
         total = sum(self.counts)
         self.steps_per_epoch = total // batching.batch_size

@@ -25,7 +25,7 @@ from ..errors import BetaVAEError
 from ..objectives.base import CRITIC  # the critic is in checkpoints, not in exports
 
 if TYPE_CHECKING:
-    from ..experiment import Config
+    from ..model_config import ModelConfig
 
 FORMAT = "betavae-dist/2"  # what is written; versions 1 and 2 are read
 VERSIONS = {"betavae-dist/1": 1, "betavae-dist/2": 2}
@@ -38,12 +38,12 @@ class ExportError(BetaVAEError, ValueError):
 CONFIG, WEIGHTS, EVALUATION = "config.json", "model.safetensors", "evaluation.json"  # EVALUATION: evaluate.py writes it
 
 
-def export_config(cfg: Config) -> dict:
-    """What config.json holds: the architecture, the likelihood and the whole training config."""
+def export_config(model: ModelConfig, training_config: dict) -> dict:
+    """What config.json holds: the architecture and likelihood (`model.*`) and the whole training config."""
     return {
-        "model": {"arch": cfg.model.arch, "latents": cfg.model.latents, "channels": cfg.model.channels},
-        "likelihood": cfg.model.likelihood,
-        "training_config": cfg.to_dict(),
+        "model": {"arch": model.arch, "latents": model.latents, "channels": model.channels},
+        "likelihood": model.likelihood,
+        "training_config": training_config,
     }
 
 

@@ -36,7 +36,6 @@ from .modularity import ModularitySettings, modularity_explicitness
 from .sap import SAPSettings, sap
 from .unsupervised import UnsupervisedSettings, unsupervised
 
-import torch
 from rich.progress import Progress
 
 if TYPE_CHECKING:
@@ -143,6 +142,8 @@ def evaluate_model(model, dataset: FactorDataset, settings: EvalConfig, accelera
     runs its share of forward passes and of fits). Each distinct image is encoded once for all the
     metrics. `settings`: the `eval.*` section. `progress` gets a line for the images encoded, one
     per metric's points and one for the fits."""
+    import torch  # here, not at import: the metrics' settings are imported with the config
+
     progress = progress or Progress(disable=True)
     device = accelerator.device if accelerator else next((p.device for p in model.parameters()), torch.device("cpu"))
     results = {}

@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from ..data.dataset import grid_factors, grid_index
+
+if TYPE_CHECKING:
+    import torch
 
 Represent = Callable[[np.ndarray], np.ndarray]
 
@@ -37,6 +39,7 @@ def model_representation(model: torch.nn.Module, dataset, device: torch.device |
     """Factor vectors -> the codes of their images: the encoder's mean (the metrics' protocol), or
     (`sampled`) a draw of q(z|x), mean + exp(logvar / 2) · ε, with ε a function of (seed, the
     image's grid index) alone, so that an image has one sampled code on any number of ranks."""
+    import torch  # here, not at import: the metrics' settings are imported with the config
 
     @torch.no_grad()
     def represent(factors: np.ndarray) -> np.ndarray:
@@ -113,6 +116,8 @@ class CodeTable:
         return self._codes[flat]
 
     def _encode(self, flat: np.ndarray) -> np.ndarray:
+        import torch  # here, not at import: the metrics' settings are imported with the config
+
         start = time.perf_counter()
         self.on_requested(len(flat))
         world = self.accelerator.num_processes if self.accelerator else 1

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
@@ -76,6 +75,8 @@ def _run(fits: list[Fit], mine: list[int], advance: Callable[[], None]) -> list[
     share of the cores): with at least as many fits as threads, a pool of single-threaded fits (the
     classifiers hold the process-wide one-thread BLAS limit throughout); else one after another,
     each on all of them."""
+    import torch  # here, not at import: the metrics' settings are imported with the config
+
     threads = torch.get_num_threads()
 
     def one(i: int, threads: int) -> tuple[int, Any, float]:

@@ -8,18 +8,8 @@ its settings `gamma`, `c_max` and `iteration_threshold`; its study: γ = 1,000, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..config import setting
-from .base import LossConfig, Objective
-
-
-@dataclass
-class AnnealedSettings(LossConfig):
-    gamma: float = setting(1000.0, "weight of |KL - C|", low=0)
-    capacity_max: float = setting(25.0, "final capacity C, in nats (disentanglement_lib: c_max)", low=0)
-    capacity_steps: int = setting(100_000, "C rises linearly from 0 to capacity_max over this many steps "
-                                  "(disentanglement_lib: iteration_threshold)", positive=True)
+from .base import Objective
+from .settings import AnnealedSettings
 
 
 class Annealed(Objective):

@@ -8,46 +8,28 @@ Code that averages the reconstruction over pixels instead needs β/N for the sam
 
 As in disentanglement_lib's `methods/unsupervised/vae.py`, a method is a subclass that overrides
 `regulariser` only (and `schedule`, if the regulariser depends on the training step), and declares
-its hyperparameters as its `Settings`, a subclass of `LossConfig` (`loss.<name>` in configs; in a
-pack, each point's float settings are its own). The engine averages, all-reduces and logs every
+its hyperparameters as its `Settings`, a subclass of `LossConfig` (`loss.<name>` in configs, declared
+in settings.py; in a pack, each point's float settings are its own). The engine averages, all-reduces and logs every
 term named in `terms`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..config import setting
-from ..registry import Registry
-from .likelihoods import LIKELIHOODS
+from ..model_config import LIKELIHOODS
+from .settings import LossConfig
 
 if TYPE_CHECKING:
-    from ..models import ModelConfig
+    from ..model_config import ModelConfig
 
-
-# The objectives by the name `loss.objective` gives; objectives/__init__.py lists the built-in ones.
-OBJECTIVES = Registry("objective")
 
 CRITIC = "critic."  # the model's attribute that holds an objective's critic, as its parameters' names begin
 
-
-@dataclass
-class LossConfig:
-    """The `loss` section: `objective` names the method, and the section then holds that method's
-    own settings (its `Settings`, a subclass of this)."""
-
-    SWITCH: ClassVar[str] = "objective"
-    objective: str = setting("beta", "the method (objectives/); the keys below marked with it are its settings",
-                             choices=OBJECTIVES)
-
-    @staticmethod
-    def variant(name: str) -> type[LossConfig]:
-        return OBJECTIVES[name].Settings
 
 Scalar = float | torch.Tensor  # a schedule value: a number, or a 0-dim fp32 tensor a CUDA graph refills
 
@@ -63,7 +45,8 @@ class Objective:
 
     Settings: ClassVar[type[LossConfig]] = LossConfig  # the method's hyperparameters: loss.<name>
     # A second network trained in the same step (FactorVAE's discriminator), built from the number of
-    # latents: the model's `critic`, with its own optimiser settings (`critic_group`). It minimises
+    # latents: the model's `critic`, with its own optimiser settings (`critic_group`; its Settings say
+    # `trains_critic`). It minimises
     # `trained_terms` (the VAE does not); the regulariser calls it through `judge`.
     critic: ClassVar[Callable[[int], nn.Module] | None] = None  # its parameters' names start with CRITIC
     trained_terms: tuple[str, ...] = ()

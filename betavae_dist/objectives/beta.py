@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..config import setting
-from .base import LossConfig, Objective
-
-
-@dataclass
-class BetaSettings(LossConfig):
-    beta: float = setting(4.0, "weight of the KL; 1 is the plain VAE", low=0)
+from .base import Objective
+from .settings import BetaSettings
 
 
 class Beta(Objective):

@@ -12,17 +12,11 @@ ranks do not train the same model.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from ..config import setting
-from .base import LossConfig, Objective
-
-
-@dataclass
-class BetaTCVAESettings(LossConfig):
-    beta: float = setting(6.0, "the total correlation's weight: KL + (beta - 1) x TC", low=0)
+from .base import Objective
+from .settings import BetaTCVAESettings
 
 
 def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

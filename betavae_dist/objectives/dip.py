@@ -11,25 +11,10 @@ C is a batch statistic, not a mean of per-sample terms: ranks and gradient accum
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import setting
-from .base import LossConfig, Objective
-
-
-@dataclass
-class DIPSettings(LossConfig):
-    lambda_od: float = setting(10.0, "weight of the off-diagonal covariance penalty", low=0)
-    lambda_d_factor: float = setting(10.0, "the diagonal's weight is this x lambda_od (disentanglement_lib: 10 for "
-                                     "DIP-VAE-I, 1 for II)", low=0)
-
-
-@dataclass
-class DIPIISettings(DIPSettings):
-    lambda_d_factor: float = setting(1.0, "the diagonal's weight is this x lambda_od (disentanglement_lib: 10 for "
-                                     "DIP-VAE-I, 1 for II)", low=0)
+from .base import Objective
+from .settings import DIPIISettings, DIPSettings
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:

@@ -20,27 +20,15 @@ and n ranks, or accumulation, train other models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import setting
-from .base import LossConfig, Objective
+from .base import Objective
+from .settings import FactorVAESettings
 
 WIDTH, DEPTH = 1000, 6  # fc_discriminator
 LEAK = 0.2  # tf.nn.leaky_relu's alpha
-
-
-@dataclass
-class FactorVAESettings(LossConfig):
-    gamma: float = setting(10.0, "weight of the discriminator's total-correlation estimate", low=0)
-    critic_lr: float = setting(1e-4, "the discriminator's Adam learning rate", positive=True)
-    critic_beta1: float = setting(0.5, "the discriminator's Adam first-moment decay", low=0, high=0.999999,
-                                  allowed="in [0, 1)")
-    critic_beta2: float = setting(0.9, "the discriminator's Adam second-moment decay", low=0, high=0.999999,
-                                  allowed="in [0, 1)")
 
 
 def discriminator(latents: int) -> nn.Module:

@@ -1,5 +1,5 @@
-"""Decoder likelihoods p(x|z) (`model.likelihood`): the per-pixel negative log-likelihood the
-objective sums, and the image a decoder output stands for (for figures)."""
+"""Decoder likelihoods p(x|z) (`model.likelihood`, named in model_config.py): the per-pixel negative
+log-likelihood the objective sums, and the image a decoder output stands for (for figures)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
-from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,5 @@ def _gaussian_nll(output: torch.Tensor, x: torch.Tensor, std: float) -> torch.Te
     return (output - x).square() / (2.0 * std**2)
 
 
-LIKELIHOODS = Registry("likelihood", {
-    "bernoulli": Likelihood(_bernoulli_nll, torch.sigmoid),  # binary images (dSprites)
-    "gaussian": Likelihood(_gaussian_nll, lambda output: output.clamp(0, 1)),  # natural images
-})
+BERNOULLI = Likelihood(_bernoulli_nll, torch.sigmoid)
+GAUSSIAN = Likelihood(_gaussian_nll, lambda output: output.clamp(0, 1))

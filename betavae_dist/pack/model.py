@@ -26,7 +26,7 @@ from ..export import vae_state
 from ..objectives.base import CRITIC
 from ..models import IMAGE_SIZE, BetaVAE, build_model
 from ..objectives import OBJECTIVES
-from ..objectives.base import LossConfig
+from ..objectives.settings import LossConfig
 
 if TYPE_CHECKING:
     from ..experiment import Config

@@ -27,7 +27,8 @@ from ..models import write_export
 from ..objectives import OBJECTIVES
 from ..optim import build_optimizer, parameter_groups
 from ..plan import Plan, make_plan
-from ..rundir import RunDir, TrainingError, check_memory
+from ..preflight import check_memory
+from ..rundir import RunDir, TrainingError
 from ..runtime import keep_heap
 from ..solo import save_figures
 from ..stepstats import StepStats

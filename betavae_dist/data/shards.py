@@ -192,12 +192,16 @@ def folder_jobs(src: Path, prep: Preprocessing) -> list:
     return jobs
 
 
-def read_celeba_attributes(path: Path) -> dict[str, dict[str, int]]:
-    """list_attr_celeba.txt: a count line, a line of 40 names, then `file v1 ... v40` with v = ±1."""
+def _lines(path: Path) -> list[str]:
     try:
-        lines = path.read_text().splitlines()
+        return path.read_text().splitlines()
     except OSError as e:
         raise ShardError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_celeba_attributes(path: Path) -> dict[str, dict[str, int]]:
+    """list_attr_celeba.txt: a count line, a line of 40 names, then `file v1 ... v40` with v = ±1."""
+    lines = _lines(path)
     if len(lines) < 2:
         raise ShardError(f"{path}: expected a count line and a line of attribute names")
     names = lines[1].split()
@@ -216,10 +220,7 @@ def read_celeba_attributes(path: Path) -> dict[str, dict[str, int]]:
 
 def read_celeba_partition(path: Path) -> dict[str, str]:
     """list_eval_partition.txt: `file 0|1|2` for train/valid/test."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise ShardError(f"cannot read {path}: {e.strerror}") from None
+    lines = _lines(path)
     split = {}
     for number, line in enumerate(lines, start=1):
         fields = line.split()

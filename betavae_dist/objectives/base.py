@@ -9,8 +9,8 @@ Code that averages the reconstruction over pixels instead needs β/N for the sam
 As in disentanglement_lib's `methods/unsupervised/vae.py`, a method is a subclass that overrides
 `regulariser` only (and `schedule`, if the regulariser depends on the training step), and declares
 its hyperparameters as its `Settings`, a subclass of `LossConfig` (`loss.<name>` in configs, declared
-in settings.py; in a pack, each point's float settings are its own). The engine averages, all-reduces and logs every
-term named in `terms`.
+in settings.py; in a pack, each point's float settings are its own). The engine averages,
+all-reduces and logs every term named in `terms`.
 """
 
 from __future__ import annotations

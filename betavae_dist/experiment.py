@@ -1,7 +1,7 @@
 """One run's configuration, composed of the settings each part declares (none of these modules
 imports torch: composing and checking a config loads no engine):
 
-    data   data/__init__.py         DataConfig         model  model_config.py  ModelConfig
+    data   data/settings.py         DataConfig         model  model_config.py  ModelConfig
     loss   objectives/settings.py   the objective's    optim  optim_config.py  OptimConfig
     train  train_config.py          TrainConfig        eval   metrics/         EvalConfig (and each metric's)
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from . import config, config_files
 from .config import MAX_SEED, ConfigError, section, setting
-from .data import DATASETS, DataConfig
+from .data.settings import DATASETS, DataConfig
 from .metrics import EvalConfig
 from .model_config import ModelConfig
 from .objectives.settings import BetaSettings, LossConfig

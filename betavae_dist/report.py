@@ -18,7 +18,7 @@ from .metrics.codes import factor_set
 from .table import TABLE, point_status, study_table, write_table
 
 if TYPE_CHECKING:
-    from .sweep import Sweep
+    from .sweep_file import Sweep
 
 
 def mean_std(values: list[float]) -> str:

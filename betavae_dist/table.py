@@ -16,7 +16,7 @@ from .metrics import headline_keys
 from .rundir import RunDir
 
 if TYPE_CHECKING:
-    from .sweep import Sweep
+    from .sweep_file import Sweep
 
 TABLE = "table.csv"
 

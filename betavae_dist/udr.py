@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from .sweep import Sweep
+    from .sweep_file import Sweep
 
 KL_THRESHOLD = 0.01  # nats: latents below it are not compared
 KINDS = ("lasso", "spearman")

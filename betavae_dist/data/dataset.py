@@ -7,7 +7,7 @@ factors' names and sizes and its image shape, and returns raw uint8 images (`raw
 and the WebDataset stream all go through it.
 
 A new dataset is a subclass with the class attributes below and `raw_images`, in its own file,
-plus one line in the registry of `data/__init__.py` (or `DATASETS.register("name")`).
+plus one line in the registry of `data/settings.py` (or `DATASETS.register("name")`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..errors import BetaVAEError
 if TYPE_CHECKING:
     import torch
 
-    from . import DataConfig
+    from .settings import DataConfig
 
 
 class DataError(BetaVAEError, RuntimeError):

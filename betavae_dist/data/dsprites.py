@@ -25,7 +25,7 @@ import numpy as np
 from .dataset import FactorDataset
 
 if TYPE_CHECKING:
-    from . import DataConfig
+    from .settings import DataConfig
 
 FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (1, 3, 6, 40, 32, 32)

@@ -25,7 +25,7 @@ from PIL import Image
 from .dsprites import DSprites
 
 if TYPE_CHECKING:
-    from . import DataConfig
+    from .settings import DataConfig
 
 
 def uniforms(seed: int, index: np.ndarray, count: int) -> np.ndarray:

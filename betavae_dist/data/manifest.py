@@ -18,7 +18,7 @@ from ..registry import ConfigError
 from .dataset import DataError
 
 if TYPE_CHECKING:
-    from . import DataConfig
+    from .settings import DataConfig
 
 MANIFEST = "manifest.json"  # beside the shards
 FORMAT = "betavae-dist-shards/1"  # ours (shards.py, index.py write it)

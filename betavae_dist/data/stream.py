@@ -38,7 +38,7 @@ from .manifest import StreamError, load_manifest
 from .tars import regular_files
 
 if TYPE_CHECKING:
-    from . import DataConfig
+    from .settings import DataConfig
 
 class _Counter:
     """Skipped samples of one worker, with the policy that decides what a bad sample does."""

@@ -44,7 +44,7 @@ if [[ -n "${FULL_SWEEP:-}" ]]; then
     python3 - "$sweep_file" "$RUNS/full_sweep.log" "$OUT/sweep.tar.gz" ${SWEEP_ARGS:-} <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
 import json, statistics, sys, tarfile
 from betavae_dist.experiment import from_sources
-from betavae_dist.sweep import Sweep
+from betavae_dist.sweep_file import Sweep
 sweep, steps, rates = Sweep.load(sys.argv[1]), {}, []
 with tarfile.open(sys.argv[3], "w:gz") as tar:  # one file back: the log and the sweep without checkpoints and exports
     tar.add(sys.argv[2], "full_sweep.log")

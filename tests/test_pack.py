@@ -24,7 +24,7 @@ from betavae_dist.objectives import build_objective
 from betavae_dist.pack.model import PackedVAE
 from betavae_dist.pack.train import split_packs
 from betavae_dist.rundir import RunDir
-from betavae_dist.sweep import Sweep
+from betavae_dist.sweep_file import Sweep
 from betavae_dist.evaluate import main as evaluate_main
 from betavae_dist.sweep import main as sweep_main
 from helpers import HUNG, ROOT, TINY, adam_drift_bound, in_process, train_here, weights, write_sweep

@@ -6,7 +6,7 @@ import json
 import yaml
 
 from betavae_dist.report import study_report
-from betavae_dist.sweep import Sweep
+from betavae_dist.sweep_file import Sweep
 from helpers import ROOT
 
 STUDY = ROOT / "configs" / "study"

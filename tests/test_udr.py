@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from betavae_dist.sweep import Sweep
+from betavae_dist.sweep_file import Sweep
 from betavae_dist.udr import lasso_matrix, relative_strength_disentanglement, score_sweep, spearman_matrix, udr_scores
 
 

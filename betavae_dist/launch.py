@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     if checked:
         cfg = load_or_exit(argv[len(launch_args) + 2:], CHECKED)  # one line and exit 2 on a bad config
-        from .preflight import preflight  # the trainer's imports only when it is the one launched
+        from .preflight import preflight  # torch and accelerate only when the trainer is the one launched
 
         try:
             preflight(cfg, ranks or 1)

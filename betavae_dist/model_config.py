@@ -30,4 +30,3 @@ class ModelConfig:
                               choices=LIKELIHOODS)
     gaussian_std: float = setting(0.7071067811865476, "sigma of the Gaussian likelihood; 1/sqrt(2) = summed MSE",
                                   positive=True)
-

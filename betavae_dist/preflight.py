@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 
 def preflight(cfg: Config, world_size: int) -> None:
-    """The checks that need no process group: each rank runs them first, and `betavae_dist.launch`
-    before it starts any rank."""
+    """The trackers named are installed, a micro-batch on `world_size` ranks fits in memory, the run
+    directory holds no other run, and a checkpoint directory that train.resume names exists."""
     missing = [t for t in cfg.train.trackers if t != "all" and t not in map(str, get_available_trackers())]
     if missing:
         raise ConfigError(f"train.report_to={missing[0]} needs its package: pip install {missing[0]}")

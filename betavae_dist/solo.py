@@ -7,7 +7,6 @@ export/ (model.safetensors + config.json), reconstruction.png and traversal.png.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from accelerate.utils import DistributedType, set_seed

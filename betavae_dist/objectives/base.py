@@ -46,8 +46,8 @@ class Objective:
     Settings: ClassVar[type[LossConfig]] = LossConfig  # the method's hyperparameters: loss.<name>
     # A second network trained in the same step (FactorVAE's discriminator), built from the number of
     # latents: the model's `critic`, with its own optimiser settings (`critic_group`; its Settings say
-    # `trains_critic`). It minimises
-    # `trained_terms` (the VAE does not); the regulariser calls it through `judge`.
+    # `trains_critic`). It minimises `trained_terms` (the VAE does not); the regulariser calls it
+    # through `judge`.
     critic: ClassVar[Callable[[int], nn.Module] | None] = None  # its parameters' names start with CRITIC
     trained_terms: tuple[str, ...] = ()
     shared_settings: tuple[str, ...] = ()  # settings the points of a pack must share (optimiser groups)
